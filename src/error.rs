@@ -1,0 +1,99 @@
+//! The crate's error: one variant per layer, each carrying the object it is about, wrapped with
+//! the environment and pipeline stage so a user reads which environment, stage and object failed.
+
+use crate::fork::ForkError;
+use crate::source::SourceError;
+use crate::spec::SpecError;
+use std::fmt;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The pipeline stage a failure happened in (also used by status and exit codes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stage {
+    Spec,
+    Source,
+    Fork,
+    Cluster,
+    Sync,
+    Status,
+}
+
+impl fmt::Display for Stage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = match self {
+            Stage::Spec => "spec",
+            Stage::Source => "source",
+            Stage::Fork => "fork",
+            Stage::Cluster => "cluster",
+            Stage::Sync => "sync",
+            Stage::Status => "status",
+        };
+        f.write_str(name)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("environment {env}: {stage}: {source}")]
+    Stage {
+        env: String,
+        stage: Stage,
+        #[source]
+        source: Box<Error>,
+    },
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    Fork(#[from] ForkError),
+    /// Invalid command-line input; nothing was changed.
+    #[error("{0}")]
+    Usage(String),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    /// 2 for invalid input (nothing was changed), 1 for a failure.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Stage { source, .. } => source.exit_code(),
+            Error::Spec(_) | Error::Fork(_) | Error::Usage(_) => 2,
+            Error::Source(e) if e.is_invalid_input() => 2,
+            Error::Source(_) | Error::Io { .. } => 1,
+        }
+    }
+
+    pub fn io(what: impl Into<String>, source: std::io::Error) -> Self {
+        Error::Io {
+            what: what.into(),
+            source,
+        }
+    }
+
+    pub fn stage(self, env: &str, stage: Stage) -> Self {
+        Error::Stage {
+            env: env.to_string(),
+            stage,
+            source: Box::new(self),
+        }
+    }
+}
+
+/// Attaches environment and stage to any layer's error.
+pub trait InStage<T> {
+    fn in_stage(self, env: &str, stage: Stage) -> Result<T>;
+}
+
+impl<T, E: Into<Error>> InStage<T> for std::result::Result<T, E> {
+    fn in_stage(self, env: &str, stage: Stage) -> Result<T> {
+        self.map_err(|e| e.into().stage(env, stage))
+    }
+}

@@ -1,0 +1,22 @@
+//! sprout: ephemeral environments forked from production's desired state in git.
+//!
+//! The pipeline flows one way, one module per stage:
+//! [`spec`] → [`source`] → [`fork`] → cluster → sync → status.
+//! [`desired`] runs the first three; [`commands`] are the verbs on top.
+
+pub mod builtin_templates;
+pub mod cli;
+pub mod commands;
+pub mod desired;
+pub mod error;
+pub mod fork;
+pub mod naming;
+pub mod object;
+pub mod output;
+pub mod process;
+pub mod project;
+pub mod source;
+pub mod spec;
+pub mod template;
+
+pub use error::{Error, Result, Stage};
