@@ -1,0 +1,103 @@
+//! A sprout project: the folder holding `environments/`, `templates/` and `sprout.yaml`.
+
+use crate::spec::{Environment, SpecError, SpecLoader};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+pub const SETTINGS_FILE: &str = "sprout.yaml";
+pub const ENVIRONMENTS_DIR: &str = "environments";
+pub const TEMPLATES_DIR: &str = "templates";
+
+/// `sprout.yaml`; every field optional, unknown fields rejected.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Settings {
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
+    /// Kube contexts sprout must never write to.
+    #[serde(default)]
+    pub forbidden_contexts: Vec<String>,
+    #[serde(default = "default_grace_period")]
+    pub grace_period: String,
+    #[serde(default = "default_max_delete_percent")]
+    pub max_delete_percent: u32,
+    #[serde(default)]
+    pub generators: Vec<serde_json::Value>,
+}
+
+fn default_state_dir() -> PathBuf {
+    PathBuf::from(".sprout")
+}
+fn default_grace_period() -> String {
+    "10m".into()
+}
+fn default_max_delete_percent() -> u32 {
+    50
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            state_dir: default_state_dir(),
+            forbidden_contexts: Vec::new(),
+            grace_period: default_grace_period(),
+            max_delete_percent: default_max_delete_percent(),
+            generators: Vec::new(),
+        }
+    }
+}
+
+pub struct Project {
+    pub root: PathBuf,
+    pub settings: Settings,
+    specs: SpecLoader,
+}
+
+impl Project {
+    /// Opens the project at `root`; a missing `sprout.yaml` means the defaults.
+    pub fn open(root: &Path) -> Result<Self, SpecError> {
+        let root = root.to_path_buf();
+        let settings_path = root.join(SETTINGS_FILE);
+        let settings = match std::fs::read_to_string(&settings_path) {
+            Ok(text) if text.trim().is_empty() => Settings::default(),
+            Ok(text) => serde_yaml::from_str(&text)
+                .map_err(|e| crate::spec::yaml_error(SETTINGS_FILE, &e))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Settings::default(),
+            Err(source) => {
+                return Err(SpecError::Read {
+                    file: SETTINGS_FILE.into(),
+                    source,
+                });
+            }
+        };
+        if let Err(e) = humantime::parse_duration(&settings.grace_period) {
+            return Err(SpecError::Invalid {
+                file: SETTINGS_FILE.into(),
+                line: 1,
+                message: format!("invalid gracePeriod `{}`: {e}", settings.grace_period),
+            });
+        }
+        let specs = SpecLoader::new(&root, &root.join(ENVIRONMENTS_DIR));
+        Ok(Project {
+            root,
+            settings,
+            specs,
+        })
+    }
+
+    pub fn environment(&self, name: &str) -> Result<Environment, SpecError> {
+        self.specs.load(name)
+    }
+
+    pub fn environment_names(&self) -> Result<Vec<String>, SpecError> {
+        self.specs.names()
+    }
+
+    pub fn spec_path(&self, name: &str) -> PathBuf {
+        self.specs.path_of(name)
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.root.join(&self.settings.state_dir)
+    }
+}

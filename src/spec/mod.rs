@@ -1,0 +1,360 @@
+//! Environment specs: `environments/<name>.yaml`, resolved through `from` into an
+//! [`Environment`] whose source is complete and whose every field has been checked.
+
+mod document;
+mod location;
+
+pub use document::*;
+pub(crate) use location::is_key_of;
+pub use location::{line_of, yaml_error};
+
+use crate::naming::{self, Backend};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    /// Bad input in a spec file, located.
+    #[error("{file}:{line}: {message}")]
+    Invalid {
+        file: String,
+        line: usize,
+        message: String,
+    },
+    #[error("no environment named `{name}` ({file} does not exist); `sprout list` shows them")]
+    NotFound { name: String, file: String },
+    #[error("{file}: {source}")]
+    Read {
+        file: String,
+        source: std::io::Error,
+    },
+}
+
+/// An environment with its inheritance resolved and its fields checked.
+#[derive(Debug, Clone)]
+pub struct Environment {
+    pub name: String,
+    /// The spec file, relative to the project root, for messages.
+    pub file: String,
+    /// The spec file's text, for locating template errors.
+    pub text: String,
+    pub labels: BTreeMap<String, String>,
+    pub protected: bool,
+    pub from: Option<String>,
+    pub source: Source,
+    pub cluster: Option<ClusterSpec>,
+    pub overlay: Overlay,
+    pub lifecycle: Lifecycle,
+    /// The document as written (for `up` to rewrite it, e.g. with `--extend`).
+    pub document: EnvironmentDocument,
+}
+
+/// Where the desired state lives, every field known.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Source {
+    pub repo: String,
+    pub reference: String,
+    pub path: String,
+    pub render: RenderMode,
+    pub helm: HelmOptions,
+}
+
+impl Environment {
+    pub fn owner(&self) -> Option<&str> {
+        self.labels.get("sprout.dev/owner").map(String::as_str)
+    }
+
+    /// The branch this environment follows: its `sprout.dev/branch` label, else its ref.
+    pub fn branch(&self) -> &str {
+        self.labels
+            .get("sprout.dev/branch")
+            .map(String::as_str)
+            .unwrap_or(&self.source.reference)
+    }
+
+    pub fn pull_request(&self) -> Option<u64> {
+        self.labels.get("sprout.dev/pr")?.parse().ok()
+    }
+
+    /// Where namespaced objects land: `overlay.namespace`, else the environment's name.
+    pub fn target_namespace(&self) -> &str {
+        self.overlay.namespace.as_deref().unwrap_or(&self.name)
+    }
+
+    /// Line of `key` in the spec file (1 when not found), for messages.
+    pub fn line_of(&self, key: &str) -> usize {
+        line_of(&self.text, key)
+    }
+}
+
+/// Reads environment files from `dir` (the project's `environments/`).
+pub struct SpecLoader {
+    root: PathBuf,
+    dir: PathBuf,
+}
+
+impl SpecLoader {
+    pub fn new(root: &Path, dir: &Path) -> Self {
+        SpecLoader {
+            root: root.to_path_buf(),
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    /// Names of all environments, sorted.
+    pub fn names(&self) -> Result<Vec<String>, SpecError> {
+        let entries = match std::fs::read_dir(&self.dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(source) => {
+                return Err(SpecError::Read {
+                    file: self.display(&self.dir),
+                    source,
+                });
+            }
+        };
+        let mut names: Vec<String> = entries
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+            .filter_map(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    pub fn path_of(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("{name}.yaml"))
+    }
+
+    fn display(&self, path: &Path) -> String {
+        path.strip_prefix(&self.root)
+            .unwrap_or(path)
+            .display()
+            .to_string()
+    }
+
+    /// The environment `name`, with `from` resolved and every field checked.
+    pub fn load(&self, name: &str) -> Result<Environment, SpecError> {
+        let mut chain: Vec<(String, Parsed)> = Vec::new();
+        let mut next = Some(name.to_string());
+        while let Some(current) = next {
+            if let Some(pos) = chain.iter().position(|(n, _)| *n == current) {
+                let (_, child) = chain.last().expect("a chain with a repeat has entries");
+                let cycle: Vec<&str> = chain[pos..]
+                    .iter()
+                    .map(|(n, _)| n.as_str())
+                    .chain([current.as_str()])
+                    .collect();
+                return Err(child.invalid(
+                    "from:",
+                    format!(
+                        "`from` makes a cycle: {}; one environment must hold the source itself",
+                        cycle.join(" → ")
+                    ),
+                ));
+            }
+            let parsed = match self.parse(&current) {
+                Err(SpecError::NotFound { name, .. }) if !chain.is_empty() => {
+                    let (_, child) = chain.last().expect("checked non-empty");
+                    return Err(child.invalid(
+                        "from:",
+                        format!("`from: {name}` names no environment (no {}.yaml)", name),
+                    ));
+                }
+                other => other?,
+            };
+            next = parsed.document.spec.from.clone();
+            chain.push((current, parsed));
+        }
+        resolve(chain.into_iter().map(|(_, p)| p).collect())
+    }
+
+    fn parse(&self, name: &str) -> Result<Parsed, SpecError> {
+        let path = self.path_of(name);
+        let file = self.display(&path);
+        if let Err(message) = naming::check(name, Backend::Namespace) {
+            return Err(SpecError::Invalid {
+                file,
+                line: 1,
+                message: format!("invalid environment name: {message}"),
+            });
+        }
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(SpecError::NotFound {
+                    name: name.to_string(),
+                    file,
+                });
+            }
+            Err(source) => return Err(SpecError::Read { file, source }),
+        };
+        let document: EnvironmentDocument =
+            serde_yaml::from_str(&text).map_err(|e| location::yaml_error(&file, &e))?;
+        let parsed = Parsed {
+            file,
+            text,
+            document,
+        };
+        parsed.check(name)?;
+        Ok(parsed)
+    }
+}
+
+/// One spec file, read and parsed.
+struct Parsed {
+    file: String,
+    text: String,
+    document: EnvironmentDocument,
+}
+
+impl Parsed {
+    fn invalid(&self, key: &str, message: String) -> SpecError {
+        SpecError::Invalid {
+            file: self.file.clone(),
+            line: line_of(&self.text, key),
+            message,
+        }
+    }
+
+    /// Checks that need no other file.
+    fn check(&self, file_stem: &str) -> Result<(), SpecError> {
+        let doc = &self.document;
+        if doc.api_version != API_VERSION {
+            return Err(self.invalid(
+                "apiVersion:",
+                format!(
+                    "apiVersion must be {API_VERSION}, not `{}`",
+                    doc.api_version
+                ),
+            ));
+        }
+        if doc.kind != KIND {
+            return Err(self.invalid("kind:", format!("kind must be {KIND}, not `{}`", doc.kind)));
+        }
+        if let Err(message) = naming::check(&doc.metadata.name, Backend::Namespace) {
+            return Err(self.invalid("name:", format!("invalid environment name: {message}")));
+        }
+        if doc.metadata.name != file_stem {
+            return Err(self.invalid(
+                "name:",
+                format!(
+                    "metadata.name `{}` does not match the file name; rename the file to {}.yaml or fix the name",
+                    doc.metadata.name, doc.metadata.name
+                ),
+            ));
+        }
+        let overlay = &doc.spec.overlay;
+        if let Some(ns) = &overlay.namespace
+            && let Err(message) = naming::check(ns, Backend::Namespace)
+        {
+            return Err(self.invalid(
+                "namespace:",
+                format!("invalid overlay.namespace: {message}"),
+            ));
+        }
+        if let Some(resources) = &overlay.resources {
+            let scale = resources.scale.as_f64().unwrap_or(-1.0);
+            if scale <= 0.0 || !scale.is_finite() {
+                return Err(self.invalid(
+                    "scale:",
+                    format!(
+                        "overlay.resources.scale must be a positive number, not {}",
+                        resources.scale
+                    ),
+                ));
+            }
+        }
+        self.check_lifecycle()
+    }
+
+    fn check_lifecycle(&self) -> Result<(), SpecError> {
+        let lifecycle = &self.document.spec.lifecycle;
+        if let Some(ttl) = &lifecycle.ttl
+            && let Err(e) = humantime::parse_duration(ttl)
+        {
+            return Err(self.invalid(
+                "ttl:",
+                format!("invalid lifecycle.ttl `{ttl}`: {e} (try 8h or 90m)"),
+            ));
+        }
+        for (key, schedule) in [
+            ("teardown:", &lifecycle.teardown),
+            ("wake:", &lifecycle.wake),
+        ] {
+            if let Some(schedule) = schedule
+                && let Err(e) = parse_crontab(schedule)
+            {
+                return Err(self.invalid(
+                    key,
+                    format!("invalid schedule `{schedule}`: {e} (a 5-field crontab, e.g. \"0 12 * * 1-5\")"),
+                ));
+            }
+        }
+        if let Some(tz) = &lifecycle.timezone
+            && chrono_tz::Tz::from_str(tz).is_err()
+        {
+            return Err(self.invalid(
+                "timezone:",
+                format!("unknown timezone `{tz}` (an IANA name such as Europe/Berlin)"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A standard 5-field crontab as a `cron` schedule (which wants a leading seconds field).
+pub fn parse_crontab(expr: &str) -> Result<cron::Schedule, String> {
+    let fields = expr.split_whitespace().count();
+    if fields != 5 {
+        return Err(format!("expected 5 fields, found {fields}"));
+    }
+    cron::Schedule::from_str(&format!("0 {expr}")).map_err(|e| e.to_string())
+}
+
+/// Folds a chain `[child, parent, grandparent, ...]` into one environment: source fields are
+/// inherited field by field; the rest belongs to the child alone, so a fork never inherits
+/// production's cluster, protection or lifecycle by accident.
+fn resolve(chain: Vec<Parsed>) -> Result<Environment, SpecError> {
+    let mut fields = SourceFields::default();
+    for parsed in &chain {
+        let s = &parsed.document.spec.source;
+        fields.repo = fields.repo.or_else(|| s.repo.clone());
+        fields.reference = fields.reference.or_else(|| s.reference.clone());
+        fields.path = fields.path.or_else(|| s.path.clone());
+        fields.render = fields.render.or(s.render);
+        fields.helm = fields.helm.or_else(|| s.helm.clone());
+    }
+    let mut chain = chain.into_iter();
+    let own = chain
+        .next()
+        .expect("a chain holds at least the environment itself");
+    let Some(reference) = fields.reference else {
+        return Err(own.invalid(
+            "source:",
+            "no source ref: set spec.source.ref (a branch, tag or commit) or inherit one with `from`".into(),
+        ));
+    };
+    let doc = own.document.clone();
+    Ok(Environment {
+        name: doc.metadata.name.clone(),
+        file: own.file,
+        text: own.text,
+        labels: doc.metadata.labels.clone(),
+        protected: doc.spec.protected,
+        from: doc.spec.from.clone(),
+        source: Source {
+            repo: fields.repo.unwrap_or_else(|| ".".into()),
+            reference,
+            path: fields.path.unwrap_or_else(|| ".".into()),
+            render: fields.render.unwrap_or_default(),
+            helm: fields.helm.unwrap_or_default(),
+        },
+        cluster: doc.spec.cluster.clone(),
+        overlay: doc.spec.overlay.clone(),
+        lifecycle: doc.spec.lifecycle.clone(),
+        document: doc,
+    })
+}
