@@ -1,0 +1,214 @@
+//! Stage 1, source: `repo@ref` → a commit → the objects under `path`, rendered if need be.
+
+mod parse;
+mod render;
+pub mod repo;
+mod tree;
+
+pub use parse::parse;
+
+use crate::object::Object;
+use crate::process::ProcessError;
+use crate::spec::{RenderMode, Source};
+use std::collections::HashMap;
+use std::path::Path;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("repository {repo}: {message}")]
+    Repo { repo: String, message: String },
+    #[error(
+        "repository {repo} is unreachable: {message}; check the URL, your network and credentials"
+    )]
+    Unreachable { repo: String, message: String },
+    #[error(
+        "ref `{reference}` not found in repository {repo}{}; check spec.source.ref",
+        known_list(known)
+    )]
+    RefNotFound {
+        repo: String,
+        reference: String,
+        known: Vec<String>,
+    },
+    #[error(
+        "path `{path}` does not exist (or is not a folder) in {repo} at `{reference}`; check spec.source.path"
+    )]
+    PathNotFound {
+        repo: String,
+        reference: String,
+        path: String,
+    },
+    #[error("render: {render} needs {tool}, which is not installed; {hint}")]
+    ToolMissing {
+        tool: String,
+        render: &'static str,
+        hint: &'static str,
+    },
+    #[error("render: {render}: {source}")]
+    Render {
+        render: &'static str,
+        source: ProcessError,
+    },
+    #[error("{file}:{line}: document {document}: invalid YAML: {message}")]
+    Parse {
+        file: String,
+        document: usize,
+        line: usize,
+        message: String,
+    },
+    #[error("{file}: document {document}: {message}")]
+    NotAnObject {
+        file: String,
+        document: usize,
+        message: String,
+    },
+    #[error("{object} is defined twice: in {first} and in {second}")]
+    Duplicate {
+        object: String,
+        first: String,
+        second: String,
+    },
+    #[error("cannot write checkout {path}: {source}")]
+    Checkout {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+impl SourceError {
+    /// Whether the input (spec, repository content) is at fault rather than the environment.
+    pub fn is_invalid_input(&self) -> bool {
+        !matches!(
+            self,
+            SourceError::Unreachable { .. }
+                | SourceError::Checkout { .. }
+                | SourceError::Repo { .. }
+        )
+    }
+}
+
+fn known_list(known: &[String]) -> String {
+    if known.is_empty() {
+        String::new()
+    } else {
+        format!(" (branches include: {})", known.join(", "))
+    }
+}
+
+/// The desired state of a source at one commit.
+#[derive(Debug)]
+pub struct Fetched {
+    pub commit: String,
+    pub render: RenderMode,
+    pub objects: Vec<Object>,
+    /// Manifest files read from git (0 when a render tool produced the objects).
+    pub files_read: usize,
+}
+
+/// Resolves the source and reads (or renders) its objects. `cache_dir` holds fetched remotes.
+pub fn fetch(
+    source: &Source,
+    project_root: &Path,
+    cache_dir: &Path,
+) -> Result<Fetched, SourceError> {
+    let opened = repo::open(&source.repo, project_root, cache_dir)?;
+    let commit = repo::resolve(&opened, &source.repo, &source.reference)?;
+    let folder = tree::subtree(
+        &opened.repo,
+        commit,
+        &source.path,
+        &source.repo,
+        &source.reference,
+    )?;
+    let render = match source.render {
+        RenderMode::Auto => {
+            let shape = tree::shape(&folder);
+            if shape.has_kustomization {
+                RenderMode::Kustomize
+            } else if shape.has_chart {
+                RenderMode::Helm
+            } else {
+                RenderMode::Manifests
+            }
+        }
+        explicit => explicit,
+    };
+    let (objects, files_read) = match render {
+        RenderMode::Manifests | RenderMode::Auto => {
+            let files = tree::manifest_files(&opened.repo, &folder, &source.path)?;
+            (parse_files(&files)?, files.len())
+        }
+        RenderMode::Kustomize | RenderMode::Helm => {
+            let checkout = tempfile::tempdir().map_err(|e| SourceError::Checkout {
+                path: std::env::temp_dir().display().to_string(),
+                source: e,
+            })?;
+            tree::checkout(&opened.repo, commit, checkout.path())?;
+            let dir = checkout.path().join(source.path.trim_matches('/'));
+            let (tool, output) = if render == RenderMode::Kustomize {
+                render::kustomize(&dir)?
+            } else {
+                let default_release = Path::new(&source.path)
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .filter(|n| n != ".")
+                    .unwrap_or_else(|| "release".into());
+                render::helm(&dir, &source.helm, &default_release)?
+            };
+            let name = format!("{tool} {}", source.path);
+            (parse(&name, &String::from_utf8_lossy(&output))?, 0)
+        }
+    };
+    reject_duplicates(&objects)?;
+    Ok(Fetched {
+        commit: commit.to_string(),
+        render,
+        objects,
+        files_read,
+    })
+}
+
+/// Parses files on every core: YAML parsing dominates the cost of a large source.
+fn parse_files(files: &[tree::SourceFile]) -> Result<Vec<Object>, SourceError> {
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8);
+    let chunk = files.len().div_ceil(workers).max(1);
+    let parsed: Vec<Result<Vec<Object>, SourceError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = files
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || {
+                    let mut objects = Vec::new();
+                    for file in part {
+                        objects.extend(parse(&file.path, &String::from_utf8_lossy(&file.content))?);
+                    }
+                    Ok(objects)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("parser thread panicked"))
+            .collect()
+    });
+    let mut objects = Vec::new();
+    for part in parsed {
+        objects.extend(part?);
+    }
+    Ok(objects)
+}
+
+fn reject_duplicates(objects: &[Object]) -> Result<(), SourceError> {
+    let mut seen: HashMap<_, &Object> = HashMap::with_capacity(objects.len());
+    for object in objects {
+        if let Some(first) = seen.insert(object.object_ref(), object) {
+            return Err(SourceError::Duplicate {
+                object: object.object_ref().to_string(),
+                first: first.origin.to_string(),
+                second: object.origin.to_string(),
+            });
+        }
+    }
+    Ok(())
+}
