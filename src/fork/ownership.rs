@@ -1,0 +1,37 @@
+//! Ownership labels on every object, and the server-written fields a source copied from a live
+//! cluster may carry (status, uid, resourceVersion...), which must never be applied.
+
+use crate::object::Object;
+use serde_json::Value;
+
+pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+pub const MANAGED_BY_VALUE: &str = "sprout";
+pub const ENVIRONMENT_LABEL: &str = "sprout.dev/environment";
+
+const SERVER_FIELDS: &[&str] = &[
+    "uid",
+    "resourceVersion",
+    "generation",
+    "creationTimestamp",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "managedFields",
+    "selfLink",
+];
+
+pub fn mark_owned(object: &mut Object, environment: &str) {
+    object.body.remove("status");
+    let metadata = object.map_mut(&["metadata"]);
+    for field in SERVER_FIELDS {
+        metadata.remove(*field);
+    }
+    if let Some(Value::Object(annotations)) = metadata.get_mut("annotations") {
+        annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
+        if annotations.is_empty() {
+            metadata.remove("annotations");
+        }
+    }
+    let labels = object.map_mut(&["metadata", "labels"]);
+    labels.insert(MANAGED_BY.into(), Value::String(MANAGED_BY_VALUE.into()));
+    labels.insert(ENVIRONMENT_LABEL.into(), Value::String(environment.into()));
+}
