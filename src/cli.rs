@@ -1,0 +1,70 @@
+//! The command line (contract: DESIGN.md, "Command line"). Names and flags here are relied on by
+//! scripts and users: add freely, never rename.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "sprout",
+    version,
+    about = "Ephemeral environments forked from production's desired state in git"
+)]
+pub struct Cli {
+    /// Run as if started in DIR (the project root).
+    #[arg(short = 'C', global = true, value_name = "DIR")]
+    pub directory: Option<PathBuf>,
+    /// Output format.
+    #[arg(short = 'o', long = "output", global = true, value_enum, default_value_t = Format::Table)]
+    pub output: Format,
+    /// Kubeconfig file for providers that use an existing cluster.
+    #[arg(long, global = true, value_name = "FILE", env = "KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// More detail on stderr (-v: stage timings, -vv: debug).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+    /// Only errors on stderr.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+    Yaml,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Scaffold environments/production.yaml, templates/ and a .gitignore entry.
+    Init(InitArgs),
+    /// Print an environment's desired state (multi-document YAML, apply order); touches no cluster.
+    Render(RenderArgs),
+    /// Print a shell completion script.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Folder of production's desired state in this repository.
+    #[arg(long, default_value = "deploy/production")]
+    pub path: String,
+    /// Production's branch (default: the branch checked out now, else main).
+    #[arg(long = "ref")]
+    pub reference: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RenderArgs {
+    /// The environment (a file environments/ENV.yaml).
+    pub env: String,
+    /// Write one file per object into DIR instead of printing.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+}

@@ -1,0 +1,47 @@
+//! Spec → source → fork: an environment's desired state, computed without touching a cluster.
+//! Shared by `render`, `sync`, `diff` and `up`, so they can never disagree about it.
+
+use crate::error::{InStage, Result, Stage};
+use crate::fork::{self, Excluded};
+use crate::object::Object;
+use crate::project::Project;
+use crate::source;
+use crate::spec::{Environment, RenderMode};
+use std::time::{Duration, Instant};
+
+#[derive(Debug)]
+pub struct DesiredState {
+    pub commit: String,
+    pub render: RenderMode,
+    pub objects: Vec<Object>,
+    pub excluded: Excluded,
+    pub files_read: usize,
+    pub source_time: Duration,
+    pub fork_time: Duration,
+}
+
+pub fn compute(project: &Project, env: &Environment) -> Result<DesiredState> {
+    let started = Instant::now();
+    let cache = project.state_dir().join("cache");
+    let fetched =
+        source::fetch(&env.source, &project.root, &cache).in_stage(&env.name, Stage::Source)?;
+    let source_time = started.elapsed();
+    tracing::debug!(
+        env = %env.name, commit = %fetched.commit, objects = fetched.objects.len(),
+        files = fetched.files_read, ms = source_time.as_millis() as u64, "source read"
+    );
+    let started = Instant::now();
+    let forked =
+        fork::fork(fetched.objects, env, &fetched.commit).in_stage(&env.name, Stage::Fork)?;
+    let fork_time = started.elapsed();
+    tracing::debug!(env = %env.name, objects = forked.objects.len(), ms = fork_time.as_millis() as u64, "forked");
+    Ok(DesiredState {
+        commit: fetched.commit,
+        render: fetched.render,
+        objects: forked.objects,
+        excluded: forked.excluded,
+        files_read: fetched.files_read,
+        source_time,
+        fork_time,
+    })
+}
