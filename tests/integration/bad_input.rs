@@ -1,0 +1,204 @@
+//! Bad input: each case exits 2, names the file and line, and writes nothing.
+
+use crate::util::{TestRepo, boutique_project, stderr_of};
+
+/// Runs `render ENV --out DIR` and checks: exit 2, stderr holds every `expected` part, and the
+/// output folder was not created.
+fn rejects(repo: &TestRepo, env: &str, expected: &[&str]) -> String {
+    let out = repo.path().join("rendered-out");
+    let output = repo
+        .sprout()
+        .args(["render", env, "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stderr = stderr_of(&output);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    for part in expected {
+        assert!(stderr.contains(part), "expected {part:?} in: {stderr}");
+    }
+    assert!(!out.exists(), "nothing may be written on bad input");
+    stderr
+}
+
+fn minimal_repo() -> TestRepo {
+    let mut repo = TestRepo::new();
+    repo.write(
+        "deploy/app.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: app}\n",
+    );
+    repo.write(
+        "environments/production.yaml",
+        "apiVersion: sprout.dev/v1alpha1\nkind: Environment\nmetadata: {name: production}\nspec:\n  protected: true\n  source: {ref: main, path: deploy}\n",
+    );
+    repo.commit("production");
+    repo
+}
+
+const HEADER: &str = "apiVersion: sprout.dev/v1alpha1\nkind: Environment\n";
+
+#[test]
+fn malformed_spec_yaml() {
+    let repo = minimal_repo();
+    repo.write(
+        "environments/dev.yaml",
+        &format!(
+            "{HEADER}metadata: {{name: dev}}\nspec:\n  from: production\n  overlay: {{replicas: [\n"
+        ),
+    );
+    rejects(&repo, "dev", &["environments/dev.yaml:6"]);
+}
+
+#[test]
+fn malformed_manifest_yaml() {
+    let mut repo = minimal_repo();
+    repo.write("deploy/broken.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: ok}\n---\nkind: ConfigMap\nmetadata:\n  name: [broken\n");
+    repo.commit("broken");
+    repo.write(
+        "environments/dev.yaml",
+        &format!("{HEADER}metadata: {{name: dev}}\nspec:\n  from: production\n"),
+    );
+    rejects(
+        &repo,
+        "dev",
+        &["environment dev: source: deploy/broken.yaml:", "document 2"],
+    );
+}
+
+#[test]
+fn unknown_spec_field() {
+    let repo = minimal_repo();
+    repo.write("environments/dev.yaml", &format!("{HEADER}metadata: {{name: dev}}\nspec:\n  from: production\n  overlay:\n    replica: {{max: 1}}\n"));
+    rejects(
+        &repo,
+        "dev",
+        &["environments/dev.yaml:7", "unknown field `replica`"],
+    );
+}
+
+#[test]
+fn from_cycle() {
+    let repo = minimal_repo();
+    repo.write(
+        "environments/a.yaml",
+        &format!("{HEADER}metadata: {{name: a}}\nspec:\n  from: b\n"),
+    )
+    .write(
+        "environments/b.yaml",
+        &format!("{HEADER}metadata: {{name: b}}\nspec:\n  from: a\n"),
+    );
+    rejects(&repo, "a", &["environments/b.yaml:5", "cycle: a → b → a"]);
+}
+
+#[test]
+fn undefined_template_variable() {
+    let repo = minimal_repo();
+    repo.write(
+        "environments/dev.yaml",
+        &format!("{HEADER}metadata: {{name: dev}}\nspec:\n  from: production\n  overlay:\n    patches:\n      - target: {{kind: ConfigMap, name: app}}\n        patch: |\n          data:\n            who: \"{{{{ env.name }}}}\"\n            oops: \"{{{{ env.nmae }}}}\"\n"),
+    );
+    rejects(
+        &repo,
+        "dev",
+        &[
+            "environments/dev.yaml:12",
+            "overlay.patches[0].patch",
+            "nmae",
+        ],
+    );
+}
+
+#[test]
+fn invalid_environment_names() {
+    let repo = minimal_repo();
+    rejects(
+        &repo,
+        "Bad_Name",
+        &["invalid environment name", "lowercase"],
+    );
+    repo.write(
+        "environments/dev.yaml",
+        &format!("{HEADER}metadata: {{name: Dev}}\nspec:\n  from: production\n"),
+    );
+    rejects(
+        &repo,
+        "dev",
+        &["environments/dev.yaml:3", "invalid environment name"],
+    );
+}
+
+#[test]
+fn a_patch_or_image_that_matches_nothing() {
+    let repo = minimal_repo();
+    repo.write("environments/dev.yaml", &format!("{HEADER}metadata: {{name: dev}}\nspec:\n  from: production\n  overlay:\n    patches:\n      - target: {{kind: ConfigMap, name: typo}}\n        patch: '{{}}'\n"));
+    rejects(
+        &repo,
+        "dev",
+        &["environments/dev.yaml:8", "no ConfigMap named `typo`"],
+    );
+}
+
+#[test]
+fn invalid_schedule_and_ttl() {
+    let repo = minimal_repo();
+    repo.write("environments/dev.yaml", &format!("{HEADER}metadata: {{name: dev}}\nspec:\n  from: production\n  lifecycle:\n    ttl: 8h\n    teardown: \"0 12 * *\"\n"));
+    rejects(
+        &repo,
+        "dev",
+        &["environments/dev.yaml:8", "expected 5 fields"],
+    );
+    repo.write("environments/dev.yaml", &format!("{HEADER}metadata: {{name: dev}}\nspec:\n  from: production\n  lifecycle:\n    ttl: eight hours\n"));
+    rejects(&repo, "dev", &["environments/dev.yaml:7", "lifecycle.ttl"]);
+}
+
+#[test]
+fn missing_render_tools() {
+    let project = boutique_project();
+    let empty_path = tempfile::tempdir().unwrap();
+    let out = project.path().join("rendered-out");
+    let output = project
+        .sprout()
+        .env("PATH", empty_path.path())
+        .args(["render", "dev-alice", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stderr = stderr_of(&output);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(
+            "environment dev-alice: source: render: kustomize needs kubectl (or kustomize)"
+        ),
+        "{stderr}"
+    );
+    assert!(!out.exists());
+
+    let mut repo = minimal_repo();
+    repo.write(
+        "chart/Chart.yaml",
+        "apiVersion: v2\nname: app\nversion: 0.1.0\n",
+    )
+    .write(
+        "chart/templates/cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: app}\n",
+    );
+    repo.commit("a chart");
+    repo.write(
+        "environments/charted.yaml",
+        &format!(
+            "{HEADER}metadata: {{name: charted}}\nspec:\n  source: {{ref: main, path: chart}}\n"
+        ),
+    );
+    let output = repo
+        .sprout()
+        .env("PATH", empty_path.path())
+        .args(["render", "charted"])
+        .output()
+        .unwrap();
+    let stderr = stderr_of(&output);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("render: helm needs helm, which is not installed"),
+        "{stderr}"
+    );
+}

@@ -1,0 +1,8 @@
+//! One integration-test binary: the real `sprout` against real git repositories (and, for the
+//! sync and provider tiers, a real control plane).
+
+mod bad_input;
+mod git_sources;
+mod golden;
+mod init;
+mod util;
