@@ -91,11 +91,13 @@ impl NamespaceMap {
             .filter(|o| o.kind() == "Namespace" && o.group().is_empty())
             .map(|o| o.name().to_string())
             .collect();
-        // Every namespace an object lands in must exist; none is added that nothing uses.
+        // Every namespace an object lands in must exist, and so must the target namespace even
+        // when a multi-namespace source puts nothing there: it holds the environment's inventory.
         let used: BTreeSet<String> = objects
             .iter()
             .filter(|o| !scopes.is_cluster_scoped(o))
             .map(|o| o.namespace().to_string())
+            .chain([self.target_of("").to_string()])
             .filter(|ns| !present.contains(ns))
             .collect();
         for namespace in used {
