@@ -1,11 +1,12 @@
 //! sprout: ephemeral environments forked from production's desired state in git.
 //!
 //! The pipeline flows one way, one module per stage:
-//! [`spec`] → [`source`] → [`fork`] → cluster → sync → status.
+//! [`spec`] → [`source`] → [`fork`] → [`cluster`] → [`sync`] → [`state`] (status).
 //! [`desired`] runs the first three; [`commands`] are the verbs on top.
 
 pub mod builtin_templates;
 pub mod cli;
+pub mod cluster;
 pub mod commands;
 pub mod desired;
 pub mod error;
@@ -17,6 +18,8 @@ pub mod process;
 pub mod project;
 pub mod source;
 pub mod spec;
+pub mod state;
+pub mod sync;
 pub mod template;
 
 pub use error::{Error, Result, Stage};

@@ -1,0 +1,69 @@
+//! A kube client from a kubeconfig file and context.
+
+use super::{ClusterError, Target};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use std::path::Path;
+use std::time::Duration;
+
+fn read(path: &Path) -> Result<Kubeconfig, ClusterError> {
+    Kubeconfig::read_from(path).map_err(|e| ClusterError::Kubeconfig {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    })
+}
+
+pub fn current_context(path: &Path) -> Result<String, ClusterError> {
+    read(path)?
+        .current_context
+        .ok_or_else(|| ClusterError::Kubeconfig {
+            path: path.display().to_string(),
+            message: "no current-context; name one in the spec (cluster.namespace.context)".into(),
+        })
+}
+
+/// The API server URL of the target, for messages.
+pub fn server_of(target: &Target) -> String {
+    let Ok(config) = read(&target.kubeconfig) else {
+        return target.kubeconfig.display().to_string();
+    };
+    let context_name = target.context.clone().or(config.current_context.clone());
+    let cluster_name = config
+        .contexts
+        .iter()
+        .find(|c| Some(&c.name) == context_name.as_ref())
+        .and_then(|c| c.context.as_ref())
+        .map(|c| c.cluster.clone());
+    config
+        .clusters
+        .iter()
+        .find(|c| Some(&c.name) == cluster_name.as_ref())
+        .and_then(|c| c.cluster.as_ref())
+        .and_then(|c| c.server.clone())
+        .unwrap_or_else(|| target.kubeconfig.display().to_string())
+}
+
+pub async fn client(target: &Target) -> Result<kube::Client, ClusterError> {
+    let kubeconfig = read(&target.kubeconfig)?;
+    let options = KubeConfigOptions {
+        context: target.context.clone(),
+        ..Default::default()
+    };
+    let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &options)
+        .await
+        .map_err(|e| ClusterError::Kubeconfig {
+            path: target.kubeconfig.display().to_string(),
+            message: e.to_string(),
+        })?;
+    // Identifies sprout's requests in audit logs and server metrics.
+    config.headers.push((
+        http::header::USER_AGENT,
+        http::HeaderValue::from_static(concat!("sprout/", env!("CARGO_PKG_VERSION"))),
+    ));
+    // An unreachable server must fail fast rather than hang a CLI run.
+    config.connect_timeout = Some(Duration::from_secs(5));
+    config.read_timeout = Some(Duration::from_secs(60));
+    kube::Client::try_from(config).map_err(|e| ClusterError::Kubeconfig {
+        path: target.kubeconfig.display().to_string(),
+        message: e.to_string(),
+    })
+}
