@@ -49,6 +49,17 @@ pub enum Error {
     Source(#[from] SourceError),
     #[error(transparent)]
     Fork(#[from] ForkError),
+    /// `diff` found differences: not a failure of sprout, but exit 1 by contract.
+    #[error("environment {env}: {objects} object(s) differ from git")]
+    Drift { env: String, objects: usize },
+    #[error(
+        "environment {env} is being changed by another sprout run; try again when it has finished"
+    )]
+    Busy { env: String },
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::ClusterError),
+    #[error(transparent)]
+    Sync(#[from] crate::sync::SyncError),
     /// Invalid command-line input; nothing was changed.
     #[error("{0}")]
     Usage(String),
@@ -66,6 +77,8 @@ impl Error {
         match self {
             Error::Stage { source, .. } => source.exit_code(),
             Error::Spec(_) | Error::Fork(_) | Error::Usage(_) => 2,
+            Error::Cluster(e) if e.is_refusal() => 2,
+            Error::Cluster(_) | Error::Sync(_) | Error::Busy { .. } | Error::Drift { .. } => 1,
             Error::Source(e) if e.is_invalid_input() => 2,
             Error::Source(_) | Error::Io { .. } => 1,
         }

@@ -1,0 +1,311 @@
+//! The live cluster as sync sees it: discovery, and get/list/apply/delete of dynamic objects by
+//! reference, with errors that name the object.
+//!
+//! Retries: kube's client already retries 429, 503 and 504 with backoff and honours
+//! `Retry-After`; on top of that, calls here retry 500 and 502 answers and transport failures
+//! (connection reset, timeouts) a few times with exponential backoff and jitter, so one blip does
+//! not fail a sync of a thousand objects.
+
+use super::SyncError;
+use crate::object::{Object, ObjectRef};
+use kube::api::{
+    Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, Preconditions,
+    PropagationPolicy,
+};
+use kube::core::GroupVersionKind;
+use kube::discovery::{ApiCapabilities, ApiResource, Discovery, Scope};
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::time::Duration;
+
+pub const FIELD_MANAGER: &str = "sprout";
+
+pub struct Live {
+    pub client: kube::Client,
+    pub server: String,
+    discovery: Option<Discovery>,
+}
+
+/// How an object is addressed: its API resource and whether it is namespaced.
+#[derive(Clone)]
+pub struct Resolved {
+    pub resource: ApiResource,
+    pub namespaced: bool,
+}
+
+impl Live {
+    pub fn new(client: kube::Client, server: String) -> Self {
+        Live {
+            client,
+            server,
+            discovery: None,
+        }
+    }
+
+    /// Discovers the API groups the objects use. Aggregated discovery costs two requests; a
+    /// server that does not offer it (Kubernetes < 1.26) answers with no groups and no error,
+    /// so a missing group means "fall back to classic discovery".
+    pub async fn discover(&mut self, groups: &BTreeSet<String>) -> Result<(), SyncError> {
+        let wanted: Vec<&str> = groups.iter().map(String::as_str).collect();
+        let aggregated = Discovery::new(self.client.clone())
+            .filter(&wanted)
+            .run_aggregated()
+            .await;
+        let complete = |d: &Discovery| wanted.iter().all(|g| d.has_group(g));
+        let discovery = match aggregated {
+            Ok(d) if complete(&d) => d,
+            _ => Discovery::new(self.client.clone())
+                .filter(&wanted)
+                .run()
+                .await
+                .map_err(|e| self.call_error("discovery", e))?,
+        };
+        self.discovery = Some(discovery);
+        Ok(())
+    }
+
+    pub fn resolve_kind(&self, api_version: &str, kind: &str) -> Option<Resolved> {
+        let (group, version) = match api_version.split_once('/') {
+            Some((g, v)) => (g, v),
+            None => ("", api_version),
+        };
+        let gvk = GroupVersionKind::gvk(group, version, kind);
+        let (resource, caps): (ApiResource, ApiCapabilities) =
+            self.discovery.as_ref()?.resolve_gvk(&gvk)?;
+        Some(Resolved {
+            resource,
+            namespaced: caps.scope == Scope::Namespaced,
+        })
+    }
+
+    pub fn resolve(&self, object: &Object) -> Result<Resolved, SyncError> {
+        self.resolve_kind(object.api_version(), object.kind())
+            .ok_or_else(|| SyncError::UnknownKind {
+                object: object.object_ref().to_string(),
+                api_version: object.api_version().to_string(),
+            })
+    }
+
+    fn api(&self, resolved: &Resolved, namespace: &str) -> Api<DynamicObject> {
+        if resolved.namespaced {
+            Api::namespaced_with(self.client.clone(), namespace, &resolved.resource)
+        } else {
+            Api::all_with(self.client.clone(), &resolved.resource)
+        }
+    }
+
+    pub async fn get(
+        &self,
+        resolved: &Resolved,
+        reference: &ObjectRef,
+    ) -> Result<Option<Value>, SyncError> {
+        let api = self.api(resolved, &reference.namespace);
+        let found = retrying(|| api.get_opt(&reference.name))
+            .await
+            .map_err(|e| self.object_error(reference, "read", e))?;
+        Ok(found.map(|o| serde_json::to_value(o).expect("objects serialize")))
+    }
+
+    /// Every object of one resource in one namespace ("" = cluster-wide), as JSON.
+    pub async fn list(
+        &self,
+        resolved: &Resolved,
+        namespace: &str,
+    ) -> Result<Vec<Value>, SyncError> {
+        let api = self.api(resolved, namespace);
+        let params = ListParams::default();
+        let list = retrying(|| api.list(&params)).await.map_err(|e| {
+            self.call_error(
+                &format!(
+                    "list {} in {}",
+                    resolved.resource.plural,
+                    display_ns(namespace)
+                ),
+                e,
+            )
+        })?;
+        Ok(list
+            .items
+            .into_iter()
+            .map(|o| serde_json::to_value(o).expect("objects serialize"))
+            .collect())
+    }
+
+    /// Server-side apply with field manager `sprout`. `force` takes fields over from other
+    /// managers, which sprout only does on objects its inventory already holds.
+    pub async fn apply(
+        &self,
+        resolved: &Resolved,
+        object: &Object,
+        force: bool,
+        dry_run: bool,
+    ) -> Result<Value, SyncError> {
+        let api = self.api(resolved, object.namespace());
+        let mut params = PatchParams::apply(FIELD_MANAGER);
+        params.force = force;
+        params.dry_run = dry_run;
+        let body = Value::Object(object.body.clone());
+        let patch = Patch::Apply(&body);
+        let applied = retrying(|| api.patch(object.name(), &params, &patch))
+            .await
+            .map_err(|e| self.apply_error(object, e))?;
+        Ok(serde_json::to_value(applied).expect("objects serialize"))
+    }
+
+    /// Deletes exactly the object with `uid` (a precondition: a re-created namesake survives).
+    /// Returns false when it was already gone.
+    pub async fn delete(
+        &self,
+        resolved: &Resolved,
+        reference: &ObjectRef,
+        uid: &str,
+    ) -> Result<bool, SyncError> {
+        let api = self.api(resolved, &reference.namespace);
+        let params = DeleteParams {
+            propagation_policy: Some(PropagationPolicy::Background),
+            preconditions: Some(Preconditions {
+                uid: Some(uid.to_string()),
+                resource_version: None,
+            }),
+            ..Default::default()
+        };
+        match retrying(|| api.delete(&reference.name, &params)).await {
+            Ok(_) => Ok(true),
+            Err(kube::Error::Api(status)) if status.code == 404 => Ok(false),
+            Err(e) => Err(self.object_error(reference, "delete", e)),
+        }
+    }
+
+    pub async fn count_nodes(&self) -> Result<usize, SyncError> {
+        let api: Api<k8s_openapi::api::core::v1::Node> = Api::all(self.client.clone());
+        let params = ListParams::default();
+        let nodes = retrying(|| api.list_metadata(&params))
+            .await
+            .map_err(|e| self.call_error("list nodes", e))?;
+        Ok(nodes.items.len())
+    }
+
+    pub fn call_error(&self, what: &str, error: kube::Error) -> SyncError {
+        if is_transport(&error) {
+            return SyncError::Unreachable {
+                server: self.server.clone(),
+                message: error.to_string(),
+            };
+        }
+        SyncError::Api {
+            what: what.to_string(),
+            message: api_message(&error),
+        }
+    }
+
+    fn object_error(&self, reference: &ObjectRef, verb: &str, error: kube::Error) -> SyncError {
+        if is_transport(&error) {
+            return self.call_error(verb, error);
+        }
+        SyncError::Object {
+            object: reference.to_string(),
+            message: format!("{verb}: {}", api_message(&error)),
+        }
+    }
+
+    fn apply_error(&self, object: &Object, error: kube::Error) -> SyncError {
+        if let kube::Error::Api(status) = &error
+            && status.code == 409
+        {
+            let causes: Vec<String> = status
+                .details
+                .as_ref()
+                .map(|d| {
+                    d.causes
+                        .iter()
+                        .map(|c| format!("{} ({})", c.field, c.message))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let managers: BTreeSet<String> = status
+                .details
+                .iter()
+                .flat_map(|d| d.causes.iter())
+                .filter_map(|c| manager_in(&c.message))
+                .chain(manager_in(&status.message))
+                .collect();
+            return SyncError::Conflict {
+                object: object.object_ref().to_string(),
+                managers: managers.into_iter().collect(),
+                fields: causes,
+            };
+        }
+        self.object_error(&object.object_ref(), "apply", error)
+    }
+}
+
+fn display_ns(namespace: &str) -> &str {
+    if namespace.is_empty() {
+        "the cluster"
+    } else {
+        namespace
+    }
+}
+
+/// `conflict with "kubectl-edit" using v1` → `kubectl-edit`.
+fn manager_in(message: &str) -> Option<String> {
+    let start = message.find("conflict with \"")? + "conflict with \"".len();
+    let len = message[start..].find('"')?;
+    Some(message[start..start + len].to_string())
+}
+
+fn api_message(error: &kube::Error) -> String {
+    match error {
+        kube::Error::Api(status) => format!("{} ({})", status.message, status.code),
+        other => other.to_string(),
+    }
+}
+
+fn is_transport(error: &kube::Error) -> bool {
+    matches!(error, kube::Error::HyperError(_) | kube::Error::Service(_))
+}
+
+fn is_retryable(error: &kube::Error) -> bool {
+    match error {
+        kube::Error::Api(status) => matches!(status.code, 500 | 502),
+        other => is_transport(other),
+    }
+}
+
+/// Retries `call` on 500/502 and transport errors: 4 attempts, 200 ms doubling, with jitter.
+pub async fn retrying<T, F, Fut>(mut call: F) -> Result<T, kube::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, kube::Error>>,
+{
+    let mut delay = Duration::from_millis(200);
+    for attempt in 1.. {
+        match call().await {
+            Err(e) if attempt < 4 && is_retryable(&e) => {
+                // Jitter spreads the retries of many concurrent requests apart.
+                let clock = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default();
+                let jitter = Duration::from_nanos(u64::from(clock.subsec_nanos()) % 100_000_000);
+                tracing::debug!(error = %e, attempt, "retrying");
+                tokio::time::sleep(delay + jitter).await;
+                delay *= 2;
+            }
+            other => return other,
+        }
+    }
+    unreachable!("the loop returns")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn managers_are_read_from_conflict_messages() {
+        assert_eq!(
+            super::manager_in("conflict with \"kubectl-edit\" using v1: .data.x").as_deref(),
+            Some("kubectl-edit")
+        );
+        assert_eq!(super::manager_in("something else"), None);
+    }
+}

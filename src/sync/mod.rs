@@ -1,0 +1,536 @@
+//! Stage 4, sync: converge a cluster to an environment's desired state, safely.
+//!
+//! The order is fixed (after Flux `ssa/manager_apply.go`):
+//! 1. read the inventory, discover the API groups involved;
+//! 2. preflight, before any write: every kind is served (or defined by a CRD being applied),
+//!    and no existing object that belongs to someone else would be taken over;
+//! 3. apply CRDs and Namespaces, record the grown inventory, wait until CRDs are established;
+//! 4. apply the rest in apply order (webhooks last), `concurrency` requests in flight,
+//!    skipping every object that is unchanged (no request at all);
+//! 5. prune inventory entries no longer desired, in reverse order (see [`prune`]);
+//! 6. record the inventory, then wait for health.
+//!
+//! A sync with nothing to change sends no write request.
+
+pub mod compare;
+pub mod diff;
+pub mod health;
+pub mod inventory;
+pub mod live;
+mod prune;
+mod snapshot;
+
+use crate::fork::ownership::ENVIRONMENT_LABEL;
+use crate::object::{Object, ObjectRef, apply_rank};
+use futures::StreamExt;
+use health::{Health, HealthReport};
+use inventory::{Entry, Inventory};
+use live::Live;
+use serde::Serialize;
+use serde_json::Value;
+use snapshot::Snapshot;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error(
+        "cluster {server} is unreachable: {message}; check that it is running and the kubeconfig points at it"
+    )]
+    Unreachable { server: String, message: String },
+    #[error("{what}: {message}")]
+    Api { what: String, message: String },
+    #[error("{object}: {message}")]
+    Object { object: String, message: String },
+    #[error(
+        "{object}: kind not served by the cluster ({api_version}); apply its CustomResourceDefinition first or drop the kind"
+    )]
+    UnknownKind { object: String, api_version: String },
+    #[error("{object}: conflict with field manager {} over {}; sprout does not force changes to objects outside its inventory (remove the other manager's fields or the object)", managers.join(", "), fields.join("; "))]
+    Conflict {
+        object: String,
+        managers: Vec<String>,
+        fields: Vec<String>,
+    },
+    #[error(
+        "{object} already exists and does not belong to this environment ({owner}); sprout will not take it over"
+    )]
+    NotOurs { object: String, owner: String },
+    #[error("inventory: {message}")]
+    Inventory { message: String },
+    #[error("{} objects failed:\n  {}", errors.len(), errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n  "))]
+    Several { errors: Vec<SyncError> },
+    #[error("not healthy after {}s:\n  {}", timeout.as_secs(), stuck.join("\n  "))]
+    HealthTimeout {
+        timeout: Duration,
+        stuck: Vec<String>,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct SyncOptions {
+    pub concurrency: usize,
+    pub wait: bool,
+    pub timeout: Duration,
+    /// On a shared cluster CRDs are shared: applied only when absent, never pruned.
+    pub shared_cluster: bool,
+}
+
+impl Default for SyncOptions {
+    fn default() -> Self {
+        SyncOptions {
+            concurrency: 24,
+            wait: true,
+            timeout: Duration::from_secs(300),
+            shared_cluster: false,
+        }
+    }
+}
+
+/// What one sync did (Flux's ChangeSet).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ChangeSet {
+    pub created: Vec<String>,
+    pub configured: Vec<String>,
+    pub unchanged: usize,
+    pub pruned: Vec<String>,
+    /// Stale objects left in place, with the reason (an opt-out annotation, a changed label).
+    pub kept: Vec<String>,
+    /// Shared CRDs already present on a shared cluster, left as they are.
+    pub shared: Vec<String>,
+    /// Deletes accepted but not yet finished (finalizers); still in the inventory.
+    pub deleting: Vec<String>,
+    /// Write requests sent (applies, deletes, inventory writes).
+    pub writes: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SyncReport {
+    pub commit: String,
+    pub changes: ChangeSet,
+    pub health: Option<HealthReport>,
+}
+
+/// One environment's sync: its name, the namespace holding its inventory, and what it wants.
+pub struct SyncPlan<'a> {
+    pub env: &'a str,
+    pub inventory_namespace: &'a str,
+    pub commit: &'a str,
+    pub objects: &'a [Object],
+}
+
+enum Action {
+    Unchanged,
+    Create,
+    /// Update; `force` only for objects the inventory already holds.
+    Configure {
+        force: bool,
+    },
+    Shared,
+}
+
+pub async fn sync(
+    live: &mut Live,
+    plan: &SyncPlan<'_>,
+    options: &SyncOptions,
+) -> Result<SyncReport, SyncError> {
+    let old = Inventory::load(live, plan.inventory_namespace, plan.env).await?;
+    let mut groups: BTreeSet<String> = plan.objects.iter().map(|o| o.group().to_string()).collect();
+    groups.extend(old.entries.keys().map(|r| r.group.clone()));
+    groups.insert(String::new());
+    live.discover(&groups).await?;
+
+    // Preflight: nothing is written unless every object can be applied.
+    let defined_by_crds = kinds_defined_by(plan.objects);
+    for object in plan.objects {
+        let pending_crd =
+            defined_by_crds.contains(&(object.group().to_string(), object.kind().to_string()));
+        if live
+            .resolve_kind(object.api_version(), object.kind())
+            .is_none()
+            && !pending_crd
+        {
+            live.resolve(object)?;
+        }
+    }
+    let resolvable: Vec<&Object> = plan
+        .objects
+        .iter()
+        .filter(|o| live.resolve_kind(o.api_version(), o.kind()).is_some())
+        .collect();
+    let mut snapshot = Snapshot::take(live, &resolvable).await?;
+    let mut actions: BTreeMap<ObjectRef, Action> = BTreeMap::new();
+    let mut refusals = Vec::new();
+    for object in plan.objects {
+        let reference = object.object_ref();
+        match decide(
+            object,
+            &old,
+            snapshot.get(&reference),
+            plan.env,
+            options.shared_cluster,
+        ) {
+            Ok(action) => {
+                actions.insert(reference, action);
+            }
+            Err(e) => refusals.push(e),
+        }
+    }
+    if !refusals.is_empty() {
+        return Err(several(refusals));
+    }
+
+    let mut changes = ChangeSet::default();
+    let mut inventory = old.clone();
+    let (first, rest): (Vec<&Object>, Vec<&Object>) = plan
+        .objects
+        .iter()
+        .partition(|o| is_definition_or_namespace(o));
+
+    // Stage 1: CRDs and Namespaces, then the grown inventory (its namespace exists now).
+    let mut failures = apply_batch(
+        live,
+        &first,
+        &actions,
+        options.concurrency,
+        &mut changes,
+        &mut snapshot,
+    )
+    .await;
+    for object in plan.objects {
+        if matches!(actions.get(&object.object_ref()), Some(Action::Shared)) {
+            continue;
+        }
+        inventory
+            .entries
+            .entry(object.object_ref())
+            .or_insert_with(|| Entry {
+                reference: object.object_ref(),
+                api_version: object.api_version().to_string(),
+                hash: String::new(),
+            });
+    }
+    if !failures.is_empty() {
+        return Err(several(failures));
+    }
+    if inventory != old {
+        inventory
+            .save(live, plan.inventory_namespace, plan.env)
+            .await?;
+        changes.writes += 1;
+    }
+    let crds: Vec<&Object> = first
+        .iter()
+        .copied()
+        .filter(|o| o.kind() == "CustomResourceDefinition")
+        .collect();
+    let new_crds = crds.iter().any(|o| {
+        !matches!(
+            actions.get(&o.object_ref()),
+            Some(Action::Unchanged | Action::Shared)
+        )
+    });
+    if new_crds || resolvable.len() < plan.objects.len() {
+        health::wait(live, &crds, true, Duration::from_secs(60)).await?;
+        live.discover(&groups).await?;
+        let custom: Vec<&Object> = rest
+            .iter()
+            .copied()
+            .filter(|o| !snapshot.contains(&o.object_ref()))
+            .collect();
+        snapshot.extend(live, &custom).await?;
+    }
+
+    // Stages 2 and 3: everything else, webhooks and API services last.
+    let webhook_rank = apply_rank("APIService");
+    let (main, last): (Vec<&Object>, Vec<&Object>) = rest
+        .iter()
+        .partition(|o| apply_rank(o.kind()) < webhook_rank);
+    failures.extend(
+        apply_batch(
+            live,
+            &main,
+            &actions,
+            options.concurrency,
+            &mut changes,
+            &mut snapshot,
+        )
+        .await,
+    );
+    if failures.is_empty() {
+        failures.extend(
+            apply_batch(
+                live,
+                &last,
+                &actions,
+                options.concurrency,
+                &mut changes,
+                &mut snapshot,
+            )
+            .await,
+        );
+    }
+    let failed: BTreeSet<String> = failures.iter().filter_map(failed_object).collect();
+    for object in plan.objects {
+        let reference = object.object_ref();
+        if let Some(entry) = inventory.entries.get_mut(&reference)
+            && !failed.contains(&reference.to_string())
+        {
+            entry.hash = compare::desired_hash(object);
+        }
+    }
+    if !failures.is_empty() {
+        if inventory != old {
+            inventory
+                .save(live, plan.inventory_namespace, plan.env)
+                .await?;
+        }
+        return Err(several(failures));
+    }
+
+    // Prune what the inventory holds and git no longer wants, then record the result.
+    let desired: BTreeSet<ObjectRef> = plan.objects.iter().map(Object::object_ref).collect();
+    prune::prune_stale(live, &mut inventory, &desired, plan.env, &mut changes).await?;
+    inventory.commit = Some(plan.commit.to_string());
+    if inventory != old {
+        inventory
+            .save(live, plan.inventory_namespace, plan.env)
+            .await?;
+        changes.writes += 1;
+    }
+
+    let health = if options.wait {
+        let owned: Vec<&Object> = plan
+            .objects
+            .iter()
+            .filter(|o| !matches!(actions.get(&o.object_ref()), Some(Action::Shared)))
+            .collect();
+        Some(health_of(live, &owned, &snapshot, options.timeout).await?)
+    } else {
+        None
+    };
+    Ok(SyncReport {
+        commit: plan.commit.to_string(),
+        changes,
+        health,
+    })
+}
+
+fn is_definition_or_namespace(object: &Object) -> bool {
+    matches!(
+        (object.group(), object.kind()),
+        ("apiextensions.k8s.io", "CustomResourceDefinition") | ("", "Namespace")
+    )
+}
+
+/// Drift and health as they are now, read-only: objects that differ from what sync applied (or
+/// are missing), stale inventory entries, and the health of every object.
+#[derive(Debug, Clone, Serialize)]
+pub struct LiveStatus {
+    /// The commit the inventory says was synced last.
+    pub synced_commit: Option<String>,
+    pub drift: Vec<String>,
+    pub health: HealthReport,
+}
+
+pub async fn observe(live: &mut Live, plan: &SyncPlan<'_>) -> Result<LiveStatus, SyncError> {
+    let inventory = Inventory::load(live, plan.inventory_namespace, plan.env).await?;
+    let mut groups: BTreeSet<String> = plan.objects.iter().map(|o| o.group().to_string()).collect();
+    groups.insert(String::new());
+    live.discover(&groups).await?;
+    let resolvable: Vec<&Object> = plan
+        .objects
+        .iter()
+        .filter(|o| live.resolve_kind(o.api_version(), o.kind()).is_some())
+        .collect();
+    let snapshot = Snapshot::take(live, &resolvable).await?;
+    let has_nodes = live.count_nodes().await? > 0;
+    let mut drift = Vec::new();
+    let mut healths = Vec::new();
+    for object in plan.objects {
+        let reference = object.object_ref();
+        let current = snapshot.get(&reference);
+        if !compare::unchanged(object, inventory.hash_of(&reference), current) {
+            drift.push(match current {
+                None => format!("{reference} (missing)"),
+                Some(_) => format!("{reference} (differs)"),
+            });
+        }
+        let health = match current {
+            Some(value) => health::assess(object.kind(), value, has_nodes),
+            None => Health::Progressing("not found".into()),
+        };
+        healths.push((reference, health));
+    }
+    let desired: BTreeSet<ObjectRef> = plan.objects.iter().map(Object::object_ref).collect();
+    drift.extend(
+        inventory
+            .entries
+            .keys()
+            .filter(|r| !desired.contains(r))
+            .map(|r| format!("{r} (no longer desired)")),
+    );
+    Ok(LiveStatus {
+        synced_commit: inventory.commit,
+        drift,
+        health: HealthReport::from(&healths),
+    })
+}
+
+/// Kinds (group, kind) defined by the CRDs among `objects`.
+fn kinds_defined_by(objects: &[Object]) -> BTreeSet<(String, String)> {
+    objects
+        .iter()
+        .filter(|o| o.kind() == "CustomResourceDefinition")
+        .filter_map(|o| {
+            let group = o.str_at(&["spec", "group"])?;
+            let kind = o.str_at(&["spec", "names", "kind"])?;
+            Some((group.to_string(), kind.to_string()))
+        })
+        .collect()
+}
+
+/// The environment a live object is labelled for, if any.
+pub fn owner_of(live: &Value) -> Option<&str> {
+    live.pointer(&format!(
+        "/metadata/labels/{}",
+        ENVIRONMENT_LABEL.replace('/', "~1")
+    ))
+    .and_then(Value::as_str)
+}
+
+pub fn owned_by(live: &Value, env: &str) -> bool {
+    owner_of(live) == Some(env)
+}
+
+fn owner_description(live: &Value) -> String {
+    match owner_of(live) {
+        Some(other) => format!("it belongs to environment `{other}`"),
+        None => "it has no sprout.dev/environment label".into(),
+    }
+}
+
+/// What to do with one desired object, given the inventory and its live state.
+fn decide(
+    object: &Object,
+    inventory: &Inventory,
+    live: Option<&Value>,
+    env: &str,
+    shared_cluster: bool,
+) -> Result<Action, SyncError> {
+    let reference = object.object_ref();
+    let Some(live) = live else {
+        return Ok(Action::Create);
+    };
+    let ours = owned_by(live, env);
+    let in_inventory = inventory.entries.contains_key(&reference);
+    if shared_cluster && object.kind() == "CustomResourceDefinition" && !ours {
+        return Ok(Action::Shared);
+    }
+    if !ours && !in_inventory {
+        return Err(SyncError::NotOurs {
+            object: reference.to_string(),
+            owner: owner_description(live),
+        });
+    }
+    if compare::unchanged(object, inventory.hash_of(&reference), Some(live)) {
+        return Ok(Action::Unchanged);
+    }
+    Ok(Action::Configure {
+        force: in_inventory,
+    })
+}
+
+async fn apply_batch(
+    live: &Live,
+    objects: &[&Object],
+    actions: &BTreeMap<ObjectRef, Action>,
+    concurrency: usize,
+    changes: &mut ChangeSet,
+    snapshot: &mut Snapshot,
+) -> Vec<SyncError> {
+    let mut failures = Vec::new();
+    let mut work = Vec::new();
+    for object in objects {
+        match actions.get(&object.object_ref()) {
+            Some(Action::Unchanged) => changes.unchanged += 1,
+            Some(Action::Shared) => changes.shared.push(object.object_ref().to_string()),
+            Some(Action::Create) => work.push((*object, false, true)),
+            Some(Action::Configure { force }) => work.push((*object, *force, false)),
+            // Custom resources whose CRD was applied in this sync: new by definition.
+            None => work.push((*object, false, true)),
+        }
+    }
+    let results: Vec<_> = futures::stream::iter(work)
+        .map(|(object, force, created)| async move {
+            let result = match live.resolve(object) {
+                Ok(resolved) => live.apply(&resolved, object, force, false).await,
+                Err(e) => Err(e),
+            };
+            (object, created, result)
+        })
+        .buffer_unordered(concurrency.max(1))
+        .collect()
+        .await;
+    for (object, created, result) in results {
+        changes.writes += 1;
+        match result {
+            Ok(applied) => {
+                let name = object.object_ref().to_string();
+                if created {
+                    changes.created.push(name)
+                } else {
+                    changes.configured.push(name)
+                }
+                snapshot.insert(object.object_ref(), applied);
+            }
+            Err(e) => failures.push(e),
+        }
+    }
+    changes.created.sort();
+    changes.configured.sort();
+    failures
+}
+
+/// Health from the freshest state known (the snapshot, updated by apply answers); only what
+/// has not settled is polled.
+async fn health_of(
+    live: &Live,
+    objects: &[&Object],
+    snapshot: &Snapshot,
+    timeout: Duration,
+) -> Result<HealthReport, SyncError> {
+    let has_nodes = live.count_nodes().await? > 0;
+    let mut unsettled = Vec::new();
+    let mut settled = Vec::new();
+    for object in objects {
+        let reference = object.object_ref();
+        match snapshot
+            .get(&reference)
+            .map(|v| health::assess(object.kind(), v, has_nodes))
+        {
+            Some(Health::Progressing(_)) | None => unsettled.push(*object),
+            Some(h) => settled.push((reference, h)),
+        }
+    }
+    settled.extend(health::wait(live, &unsettled, has_nodes, timeout).await?);
+    Ok(HealthReport::from(&settled))
+}
+
+fn failed_object(error: &SyncError) -> Option<String> {
+    match error {
+        SyncError::Object { object, .. }
+        | SyncError::Conflict { object, .. }
+        | SyncError::NotOurs { object, .. }
+        | SyncError::UnknownKind { object, .. } => Some(object.clone()),
+        _ => None,
+    }
+}
+
+fn several(mut errors: Vec<SyncError>) -> SyncError {
+    if errors.len() == 1 {
+        errors.remove(0)
+    } else {
+        SyncError::Several { errors }
+    }
+}
