@@ -43,6 +43,14 @@ pub enum Command {
     Init(InitArgs),
     /// Print an environment's desired state (multi-document YAML, apply order); touches no cluster.
     Render(RenderArgs),
+    /// Re-resolve the source ref and converge the cluster (apply, prune, wait healthy).
+    Sync(SyncArgs),
+    /// Desired against live, per object; exit 0 without drift, 1 with drift.
+    Diff(EnvArg),
+    /// Phase, commit, counts, health, drift and last error of one environment (or all).
+    Status(StatusArgs),
+    /// All environments, one line each.
+    List,
     /// Print a shell completion script.
     Completions {
         #[arg(value_enum)]
@@ -67,4 +75,38 @@ pub struct RenderArgs {
     /// Write one file per object into DIR instead of printing.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct EnvArg {
+    /// The environment (a file environments/ENV.yaml).
+    pub env: String,
+}
+
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    /// The environment (a file environments/ENV.yaml).
+    pub env: String,
+    #[command(flatten)]
+    pub converge: ConvergeArgs,
+}
+
+/// How sync converges; shared by `sync` and `up`.
+#[derive(Debug, Args, Clone)]
+pub struct ConvergeArgs {
+    /// Apply requests in flight at once.
+    #[arg(long, default_value_t = 24, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub concurrency: u16,
+    /// Do not wait for objects to become healthy.
+    #[arg(long)]
+    pub no_wait: bool,
+    /// How long to wait for health.
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    pub timeout: std::time::Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The environment; all of them when absent.
+    pub env: Option<String>,
 }

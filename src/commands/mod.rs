@@ -1,7 +1,11 @@
 //! One module per subcommand; each turns validated input into calls on the pipeline stages.
 
+mod diff;
 mod init;
+mod list;
 mod render;
+mod status;
+mod sync;
 
 use crate::cli::{Cli, Command, Format};
 use crate::error::{Error, Result};
@@ -14,6 +18,8 @@ pub struct Context {
     pub root: PathBuf,
     pub format: Format,
     pub quiet: bool,
+    /// `--kubeconfig` or `KUBECONFIG`, for environments on an existing cluster.
+    pub kubeconfig: Option<PathBuf>,
 }
 
 impl Context {
@@ -38,10 +44,15 @@ pub fn run(cli: Cli) -> Result<()> {
         root,
         format: cli.output,
         quiet: cli.quiet,
+        kubeconfig: cli.kubeconfig.clone(),
     };
     match cli.command {
         Command::Init(args) => init::run(&context, &args),
         Command::Render(args) => render::run(&context, &args),
+        Command::Sync(args) => sync::run(&context, &args),
+        Command::Diff(args) => diff::run(&context, &args),
+        Command::Status(args) => status::run(&context, &args),
+        Command::List => list::run(&context),
         Command::Completions { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut command, "sprout", &mut std::io::stdout());
@@ -60,4 +71,25 @@ pub fn print(text: &str) -> Result<()> {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(Error::io("stdout", e)),
         _ => Ok(()),
     }
+}
+
+/// A runtime for the commands that talk to clusters (the rest stay synchronous).
+pub fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io("cannot start the async runtime", e))
+}
+
+/// JSON for `-o json` (stable field names) or YAML for `-o yaml`.
+pub fn print_structured<T: serde::Serialize>(format: Format, value: &T) -> Result<()> {
+    let text = match format {
+        Format::Yaml => serde_yaml::to_string(value).expect("reports serialize"),
+        _ => {
+            let mut text = serde_json::to_string_pretty(value).expect("reports serialize");
+            text.push('\n');
+            text
+        }
+    };
+    print(&text)
 }

@@ -1,0 +1,60 @@
+//! `sprout diff ENV`: desired against live, per object. Exit 0 without drift, 1 with drift.
+
+use super::{Context, print, print_structured, runtime};
+use crate::cli::{EnvArg, Format};
+use crate::cluster;
+use crate::desired;
+use crate::error::{InStage, Result, Stage};
+use crate::sync::SyncPlan;
+use crate::sync::diff::{self, Change};
+
+/// Whether drift was found (the caller maps it to exit code 1).
+pub fn run(context: &Context, args: &EnvArg) -> Result<()> {
+    let project = context.project()?;
+    let env = project
+        .environment(&args.env)
+        .in_stage(&args.env, Stage::Spec)?;
+    let target = cluster::target_for(&project, &env, context.kubeconfig.as_deref())
+        .in_stage(&env.name, Stage::Cluster)?;
+    let desired = desired::compute(&project, &env)?;
+    let plan = SyncPlan {
+        env: &env.name,
+        inventory_namespace: env.target_namespace(),
+        commit: &desired.commit,
+        objects: &desired.objects,
+    };
+    let diffs = runtime()?.block_on(async {
+        let mut live = super::sync::connect(&env.name, &target).await?;
+        diff::diff(&mut live, &plan)
+            .await
+            .in_stage(&env.name, Stage::Sync)
+    })?;
+    if context.format != Format::Table {
+        print_structured(
+            context.format,
+            &serde_json::json!({"environment": env.name, "drift": !diffs.is_empty(), "objects": diffs}),
+        )?;
+    } else {
+        let mut text = String::new();
+        for d in &diffs {
+            match &d.change {
+                Change::Create => text.push_str(&format!("+ {} (would be created)\n", d.object)),
+                Change::Prune => text.push_str(&format!("- {} (would be pruned)\n", d.object)),
+                Change::Conflict { message } => text.push_str(&format!("! {message}\n")),
+                Change::Update { diff } => text.push_str(&format!("~ {}\n{diff}", d.object)),
+            }
+        }
+        if diffs.is_empty() {
+            context.note(format!("{}: no drift", env.name));
+        }
+        print(&text)?;
+    }
+    if diffs.is_empty() {
+        Ok(())
+    } else {
+        Err(crate::Error::Drift {
+            env: env.name.clone(),
+            objects: diffs.len(),
+        })
+    }
+}

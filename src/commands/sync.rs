@@ -1,0 +1,156 @@
+//! `sprout sync ENV`: re-resolve the source ref and converge (apply + prune + health).
+
+use super::{Context, print, print_structured, runtime};
+use crate::cli::{ConvergeArgs, Format, SyncArgs};
+use crate::cluster::{self, Target};
+use crate::desired::{self, DesiredState};
+use crate::error::{InStage, Result, Stage};
+use crate::project::Project;
+use crate::spec::{Environment, Provider};
+use crate::state::{Counts, Phase, StateStore, now_rfc3339};
+use crate::sync::health::{Health, HealthReport};
+use crate::sync::{self, SyncOptions, SyncPlan, SyncReport, live::Live};
+use std::collections::BTreeMap;
+
+pub fn run(context: &Context, args: &SyncArgs) -> Result<()> {
+    let project = context.project()?;
+    let env = project
+        .environment(&args.env)
+        .in_stage(&args.env, Stage::Spec)?;
+    let target = cluster::target_for(&project, &env, context.kubeconfig.as_deref())
+        .in_stage(&env.name, Stage::Cluster)?;
+    let desired = desired::compute(&project, &env)?;
+    let report =
+        runtime()?.block_on(converge(&project, &env, &target, &desired, &args.converge))?;
+    show(context, &env.name, &report)
+}
+
+pub async fn connect(env: &str, target: &Target) -> Result<Live> {
+    let client = cluster::client(target)
+        .await
+        .in_stage(env, Stage::Cluster)?;
+    Ok(Live::new(client, cluster::server_of(target)))
+}
+
+/// Syncs `desired` into the cluster and records the outcome in the state store: the shared
+/// core of `sync` and `up`. The environment's lock is held throughout.
+pub async fn converge(
+    project: &Project,
+    env: &Environment,
+    target: &Target,
+    desired: &DesiredState,
+    args: &ConvergeArgs,
+) -> Result<SyncReport> {
+    let store = StateStore::new(&project.state_dir());
+    let _lock = store.lock(&env.name)?;
+    let mut state = store.load(&env.name)?;
+    state.phase = Phase::Syncing;
+    state.reference = Some(env.source.reference.clone());
+    state.created_at.get_or_insert_with(now_rfc3339);
+    store.save(&state)?;
+
+    let options = SyncOptions {
+        concurrency: usize::from(args.concurrency),
+        wait: !args.no_wait,
+        timeout: args.timeout,
+        shared_cluster: env
+            .cluster
+            .as_ref()
+            .is_some_and(|c| c.provider == Provider::Namespace),
+    };
+    let plan = SyncPlan {
+        env: &env.name,
+        inventory_namespace: env.target_namespace(),
+        commit: &desired.commit,
+        objects: &desired.objects,
+    };
+    let outcome = async {
+        let mut live = connect(&env.name, target).await?;
+        sync::sync(&mut live, &plan, &options)
+            .await
+            .in_stage(&env.name, Stage::Sync)
+    }
+    .await;
+    match &outcome {
+        Ok(report) => {
+            let failed = report.health.as_ref().is_some_and(|h| h.failed > 0);
+            state.phase = if failed {
+                Phase::Degraded
+            } else {
+                Phase::Synced
+            };
+            state.commit = Some(report.commit.clone());
+            state.synced_at = Some(now_rfc3339());
+            state.counts = Counts {
+                created: report.changes.created.len(),
+                configured: report.changes.configured.len(),
+                unchanged: report.changes.unchanged,
+                pruned: report.changes.pruned.len(),
+            };
+            state.health = report.health.clone();
+            state.drift = Some(Vec::new());
+            state.last_error = None;
+        }
+        Err(error) => {
+            state.phase = Phase::Failed;
+            state.last_error = Some(error.to_string());
+        }
+    }
+    store.save(&state)?;
+    outcome
+}
+
+pub fn show(context: &Context, env: &str, report: &SyncReport) -> Result<()> {
+    if context.format != Format::Table {
+        return print_structured(
+            context.format,
+            &serde_json::json!({"environment": env, "report": report}),
+        );
+    }
+    let c = &report.changes;
+    let mut text = format!(
+        "{env}: synced {} — {} created, {} configured, {} unchanged, {} pruned\n",
+        &report.commit[..report.commit.len().min(12)],
+        c.created.len(),
+        c.configured.len(),
+        c.unchanged,
+        c.pruned.len()
+    );
+    for (label, list) in [
+        ("pruned", &c.pruned),
+        ("kept", &c.kept),
+        ("shared", &c.shared),
+        ("deleting", &c.deleting),
+    ] {
+        for item in list {
+            text.push_str(&format!("  {label:9} {item}\n"));
+        }
+    }
+    if let Some(health) = &report.health {
+        text.push_str(&health_lines(health));
+    }
+    print(&text)
+}
+
+/// The health summary, then each object that is not healthy; objects that cannot run for the
+/// same reason (a node-less cluster) are counted on one line rather than listed.
+pub fn health_lines(health: &HealthReport) -> String {
+    let mut text = format!("  health: {}\n", health.summary());
+    let mut cannot_run: BTreeMap<&str, usize> = BTreeMap::new();
+    for object in &health.objects {
+        let (state, why) = match &object.health {
+            Health::Progressing(w) => ("progressing", w.as_str()),
+            Health::Failed(w) => ("failed", w.as_str()),
+            Health::CannotRun(w) => {
+                *cannot_run.entry(w.as_str()).or_default() += 1;
+                continue;
+            }
+            Health::Healthy => continue,
+        };
+        text.push_str(&format!("    {state:11} {} ({why})\n", object.object));
+    }
+    for (why, count) in cannot_run {
+        text.push_str(&format!("    cannot run  {count} workload(s): {why}\n"));
+    }
+    text
+}
