@@ -2,7 +2,9 @@
 //! sync and provider tiers, a real control plane).
 
 mod bad_input;
+mod cluster;
 mod git_sources;
 mod golden;
 mod init;
+mod sync;
 mod util;

@@ -1,0 +1,139 @@
+//! The real control plane the cluster tests run against, started once for the suite by
+//! `scripts/test` (scripts/control-plane). Without it these tests fail: never a silent skip.
+
+use std::path::PathBuf;
+use std::process::Output;
+
+pub struct ControlPlane {
+    pub kubeconfig: PathBuf,
+    audit_log: PathBuf,
+}
+
+pub fn control_plane() -> ControlPlane {
+    let kubeconfig = std::env::var_os("SPROUT_TEST_KUBECONFIG")
+        .map(PathBuf::from)
+        .expect(
+            "the cluster tests need a real control plane: run scripts/test, which starts one with \
+         scripts/control-plane and sets SPROUT_TEST_KUBECONFIG",
+        );
+    assert!(
+        kubeconfig.is_file(),
+        "SPROUT_TEST_KUBECONFIG={} does not exist",
+        kubeconfig.display()
+    );
+    let audit_log = kubeconfig.parent().unwrap().join("audit.log");
+    ControlPlane {
+        kubeconfig,
+        audit_log,
+    }
+}
+
+impl ControlPlane {
+    pub fn kubectl(&self, args: &[&str]) -> Output {
+        std::process::Command::new("kubectl")
+            .env("KUBECONFIG", &self.kubeconfig)
+            .args(args)
+            .output()
+            .expect("kubectl runs")
+    }
+
+    /// `kubectl` that must succeed; returns stdout.
+    pub fn kubectl_ok(&self, args: &[&str]) -> String {
+        let out = self.kubectl(args);
+        assert!(
+            out.status.success(),
+            "kubectl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    pub fn kubectl_stdin(&self, args: &[&str], stdin: &str) -> String {
+        use std::io::Write;
+        let mut child = std::process::Command::new("kubectl")
+            .env("KUBECONFIG", &self.kubeconfig)
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "kubectl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    pub fn exists(&self, kind: &str, namespace: &str, name: &str) -> bool {
+        self.kubectl(&["get", kind, name, "-n", namespace])
+            .status
+            .success()
+    }
+
+    /// A mark in the API server's audit log; see [`ControlPlane::writes_since`].
+    pub fn audit_mark(&self) -> usize {
+        std::fs::read_to_string(&self.audit_log)
+            .map(|t| t.lines().count())
+            .unwrap_or(0)
+    }
+
+    /// Write requests (create, update, patch, delete) sprout sent since `mark` that touched
+    /// `namespace` (objects in it, or the Namespace itself), as the server recorded them.
+    pub fn writes_since(&self, mark: usize, namespace: &str) -> Vec<String> {
+        let text = std::fs::read_to_string(&self.audit_log).unwrap_or_default();
+        text.lines()
+            .skip(mark)
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .filter(|event| {
+                event["userAgent"]
+                    .as_str()
+                    .is_some_and(|ua| ua.starts_with("sprout/"))
+            })
+            .filter(|event| {
+                matches!(
+                    event["verb"].as_str(),
+                    Some("create" | "update" | "patch" | "delete" | "deletecollection")
+                )
+            })
+            .filter(|event| {
+                let object = &event["objectRef"];
+                object["namespace"] == namespace
+                    || (object["resource"] == "namespaces" && object["name"] == namespace)
+            })
+            .map(|event| format!("{} {}", event["verb"], event["requestURI"]))
+            .collect()
+    }
+}
+
+/// An environment spec on the test control plane (the `namespace` provider, context `envtest`).
+pub fn environment_on_control_plane(name: &str, from: &str, extra: &str) -> String {
+    format!(
+        "apiVersion: sprout.dev/v1alpha1\nkind: Environment\nmetadata: {{name: {name}}}\nspec:\n  from: {from}\n  \
+         cluster: {{provider: namespace, namespace: {{context: envtest}}}}\n{extra}"
+    )
+}
+
+pub fn with_kubeconfig<'a>(
+    cmd: &'a mut assert_cmd::Command,
+    cp: &ControlPlane,
+) -> &'a mut assert_cmd::Command {
+    cmd.env("KUBECONFIG", &cp.kubeconfig)
+}
+
+/// `prefix` plus a suffix of this run, so tests can run again on the same control plane.
+pub fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("{prefix}-{:06x}", (nanos ^ std::process::id()) & 0xff_ffff)
+}

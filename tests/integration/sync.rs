@@ -1,0 +1,434 @@
+//! Sync, prune, inventory, diff and status on the real control plane.
+
+use crate::cluster::{
+    ControlPlane, control_plane, environment_on_control_plane, unique, with_kubeconfig,
+};
+use crate::util::{TestRepo, stderr_of, stdout_of};
+use serde_json::Value;
+use std::path::Path;
+
+const PRODUCTION: &str = "apiVersion: sprout.dev/v1alpha1\nkind: Environment\nmetadata: {name: production}\n\
+                          spec:\n  protected: true\n  source: {ref: main, path: deploy}\n";
+
+/// A CRD of a group of the test's own (tests share one cluster) and two objects of its kind.
+fn widgets(group: &str) -> String {
+    format!(
+        "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata: {{name: widgets.{group}}}\n\
+         spec:\n  group: {group}\n  scope: Namespaced\n  names: {{kind: Widget, plural: widgets, singular: widget, listKind: WidgetList}}\n  \
+         versions:\n  - name: v1\n    served: true\n    storage: true\n    \
+         schema: {{openAPIV3Schema: {{type: object, x-kubernetes-preserve-unknown-fields: true}}}}\n\
+         ---\napiVersion: {group}/v1\nkind: Widget\nmetadata: {{name: small}}\nspec: {{size: 1}}\n\
+         ---\napiVersion: {group}/v1\nkind: Widget\nmetadata: {{name: large}}\nspec: {{size: 9}}\n"
+    )
+}
+
+/// The example production (Online Boutique, adapted for Kubernetes 1.20) plus widgets.
+fn boutique_on_control_plane(env: &str) -> TestRepo {
+    let mut repo = TestRepo::new();
+    repo.copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("environments/production"),
+        "deploy",
+    );
+    repo.write(
+        "deploy/widgets.yaml",
+        &widgets(&format!("{env}.sprout.test")),
+    );
+    let kustomization =
+        std::fs::read_to_string(repo.path().join("deploy/kustomization.yaml")).unwrap();
+    repo.write(
+        "deploy/kustomization.yaml",
+        &kustomization.replace("- ingress.yaml", "- ingress.yaml\n- widgets.yaml"),
+    );
+    repo.write("environments/production.yaml", PRODUCTION);
+    repo.write(
+        &format!("environments/{env}.yaml"),
+        &environment_on_control_plane(env, "production", ""),
+    );
+    repo.commit("production");
+    repo
+}
+
+fn sync_json(repo: &TestRepo, cp: &ControlPlane, env: &str) -> Value {
+    let output = with_kubeconfig(&mut repo.sprout(), cp)
+        .args(["-o", "json", "sync", env, "--timeout", "30s"])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "sync {env}: {}",
+        stderr_of(&output)
+    );
+    serde_json::from_slice::<Value>(&output.stdout).unwrap()["report"].clone()
+}
+
+fn names(report: &Value, field: &str) -> Vec<String> {
+    report["changes"][field]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Removes the document of `kind`/`name` from a multi-document YAML file.
+fn remove_document(repo: &TestRepo, file: &str, kind: &str, name: &str) {
+    let text = std::fs::read_to_string(repo.path().join(file)).unwrap();
+    let kept: Vec<&str> = text
+        .split("\n---\n")
+        .filter(|doc| {
+            !(doc.contains(&format!("kind: {kind}\n")) && doc.contains(&format!("name: {name}\n")))
+        })
+        .collect();
+    assert_eq!(
+        text.split("\n---\n").count(),
+        kept.len() + 1,
+        "{kind}/{name} not found in {file}"
+    );
+    repo.write(file, &kept.join("\n---\n"));
+}
+
+#[test]
+fn sync_follows_git_prunes_safely_and_is_idempotent() {
+    let cp = control_plane();
+    let env = &unique("sync-boutique");
+    let mut repo = boutique_on_control_plane(env);
+
+    let first = sync_json(&repo, &cp, env);
+    let created = names(&first, "created");
+    assert_eq!(
+        created.len(),
+        40,
+        "37 Online Boutique objects, a CRD and two widgets: {created:?}"
+    );
+    assert!(created.contains(&format!(
+        "CustomResourceDefinition/widgets.{env}.sprout.test"
+    )));
+    assert_eq!(
+        cp.kubectl_ok(&[
+            "get",
+            &format!("widgets.{env}.sprout.test"),
+            "-n",
+            env,
+            "-o",
+            "name"
+        ])
+        .lines()
+        .count(),
+        2
+    );
+    assert_eq!(
+        first["health"]["cannotRun"], 12,
+        "12 Deployments cannot run on a node-less control plane"
+    );
+
+    // A bystander with our labels but outside the inventory, and an object opted out of prune.
+    cp.kubectl_stdin(
+        &["create", "-f", "-"],
+        &format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: bystander\n  namespace: {env}\n  labels:\n    \
+                  app.kubernetes.io/managed-by: sprout\n    sprout.dev/environment: {env}\n"),
+    );
+    cp.kubectl_ok(&[
+        "annotate",
+        "service",
+        "emailservice",
+        "-n",
+        env,
+        "sprout.dev/prune=disabled",
+    ]);
+
+    // git moves on: a Deployment edited, two Services deleted, a ConfigMap added.
+    let frontend = std::fs::read_to_string(repo.path().join("deploy/frontend.yaml")).unwrap();
+    repo.write(
+        "deploy/frontend.yaml",
+        &frontend.replace(
+            "- name: ENABLE_PROFILER\n            value: \"0\"",
+            "- name: ENABLE_PROFILER\n            value: \"1\"",
+        ),
+    );
+    remove_document(
+        &repo,
+        "deploy/shippingservice.yaml",
+        "Service",
+        "shippingservice",
+    );
+    remove_document(&repo, "deploy/emailservice.yaml", "Service", "emailservice");
+    repo.write("deploy/flags.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: feature-flags}\ndata: {NEW_CHECKOUT: \"true\"}\n");
+    let kustomization =
+        std::fs::read_to_string(repo.path().join("deploy/kustomization.yaml")).unwrap();
+    repo.write(
+        "deploy/kustomization.yaml",
+        &kustomization.replace("- widgets.yaml", "- widgets.yaml\n- flags.yaml"),
+    );
+    repo.commit("edit frontend, drop two services, add flags");
+
+    let second = sync_json(&repo, &cp, env);
+    assert_eq!(
+        names(&second, "created"),
+        [format!("ConfigMap/{env}/feature-flags")]
+    );
+    assert_eq!(
+        names(&second, "configured"),
+        [format!("Deployment/{env}/frontend")]
+    );
+    assert_eq!(
+        names(&second, "pruned"),
+        [format!("Service/{env}/shippingservice")]
+    );
+    assert_eq!(
+        names(&second, "kept"),
+        [format!(
+            "Service/{env}/emailservice (sprout.dev/prune: disabled)"
+        )]
+    );
+    assert!(!cp.exists("service", env, "shippingservice"));
+    assert!(
+        cp.exists("service", env, "emailservice"),
+        "opted out of prune"
+    );
+    assert!(
+        cp.exists("configmap", env, "bystander"),
+        "not in the inventory: never deleted"
+    );
+    let profiler = cp.kubectl_ok(&[
+        "get",
+        "deploy",
+        "frontend",
+        "-n",
+        env,
+        "-o",
+        "jsonpath={.spec.template.spec.containers[0].env[?(@.name=='ENABLE_PROFILER')].value}",
+    ]);
+    assert_eq!(profiler, "1");
+
+    // Nothing changed: nothing written, as the server's audit log records it.
+    let mark = cp.audit_mark();
+    let third = sync_json(&repo, &cp, env);
+    assert_eq!(third["changes"]["unchanged"], 39);
+    assert_eq!(third["changes"]["writes"], 0);
+    assert_eq!(cp.writes_since(mark, env), Vec::<String>::new());
+
+    // A manual edit is drift: diff names it and exits 1; status shows it; sync repairs it.
+    cp.kubectl_ok(&[
+        "set",
+        "image",
+        "deployment/frontend",
+        "-n",
+        env,
+        "server=nginx:edited",
+    ]);
+    let diff = with_kubeconfig(&mut repo.sprout(), &cp)
+        .args(["diff", env])
+        .output()
+        .unwrap();
+    assert_eq!(diff.status.code(), Some(1), "{}", stderr_of(&diff));
+    let shown = stdout_of(&diff);
+    assert!(
+        shown.contains(&format!("~ Deployment/{env}/frontend"))
+            && shown.contains("-        image: nginx:edited"),
+        "{shown}"
+    );
+    let status = with_kubeconfig(&mut repo.sprout(), &cp)
+        .args(["-o", "json", "status", env])
+        .output()
+        .unwrap();
+    let status: Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(
+        status["drift"],
+        serde_json::json!([format!("Deployment/{env}/frontend (differs)")])
+    );
+    assert_eq!(status["phase"], "synced");
+    let repaired = sync_json(&repo, &cp, env);
+    assert_eq!(
+        names(&repaired, "configured"),
+        [format!("Deployment/{env}/frontend")]
+    );
+    let clean = with_kubeconfig(&mut repo.sprout(), &cp)
+        .args(["diff", env])
+        .output()
+        .unwrap();
+    assert!(
+        clean.status.success(),
+        "{}{}",
+        stdout_of(&clean),
+        stderr_of(&clean)
+    );
+}
+
+#[test]
+fn conflicts_outside_the_inventory_name_the_manager_and_are_never_forced() {
+    let cp = control_plane();
+    let env = &unique("sync-conflict");
+    let mut repo = TestRepo::new();
+    repo.write(
+        "deploy/settings.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {mode: git}\n",
+    )
+    .write("environments/production.yaml", PRODUCTION)
+    .write(
+        &format!("environments/{env}.yaml"),
+        &environment_on_control_plane(env, "production", ""),
+    );
+    repo.commit("settings");
+    // Someone else (kubectl, server-side) already manages data.mode of an object with our labels.
+    let labels = format!(
+        "  labels: {{app.kubernetes.io/managed-by: sprout, sprout.dev/environment: {env}}}\n"
+    );
+    cp.kubectl_stdin(
+        &["apply", "--server-side", "-f", "-"],
+        &format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {env}\n{labels}"),
+    );
+    cp.kubectl_stdin(
+        &["apply", "--server-side", "-f", "-"],
+        &format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\n  namespace: {env}\n{labels}data: {{mode: manual}}\n"),
+    );
+    let output = with_kubeconfig(&mut repo.sprout(), &cp)
+        .args(["sync", env])
+        .output()
+        .unwrap();
+    let stderr = stderr_of(&output);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "environment {env}: sync: ConfigMap/{env}/settings: conflict with field manager kubectl"
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains(".data.mode"), "{stderr}");
+    let mode = cp.kubectl_ok(&[
+        "get",
+        "configmap",
+        "settings",
+        "-n",
+        env,
+        "-o",
+        "jsonpath={.data.mode}",
+    ]);
+    assert_eq!(mode, "manual", "never forced");
+}
+
+#[test]
+fn objects_of_others_are_refused_before_anything_is_written() {
+    let cp = control_plane();
+    let env = &unique("sync-foreign");
+    let mut repo = TestRepo::new();
+    repo.write(
+        "deploy/app.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: app}\n",
+    )
+    .write("environments/production.yaml", PRODUCTION)
+    .write(
+        &format!("environments/{env}.yaml"),
+        &environment_on_control_plane(env, "production", ""),
+    );
+    repo.commit("app");
+    cp.kubectl_ok(&["create", "namespace", env]);
+    let mark = cp.audit_mark();
+    let output = with_kubeconfig(&mut repo.sprout(), &cp)
+        .args(["sync", env])
+        .output()
+        .unwrap();
+    let stderr = stderr_of(&output);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "Namespace/{env} already exists and does not belong to this environment"
+        )),
+        "{stderr}"
+    );
+    assert_eq!(cp.writes_since(mark, env), Vec::<String>::new());
+    assert!(!cp.exists("configmap", env, "app"));
+}
+
+#[test]
+fn health_timeouts_name_each_stuck_object() {
+    let cp = control_plane();
+    let env = &unique("sync-health");
+    let group = format!("{env}.sprout.test");
+    let mut repo = TestRepo::new();
+    repo.write("deploy/widgets.yaml", &widgets(&group))
+        .write("environments/production.yaml", PRODUCTION)
+        .write(
+            &format!("environments/{env}.yaml"),
+            &environment_on_control_plane(env, "production", ""),
+        );
+    repo.commit("widgets");
+    sync_json(&repo, &cp, env);
+    // The widget's controller (simulated) reports it is not ready yet.
+    cp.kubectl_ok(&["patch", &format!("widgets.{group}"), "large", "-n", env, "--type", "merge", "-p",
+        r#"{"status":{"conditions":[{"type":"Ready","status":"Unknown","message":"provisioning disks"}]}}"#]);
+    let output = with_kubeconfig(&mut repo.sprout(), &cp)
+        .args(["sync", env, "--timeout", "2s"])
+        .output()
+        .unwrap();
+    let stderr = stderr_of(&output);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("not healthy after 2s"), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "Widget/{env}/large: not ready: provisioning disks"
+        )),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn refusals_and_an_unreachable_cluster_change_nothing() {
+    let cp = control_plane();
+    let env = &unique("sync-refusals");
+    let mut repo = TestRepo::new();
+    repo.write(
+        "deploy/app.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: app}\n",
+    )
+    .write("environments/production.yaml", PRODUCTION)
+    .write(
+        &format!("environments/{env}.yaml"),
+        &environment_on_control_plane(env, "production", ""),
+    );
+    repo.commit("app");
+
+    let protected = with_kubeconfig(&mut repo.sprout(), &cp)
+        .args(["sync", "production"])
+        .output()
+        .unwrap();
+    assert_eq!(protected.status.code(), Some(2));
+    assert!(
+        stderr_of(&protected).contains("environment production: cluster: environment is protected")
+    );
+
+    repo.write("sprout.yaml", "forbiddenContexts: [envtest]\n");
+    let mark = cp.audit_mark();
+    let forbidden = with_kubeconfig(&mut repo.sprout(), &cp)
+        .args(["sync", env])
+        .output()
+        .unwrap();
+    assert_eq!(forbidden.status.code(), Some(2));
+    assert!(
+        stderr_of(&forbidden).contains("kube context `envtest` is listed in forbiddenContexts"),
+        "{}",
+        stderr_of(&forbidden)
+    );
+    assert_eq!(cp.writes_since(mark, env), Vec::<String>::new());
+    std::fs::remove_file(repo.path().join("sprout.yaml")).unwrap();
+
+    let nowhere = repo.path().join("nowhere.kubeconfig");
+    std::fs::write(
+        &nowhere,
+        "apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: \"https://127.0.0.1:1\", insecure-skip-tls-verify: true}}]\n\
+         users: [{name: u, user: {token: t}}]\ncontexts: [{name: envtest, context: {cluster: c, user: u}}]\ncurrent-context: envtest\n",
+    )
+    .unwrap();
+    let unreachable = repo
+        .sprout()
+        .env("KUBECONFIG", &nowhere)
+        .args(["sync", env])
+        .output()
+        .unwrap();
+    let stderr = stderr_of(&unreachable);
+    assert_eq!(unreachable.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("cluster https://127.0.0.1:1 is unreachable"),
+        "{stderr}"
+    );
+    assert!(!cp.exists("namespace", env, env));
+}
