@@ -5,8 +5,8 @@
 //! 2. preflight, before any write: every kind is served (or defined by a CRD being applied),
 //!    and no existing object that belongs to someone else would be taken over;
 //! 3. apply CRDs and Namespaces, record the grown inventory, wait until CRDs are established;
-//! 4. apply the rest in apply order (webhooks last), `concurrency` requests in flight,
-//!    skipping every object that is unchanged (no request at all);
+//! 4. apply the rest in three tiers (what pods refer to; workloads and the rest; webhooks),
+//!    `concurrency` requests in flight, skipping every object that is unchanged (no request);
 //! 5. prune inventory entries no longer desired, in reverse order (see [`prune`]);
 //! 6. record the inventory, then wait for health.
 //!
@@ -134,11 +134,20 @@ pub async fn sync(
     plan: &SyncPlan<'_>,
     options: &SyncOptions,
 ) -> Result<SyncReport, SyncError> {
+    let clock = std::time::Instant::now();
+    let lap = |stage: &str| {
+        tracing::debug!(
+            env = plan.env,
+            ms = clock.elapsed().as_millis() as u64,
+            "sync: {stage}"
+        )
+    };
     let old = Inventory::load(live, plan.inventory_namespace, plan.env).await?;
     let mut groups: BTreeSet<String> = plan.objects.iter().map(|o| o.group().to_string()).collect();
     groups.extend(old.entries.keys().map(|r| r.group.clone()));
     groups.insert(String::new());
     live.discover(&groups).await?;
+    lap("inventory read, discovery done");
 
     // Preflight: nothing is written unless every object can be applied.
     let defined_by_crds = kinds_defined_by(plan.objects);
@@ -179,6 +188,7 @@ pub async fn sync(
     if !refusals.is_empty() {
         return Err(several(refusals));
     }
+    lap("preflight done (live state read)");
 
     let mut changes = ChangeSet::default();
     let mut inventory = old.clone();
@@ -241,27 +251,16 @@ pub async fn sync(
         snapshot.extend(live, &custom).await?;
     }
 
-    // Stages 2 and 3: everything else, webhooks and API services last.
-    let webhook_rank = apply_rank("APIService");
-    let (main, last): (Vec<&Object>, Vec<&Object>) = rest
-        .iter()
-        .partition(|o| apply_rank(o.kind()) < webhook_rank);
-    failures.extend(
-        apply_batch(
-            live,
-            &main,
-            &actions,
-            options.concurrency,
-            &mut changes,
-            &mut snapshot,
-        )
-        .await,
-    );
-    if failures.is_empty() {
+    lap("stage 1 (CRDs, Namespaces) applied");
+    // Stages 2 and 3: what pods refer to, then workloads and the rest, webhooks last.
+    for tier in tiers(&rest) {
+        if !failures.is_empty() {
+            break;
+        }
         failures.extend(
             apply_batch(
                 live,
-                &last,
+                &tier,
                 &actions,
                 options.concurrency,
                 &mut changes,
@@ -288,6 +287,7 @@ pub async fn sync(
         return Err(several(failures));
     }
 
+    lap("stages 2 and 3 applied");
     // Prune what the inventory holds and git no longer wants, then record the result.
     let desired: BTreeSet<ObjectRef> = plan.objects.iter().map(Object::object_ref).collect();
     prune::prune_stale(live, &mut inventory, &desired, plan.env, &mut changes).await?;
@@ -299,6 +299,7 @@ pub async fn sync(
         changes.writes += 1;
     }
 
+    lap("pruned, inventory recorded");
     let health = if options.wait {
         let owned: Vec<&Object> = plan
             .objects
@@ -314,6 +315,28 @@ pub async fn sync(
         changes,
         health,
     })
+}
+
+/// Stages 2 and 3 in tiers, each finished before the next starts: first everything pods refer
+/// to (accounts, RBAC, config, secrets, Services — a pod gets the legacy env vars of Services
+/// that exist when it starts — and volumes), then workloads and everything else, then webhooks
+/// and API services, which could otherwise block the objects they admit.
+fn tiers<'o>(objects: &[&'o Object]) -> [Vec<&'o Object>; 3] {
+    let workloads = apply_rank("DaemonSet");
+    let last = apply_rank("APIService");
+    let mut tiers: [Vec<&Object>; 3] = Default::default();
+    for object in objects {
+        let rank = apply_rank(object.kind());
+        let tier = if rank < workloads {
+            0
+        } else if rank < last {
+            1
+        } else {
+            2
+        };
+        tiers[tier].push(object);
+    }
+    tiers
 }
 
 fn is_definition_or_namespace(object: &Object) -> bool {
