@@ -4,9 +4,11 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let cli = sprout::cli::Cli::parse();
+    // kube's client logs every refused connection at error level; sprout reports failures
+    // itself, with the environment and stage, so those lines are noise.
     let filter = match (cli.quiet, cli.verbose) {
-        (true, _) => "error",
-        (_, 0) => "warn",
+        (true, _) => "error,kube_client=off",
+        (_, 0) => "warn,kube_client=off",
         (_, 1) => "sprout=debug",
         _ => "debug",
     };

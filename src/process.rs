@@ -53,6 +53,21 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
 {
+    run_with_env(program, args, &[], dir, timeout)
+}
+
+/// [`run`] with extra environment variables for the child.
+pub fn run_with_env<I, S>(
+    program: &str,
+    args: I,
+    env: &[(String, std::ffi::OsString)],
+    dir: Option<&Path>,
+    timeout: Duration,
+) -> Result<Vec<u8>, ProcessError>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
     let args: Vec<_> = args.into_iter().map(|a| a.as_ref().to_owned()).collect();
     let command = std::iter::once(program.to_string())
         .chain(args.iter().map(|a| a.to_string_lossy().into_owned()))
@@ -66,6 +81,7 @@ where
     if let Some(dir) = dir {
         cmd.current_dir(dir);
     }
+    cmd.envs(env.iter().map(|(k, v)| (k, v)));
     let mut child = cmd.spawn().map_err(|source| match source.kind() {
         std::io::ErrorKind::NotFound => ProcessError::NotFound {
             program: program.to_string(),

@@ -43,6 +43,12 @@ pub fn server_of(target: &Target) -> String {
 }
 
 pub async fn client(target: &Target) -> Result<kube::Client, ClusterError> {
+    // kube uses ring, the AWS SDK brings aws-lc-rs: with two crypto providers compiled in,
+    // rustls cannot pick one by itself.
+    static CRYPTO: std::sync::Once = std::sync::Once::new();
+    CRYPTO.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
     let kubeconfig = read(&target.kubeconfig)?;
     let options = KubeConfigOptions {
         context: target.context.clone(),

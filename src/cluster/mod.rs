@@ -1,7 +1,15 @@
 //! Stage 3, cluster: where an environment's objects go. This module resolves the kubeconfig and
 //! context of an environment's cluster, refuses the contexts the project forbids, and connects.
 
+mod cli_tool;
 mod connect;
+pub mod eks;
+pub mod eks_token;
+pub mod envtest;
+pub mod kind;
+mod load_balancers;
+pub mod minikube;
+pub mod provider;
 
 pub use connect::{client, server_of};
 
@@ -35,15 +43,45 @@ pub enum ClusterError {
         "cluster {server} is unreachable: {message}; check that it is running and the kubeconfig points at it"
     )]
     Unreachable { server: String, message: String },
+    #[error(
+        "the namespace provider uses an existing shared cluster: there is no cluster to create or delete"
+    )]
+    SharedCluster,
+    #[error("{tool} is not installed (not found on PATH)")]
+    ToolMissing { tool: String },
+    #[error("{provider}: {message}")]
+    Provider {
+        provider: &'static str,
+        message: String,
+    },
+    #[error("{message}")]
+    Template { message: String },
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 impl ClusterError {
-    /// A refusal on principle (protected, forbidden, not configured): invalid input, exit 2.
+    /// A refusal on principle (protected, forbidden, not configured), a bad template or a
+    /// missing tool: invalid input or set-up, nothing was changed; exit 2.
     pub fn is_refusal(&self) -> bool {
         matches!(
             self,
-            ClusterError::NoCluster | ClusterError::Protected | ClusterError::Forbidden { .. }
+            ClusterError::NoCluster
+                | ClusterError::Protected
+                | ClusterError::Forbidden { .. }
+                | ClusterError::Template { .. }
+                | ClusterError::ToolMissing { .. }
         )
+    }
+
+    pub fn io(path: &Path, source: std::io::Error) -> Self {
+        ClusterError::Io {
+            path: path.display().to_string(),
+            source,
+        }
     }
 }
 
@@ -66,11 +104,7 @@ pub fn provider_name(provider: Provider) -> &'static str {
 
 /// The kubeconfig sprout keeps for clusters it created (never the user's own file).
 pub fn owned_kubeconfig(project: &Project, env: &str) -> PathBuf {
-    project
-        .state_dir()
-        .join("clusters")
-        .join(env)
-        .join("kubeconfig")
+    provider::cluster_dir(project, env).join("kubeconfig")
 }
 
 /// Where `env` lives. `user_kubeconfig` is `--kubeconfig` or `KUBECONFIG`, for the `namespace`
@@ -83,7 +117,19 @@ pub fn target_for(
     if env.protected {
         return Err(ClusterError::Protected);
     }
-    let cluster = env.cluster.as_ref().ok_or(ClusterError::NoCluster)?;
+    let owned = owned_kubeconfig(project, &env.name);
+    let Some(cluster) = env.cluster.as_ref() else {
+        // `up --provider` made a cluster for a spec that names none: it is where the env lives.
+        if !owned.is_file() {
+            return Err(ClusterError::NoCluster);
+        }
+        let target = Target {
+            kubeconfig: owned,
+            context: None,
+        };
+        check_allowed(project, &target)?;
+        return Ok(target);
+    };
     let target = match cluster.provider {
         Provider::Namespace => {
             let kubeconfig = match user_kubeconfig {
@@ -97,7 +143,7 @@ pub fn target_for(
             }
         }
         provider => {
-            let kubeconfig = owned_kubeconfig(project, &env.name);
+            let kubeconfig = owned;
             if !kubeconfig.is_file() {
                 return Err(ClusterError::NotProvisioned {
                     provider: provider_name(provider),

@@ -1,0 +1,469 @@
+//! The `envtest` provider: a real Kubernetes control plane for one environment, run as local
+//! processes (etcd, kube-apiserver, kube-controller-manager) on free loopback ports, with its data
+//! under the state dir. No container runtime is needed, and none is used: there are no nodes,
+//! so objects are stored, validated and garbage-collected but no pod runs.
+//!
+//! The processes outlive `sprout up` (their own process group, logs in the folder) and are
+//! stopped by `down`, which signals a pid only after checking it still runs the binary sprout
+//! started, so a recycled pid is never hit.
+
+use super::ClusterError;
+use super::provider::{ClusterRecord, OwnedCluster, Progress, Provider};
+use crate::spec::{Environment, Provider as ProviderKind};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const KUBERNETES_VERSION: &str = "1.20.2";
+/// Marks a folder as a control plane sprout made, for `list_owned`.
+const OWNER_FILE: &str = "sprout-owner";
+
+pub struct Binaries {
+    etcd: PathBuf,
+    apiserver: PathBuf,
+    controller_manager: PathBuf,
+}
+
+impl Binaries {
+    /// `SPROUT_ENVTEST_BIN`, then the cache `scripts/control-plane build` fills, then PATH.
+    pub fn find() -> Result<Self, ClusterError> {
+        let mut dirs: Vec<PathBuf> = Vec::new();
+        if let Some(dir) = std::env::var_os("SPROUT_ENVTEST_BIN") {
+            dirs.push(dir.into());
+        }
+        let cache = std::env::var_os("SPROUT_CACHE")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/sprout")));
+        if let Some(cache) = cache {
+            dirs.push(cache.join(format!("kubernetes-{KUBERNETES_VERSION}/bin")));
+        }
+        if let Some(path) = std::env::var_os("PATH") {
+            dirs.extend(std::env::split_paths(&path));
+        }
+        let find = |name: &str| dirs.iter().map(|d| d.join(name)).find(|p| p.is_file());
+        let missing = |name: &str| ClusterError::ToolMissing {
+            tool: format!(
+                "{name} (envtest builds it with scripts/control-plane build, or set SPROUT_ENVTEST_BIN)"
+            ),
+        };
+        Ok(Binaries {
+            etcd: find("etcd").ok_or_else(|| missing("etcd"))?,
+            apiserver: find("kube-apiserver").ok_or_else(|| missing("kube-apiserver"))?,
+            controller_manager: find("kube-controller-manager")
+                .ok_or_else(|| missing("kube-controller-manager"))?,
+        })
+    }
+}
+
+/// One control plane in one folder.
+pub struct LocalControlPlane {
+    dir: PathBuf,
+}
+
+const PROCESSES: [&str; 3] = ["controller-manager", "apiserver", "etcd"];
+
+impl LocalControlPlane {
+    pub fn new(dir: &Path) -> Self {
+        LocalControlPlane {
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.dir.join("kubeconfig")
+    }
+
+    fn io(&self, error: std::io::Error) -> ClusterError {
+        ClusterError::io(&self.dir, error)
+    }
+
+    /// Whether all three processes sprout started here still run.
+    pub fn running(&self) -> bool {
+        PROCESSES.iter().all(|name| self.live_pid(name).is_some())
+    }
+
+    /// The pid in `<name>.pid`, if that process still runs the binary it was started as.
+    fn live_pid(&self, name: &str) -> Option<i32> {
+        let pid: i32 = std::fs::read_to_string(self.dir.join(format!("{name}.pid")))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()?;
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        let program = cmdline.split(|b| *b == 0).next().unwrap_or_default();
+        let expected = if name == "etcd" {
+            "etcd".to_string()
+        } else {
+            format!("kube-{name}")
+        };
+        String::from_utf8_lossy(program)
+            .ends_with(&expected)
+            .then_some(pid)
+    }
+
+    /// Starts the control plane unless it runs; `audit` also logs every request to audit.log.
+    /// Data survives a stop, so a restarted control plane holds the same objects.
+    pub async fn start(&self, audit: bool) -> Result<(), ClusterError> {
+        if self.running() {
+            return Ok(());
+        }
+        self.stop()?;
+        let binaries = Binaries::find()?;
+        std::fs::create_dir_all(&self.dir).map_err(|e| self.io(e))?;
+        std::fs::write(
+            self.dir.join(OWNER_FILE),
+            "app.kubernetes.io/managed-by=sprout\n",
+        )
+        .map_err(|e| self.io(e))?;
+        let ca_pem = certificates::ensure(&self.dir)?;
+        let token = random_hex(16).map_err(|e| self.io(e))?;
+        std::fs::write(
+            self.dir.join("tokens.csv"),
+            format!("{token},admin,admin,system:masters\n"),
+        )
+        .map_err(|e| self.io(e))?;
+        let [etcd_port, peer_port, api_port] = [free_port()?, free_port()?, free_port()?];
+        let etcd_url = format!("http://127.0.0.1:{etcd_port}");
+        let peer_url = format!("http://127.0.0.1:{peer_port}");
+        let data = self.dir.join("etcd");
+        self.spawn(
+            "etcd",
+            &binaries.etcd,
+            &[
+                "--name",
+                "sprout",
+                "--data-dir",
+                &data.to_string_lossy(),
+                "--listen-client-urls",
+                &etcd_url,
+                "--advertise-client-urls",
+                &etcd_url,
+                "--listen-peer-urls",
+                &peer_url,
+                "--initial-advertise-peer-urls",
+                &peer_url,
+                "--initial-cluster",
+                &format!("sprout={peer_url}"),
+            ],
+        )?;
+        let path = |name: &str| self.dir.join(name).to_string_lossy().into_owned();
+        let mut args = vec![
+            "--etcd-servers".to_string(),
+            etcd_url,
+            "--bind-address".into(),
+            "127.0.0.1".into(),
+            "--advertise-address".into(),
+            "127.0.0.1".into(),
+            "--secure-port".into(),
+            api_port.to_string(),
+            "--insecure-port".into(),
+            "0".into(),
+            "--tls-cert-file".into(),
+            path("apiserver.crt"),
+            "--tls-private-key-file".into(),
+            path("apiserver.key"),
+            "--client-ca-file".into(),
+            path("ca.crt"),
+            "--token-auth-file".into(),
+            path("tokens.csv"),
+            "--authorization-mode".into(),
+            "RBAC".into(),
+            "--service-account-key-file".into(),
+            path("sa.pub"),
+            "--service-account-signing-key-file".into(),
+            path("sa.key"),
+            "--service-account-issuer".into(),
+            "https://kubernetes.default.svc".into(),
+            "--api-audiences".into(),
+            "https://kubernetes.default.svc".into(),
+            "--service-cluster-ip-range".into(),
+            "10.96.0.0/16".into(),
+            "--allow-privileged".into(),
+            "--disable-admission-plugins".into(),
+            "ServiceAccount".into(),
+        ];
+        if audit {
+            std::fs::write(
+                self.dir.join("audit-policy.yaml"),
+                "apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\nrules:\n- level: Metadata\n",
+            )
+            .map_err(|e| self.io(e))?;
+            args.extend([
+                "--audit-policy-file".into(),
+                path("audit-policy.yaml"),
+                "--audit-log-path".into(),
+                path("audit.log"),
+            ]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.spawn("apiserver", &binaries.apiserver, &args)?;
+        self.write_kubeconfig(&format!("https://127.0.0.1:{api_port}"), &ca_pem, &token)?;
+        self.wait_ready().await?;
+        self.spawn(
+            "controller-manager",
+            &binaries.controller_manager,
+            &[
+                "--kubeconfig",
+                &path("kubeconfig"),
+                "--leader-elect=false",
+                "--port",
+                "0",
+                "--secure-port",
+                "0",
+                "--controllers",
+                "*,-serviceaccount-token",
+                "--service-account-private-key-file",
+                &path("sa.key"),
+                "--root-ca-file",
+                &path("ca.crt"),
+                "--use-service-account-credentials=false",
+            ],
+        )
+    }
+
+    fn spawn(&self, name: &str, program: &Path, args: &[&str]) -> Result<(), ClusterError> {
+        use std::os::unix::process::CommandExt;
+        let log =
+            std::fs::File::create(self.dir.join(format!("{name}.log"))).map_err(|e| self.io(e))?;
+        let child = Command::new(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().map_err(|e| self.io(e))?)
+            .stderr(log)
+            // Its own process group: a Ctrl-C meant for `sprout up` must not stop the cluster.
+            .process_group(0)
+            .spawn()
+            .map_err(|e| ClusterError::Provider {
+                provider: "envtest",
+                message: format!("cannot start {}: {e}", program.display()),
+            })?;
+        std::fs::write(self.dir.join(format!("{name}.pid")), child.id().to_string())
+            .map_err(|e| self.io(e))
+    }
+
+    fn write_kubeconfig(
+        &self,
+        server: &str,
+        ca_pem: &str,
+        token: &str,
+    ) -> Result<(), ClusterError> {
+        use base64::Engine;
+        let ca = base64::engine::general_purpose::STANDARD.encode(ca_pem);
+        let text = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: envtest\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca}\n\
+             users:\n- name: admin\n  user:\n    token: {token}\ncontexts:\n- name: envtest\n  context: {{cluster: envtest, user: admin}}\n\
+             current-context: envtest\n"
+        );
+        write_private(&self.kubeconfig(), &text).map_err(|e| self.io(e))
+    }
+
+    async fn wait_ready(&self) -> Result<(), ClusterError> {
+        let target = super::Target {
+            kubeconfig: self.kubeconfig(),
+            context: None,
+        };
+        let client = super::client(&target).await?;
+        let started = Instant::now();
+        loop {
+            let request = http::Request::get("/readyz")
+                .body(Vec::new())
+                .expect("a static request");
+            if client.request_text(request).await.is_ok() {
+                return Ok(());
+            }
+            if self.live_pid("apiserver").is_none() || started.elapsed() > Duration::from_secs(60) {
+                let log =
+                    std::fs::read_to_string(self.dir.join("apiserver.log")).unwrap_or_default();
+                let tail: Vec<&str> = log
+                    .lines()
+                    .rev()
+                    .take(15)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect();
+                let _ = self.stop();
+                return Err(ClusterError::Provider {
+                    provider: "envtest",
+                    message: format!(
+                        "kube-apiserver did not become ready; last lines of its log:\n{}",
+                        tail.join("\n")
+                    ),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Stops the processes (TERM, then KILL after 5 s); absent processes are fine.
+    pub fn stop(&self) -> Result<(), ClusterError> {
+        use rustix::process::{Pid, Signal, kill_process};
+        for name in PROCESSES {
+            if let Some(pid) = self.live_pid(name).and_then(Pid::from_raw) {
+                let _ = kill_process(pid, Signal::TERM);
+                let deadline = Instant::now() + Duration::from_secs(5);
+                while self.live_pid(name).is_some() && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                if self.live_pid(name).is_some() {
+                    let _ = kill_process(pid, Signal::KILL);
+                }
+            }
+            let _ = std::fs::remove_file(self.dir.join(format!("{name}.pid")));
+        }
+        Ok(())
+    }
+}
+
+fn free_port() -> Result<u16, ClusterError> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")
+        .map_err(|e| ClusterError::io(Path::new("127.0.0.1"), e))?;
+    Ok(listener
+        .local_addr()
+        .map_err(|e| ClusterError::io(Path::new("127.0.0.1"), e))?
+        .port())
+}
+
+fn random_hex(bytes: usize) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut buf = vec![0u8; bytes];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut buf)?;
+    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Writes a file only its owner can read (it holds a token or a key).
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .mode(0o600)
+        .open(path)?;
+    std::io::Write::write_all(&mut file, text.as_bytes())
+}
+
+mod certificates {
+    //! A self-signed CA, the apiserver's serving certificate for loopback, and the key that
+    //! signs service-account tokens; made once per control plane and kept with its data.
+    use super::{ClusterError, write_private};
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    use std::path::Path;
+
+    /// The CA certificate (PEM), creating all files when missing.
+    pub fn ensure(dir: &Path) -> Result<String, ClusterError> {
+        let ca_path = dir.join("ca.crt");
+        if let Ok(ca) = std::fs::read_to_string(&ca_path)
+            && dir.join("apiserver.key").is_file()
+            && dir.join("sa.key").is_file()
+            && dir.join("sa.pub").is_file()
+        {
+            return Ok(ca);
+        }
+        let fail = |e: rcgen::Error| ClusterError::Provider {
+            provider: "envtest",
+            message: format!("cannot make certificates: {e}"),
+        };
+        let io = |e| ClusterError::io(dir, e);
+        let ca_key = KeyPair::generate().map_err(fail)?;
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(fail)?;
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "sprout envtest CA");
+        let ca = ca_params.self_signed(&ca_key).map_err(fail)?;
+        let issuer = Issuer::new(ca_params, &ca_key);
+        let server_key = KeyPair::generate().map_err(fail)?;
+        let mut server_params = CertificateParams::new(vec![
+            "127.0.0.1".to_string(),
+            "localhost".to_string(),
+            "kubernetes.default.svc".to_string(),
+        ])
+        .map_err(fail)?;
+        server_params
+            .distinguished_name
+            .push(DnType::CommonName, "kube-apiserver");
+        let server = server_params
+            .signed_by(&server_key, &issuer)
+            .map_err(fail)?;
+        let sa_key = KeyPair::generate().map_err(fail)?;
+        write_private(&dir.join("apiserver.key"), &server_key.serialize_pem()).map_err(io)?;
+        std::fs::write(dir.join("apiserver.crt"), server.pem()).map_err(io)?;
+        write_private(&dir.join("sa.key"), &sa_key.serialize_pem()).map_err(io)?;
+        std::fs::write(dir.join("sa.pub"), sa_key.public_key_pem()).map_err(io)?;
+        std::fs::write(&ca_path, ca.pem()).map_err(io)?;
+        Ok(ca.pem())
+    }
+}
+
+/// The provider: one [`LocalControlPlane`] per environment, in its cluster folder.
+pub struct Envtest {
+    plane: LocalControlPlane,
+    clusters_root: PathBuf,
+    env: String,
+}
+
+impl Envtest {
+    pub fn new(env: &Environment, dir: &Path) -> Self {
+        Envtest {
+            plane: LocalControlPlane::new(&dir.join("control-plane")),
+            clusters_root: dir.parent().map(Path::to_path_buf).unwrap_or_default(),
+            env: env.name.clone(),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Provider for Envtest {
+    async fn create(&self, kubeconfig: &Path, progress: &dyn Progress) -> Result<(), ClusterError> {
+        if !self.plane.running() {
+            progress.phase(
+                "starting a local control plane (etcd, kube-apiserver, kube-controller-manager)",
+            );
+            self.plane.start(false).await?;
+        }
+        let text = std::fs::read_to_string(self.plane.kubeconfig())
+            .map_err(|e| ClusterError::io(&self.plane.kubeconfig(), e))?;
+        write_private(kubeconfig, &text).map_err(|e| ClusterError::io(kubeconfig, e))
+    }
+
+    async fn delete(
+        &self,
+        _kubeconfig: &Path,
+        progress: &dyn Progress,
+    ) -> Result<(), ClusterError> {
+        progress.phase("stopping the local control plane");
+        self.plane.stop()?;
+        match std::fs::remove_dir_all(&self.plane.dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(ClusterError::io(&self.plane.dir, e))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    async fn list_owned(&self) -> Result<Vec<OwnedCluster>, ClusterError> {
+        let Ok(entries) = std::fs::read_dir(&self.clusters_root) else {
+            return Ok(Vec::new());
+        };
+        Ok(entries
+            .flatten()
+            .filter(|e| e.path().join("control-plane").join(OWNER_FILE).is_file())
+            .map(|e| {
+                let env = e.file_name().to_string_lossy().into_owned();
+                OwnedCluster {
+                    name: e.path().join("control-plane").display().to_string(),
+                    environment: Some(env),
+                }
+            })
+            .collect())
+    }
+
+    fn record(&self) -> ClusterRecord {
+        ClusterRecord {
+            provider: ProviderKind::Envtest,
+            name: format!("{} (local control plane)", self.env),
+            region: None,
+        }
+    }
+}
