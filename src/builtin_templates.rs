@@ -2,6 +2,9 @@
 //! where the project's copy wins.
 
 pub const PRODUCTION: &str = include_str!("../templates/production.yaml.tera");
+pub const DEVELOPER: &str = include_str!("../templates/developer.yaml.tera");
+pub const PREVIEW: &str = include_str!("../templates/preview.yaml.tera");
+pub const BRANCH: &str = include_str!("../templates/branch.yaml.tera");
 
 /// File name → text, for `init` to copy.
 pub const BUILTIN_TEMPLATES: &[(&str, &str)] = &[

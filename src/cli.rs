@@ -43,6 +43,8 @@ pub enum Command {
     Init(InitArgs),
     /// Print an environment's desired state (multi-document YAML, apply order); touches no cluster.
     Render(RenderArgs),
+    /// Create the environment if missing, provision its cluster, sync, wait until healthy.
+    Up(UpArgs),
     /// Re-resolve the source ref and converge the cluster (apply, prune, wait healthy).
     Sync(SyncArgs),
     /// Desired against live, per object; exit 0 without drift, 1 with drift.
@@ -51,6 +53,26 @@ pub enum Command {
     Status(StatusArgs),
     /// All environments, one line each.
     List,
+    /// Delete everything sprout created for ENV, then its spec file.
+    Down(DownArgs),
+    /// A credential for EKS clusters (the kubeconfig's exec plugin runs this).
+    #[command(hide = true)]
+    EksToken {
+        #[arg(long)]
+        cluster: String,
+        #[arg(long)]
+        region: String,
+    },
+    /// A local Kubernetes control plane in DIR (what the envtest provider runs).
+    #[command(hide = true)]
+    ControlPlane {
+        #[arg(value_parser = ["start", "stop"])]
+        action: String,
+        dir: PathBuf,
+        /// Log every request to DIR/audit.log (for tests that count requests).
+        #[arg(long)]
+        audit: bool,
+    },
     /// Print a shell completion script.
     Completions {
         #[arg(value_enum)]
@@ -109,4 +131,73 @@ pub struct ConvergeArgs {
 pub struct StatusArgs {
     /// The environment; all of them when absent.
     pub env: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// The environment; derived from --branch, --developer or --pr when absent, else yours.
+    pub env: Option<String>,
+    /// A new environment following this branch (named after it).
+    #[arg(long)]
+    pub branch: Option<String>,
+    /// A new environment for this developer (`dev-<name>`).
+    #[arg(long)]
+    pub developer: Option<String>,
+    /// A new preview for this pull request (`pr-<N>`).
+    #[arg(long)]
+    pub pr: Option<u64>,
+    /// The environment a new one forks.
+    #[arg(long, default_value = "production")]
+    pub from: String,
+    /// Where a new environment runs (default: kind, else minikube, else a local control plane).
+    #[arg(long, value_enum)]
+    pub provider: Option<ProviderArg>,
+    /// Time to live of a new environment.
+    #[arg(long, default_value = "8h")]
+    pub ttl: String,
+    /// Teardown schedule of a new developer environment (5-field crontab).
+    #[arg(long, default_value = "0 12 * * 1-5")]
+    pub teardown: String,
+    /// NAME=REF: a container name or image repository and the image to run instead.
+    #[arg(long = "image", value_name = "NAME=REF")]
+    pub images: Vec<String>,
+    /// Print the plan and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Also add context `sprout-<env>` to your kubeconfig.
+    #[arg(long)]
+    pub merge_kubeconfig: bool,
+    #[command(flatten)]
+    pub converge: ConvergeArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProviderArg {
+    Kind,
+    Minikube,
+    Eks,
+    Namespace,
+    Envtest,
+}
+
+impl ProviderArg {
+    pub fn kind(self) -> crate::spec::Provider {
+        use crate::spec::Provider;
+        match self {
+            ProviderArg::Kind => Provider::Kind,
+            ProviderArg::Minikube => Provider::Minikube,
+            ProviderArg::Eks => Provider::Eks,
+            ProviderArg::Namespace => Provider::Namespace,
+            ProviderArg::Envtest => Provider::Envtest,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct DownArgs {
+    /// The environment.
+    pub env: String,
+    /// Keep environments/ENV.yaml.
+    #[arg(long)]
+    pub keep_spec: bool,
 }

@@ -15,6 +15,7 @@ pub mod naming;
 pub mod object;
 pub mod output;
 pub mod process;
+pub mod progress;
 pub mod project;
 pub mod source;
 pub mod spec;

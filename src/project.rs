@@ -93,6 +93,11 @@ impl Project {
         self.specs.names()
     }
 
+    /// Uses `text` for environment `name` instead of its file (for checking before writing).
+    pub fn set_spec_override(&mut self, name: &str, text: String) {
+        self.specs.set_override(name, text);
+    }
+
     pub fn spec_path(&self, name: &str) -> PathBuf {
         self.specs.path_of(name)
     }

@@ -53,6 +53,9 @@ pub struct EnvironmentState {
     pub drift: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// The cluster sprout created for the environment, if it created one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<crate::cluster::provider::ClusterRecord>,
 }
 
 pub struct StateStore {

@@ -1,11 +1,15 @@
 //! One module per subcommand; each turns validated input into calls on the pipeline stages.
 
 mod diff;
+mod down;
+mod helpers;
 mod init;
+mod kubeconfig;
 mod list;
 mod render;
 mod status;
 mod sync;
+mod up;
 
 use crate::cli::{Cli, Command, Format};
 use crate::error::{Error, Result};
@@ -49,6 +53,12 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Init(args) => init::run(&context, &args),
         Command::Render(args) => render::run(&context, &args),
+        Command::Up(args) => up::run(&context, &args),
+        Command::Down(args) => down::run(&context, &args),
+        Command::EksToken { cluster, region } => helpers::eks_token(&cluster, &region),
+        Command::ControlPlane { action, dir, audit } => {
+            helpers::control_plane(&action, &dir, audit)
+        }
         Command::Sync(args) => sync::run(&context, &args),
         Command::Diff(args) => diff::run(&context, &args),
         Command::Status(args) => status::run(&context, &args),

@@ -92,6 +92,8 @@ impl Environment {
 pub struct SpecLoader {
     root: PathBuf,
     dir: PathBuf,
+    /// Spec texts used instead of files (a spec `up` is about to write, checked first).
+    overrides: BTreeMap<String, String>,
 }
 
 impl SpecLoader {
@@ -99,6 +101,7 @@ impl SpecLoader {
         SpecLoader {
             root: root.to_path_buf(),
             dir: dir.to_path_buf(),
+            overrides: BTreeMap::new(),
         }
     }
 
@@ -122,6 +125,11 @@ impl SpecLoader {
             .collect();
         names.sort();
         Ok(names)
+    }
+
+    /// Reads `text` as if it were the file of environment `name`.
+    pub fn set_override(&mut self, name: &str, text: String) {
+        self.overrides.insert(name.to_string(), text);
     }
 
     pub fn path_of(&self, name: &str) -> PathBuf {
@@ -181,7 +189,11 @@ impl SpecLoader {
                 message: format!("invalid environment name: {message}"),
             });
         }
-        let text = match std::fs::read_to_string(&path) {
+        let read = match self.overrides.get(name) {
+            Some(text) => Ok(text.clone()),
+            None => std::fs::read_to_string(&path),
+        };
+        let text = match read {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(SpecError::NotFound {

@@ -104,3 +104,13 @@ impl Inventory {
         self.entries.get(reference).map(|e| e.hash.as_str())
     }
 }
+
+/// Deletes the inventory ConfigMap (when its environment is gone); absent is fine.
+pub async fn delete(live: &Live, namespace: &str) -> Result<(), SyncError> {
+    let api: Api<ConfigMap> = Api::namespaced(live.client.clone(), namespace);
+    match api.delete(INVENTORY_NAME, &Default::default()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        Err(e) => Err(live.call_error("delete the inventory", e)),
+    }
+}

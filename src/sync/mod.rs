@@ -346,6 +346,27 @@ fn is_definition_or_namespace(object: &Object) -> bool {
     )
 }
 
+/// Deletes every object of the environment's inventory (reverse apply order, with prune's
+/// safety rules), then the inventory itself once it is empty.
+pub async fn teardown(
+    live: &mut Live,
+    env: &str,
+    inventory_namespace: &str,
+) -> Result<ChangeSet, SyncError> {
+    let mut inventory = Inventory::load(live, inventory_namespace, env).await?;
+    let mut groups: BTreeSet<String> = inventory.entries.keys().map(|r| r.group.clone()).collect();
+    groups.insert(String::new());
+    live.discover(&groups).await?;
+    let mut changes = ChangeSet::default();
+    prune::prune_stale(live, &mut inventory, &BTreeSet::new(), env, &mut changes).await?;
+    if inventory.entries.is_empty() {
+        inventory::delete(live, inventory_namespace).await?;
+    } else {
+        inventory.save(live, inventory_namespace, env).await?;
+    }
+    Ok(changes)
+}
+
 /// Drift and health as they are now, read-only: objects that differ from what sync applied (or
 /// are missing), stale inventory entries, and the health of every object.
 #[derive(Debug, Clone, Serialize)]

@@ -57,7 +57,19 @@ pub async fn prune_stale(
         .collect();
     stale.sort_by(|a, b| apply_order(b, a));
     let mut deleted: Vec<(ObjectRef, String)> = Vec::new();
+    // Deleting a namespace deletes what is in it: one that holds a kept object must stay.
+    let mut holding: BTreeSet<String> = BTreeSet::new();
     for reference in stale {
+        if reference.kind == "Namespace"
+            && reference.group.is_empty()
+            && holding.contains(&reference.name)
+        {
+            changes
+                .kept
+                .push(format!("{reference} (holds objects that must survive)"));
+            inventory.entries.remove(&reference);
+            continue;
+        }
         let entry = &inventory.entries[&reference];
         let Some(resolved) = live.resolve_kind(&entry.api_version, &reference.kind) else {
             // The kind is no longer served: its CRD is gone, and its objects with it.
@@ -76,6 +88,7 @@ pub async fn prune_stale(
             continue;
         }
         if let Some(reason) = keep_reason(&current) {
+            holding.insert(reference.namespace.clone());
             changes.kept.push(format!("{reference} ({reason})"));
             inventory.entries.remove(&reference);
             continue;
