@@ -3,8 +3,10 @@
 
 mod bad_input;
 mod cluster;
+mod eks;
 mod git_sources;
 mod golden;
 mod init;
+mod providers;
 mod sync;
 mod util;

@@ -1,0 +1,387 @@
+//! `sprout up` and `sprout down` with the kind and minikube providers, through stand-in
+//! executables on PATH (tests/standins) that record their argv and hand back a kubeconfig for
+//! the real test control plane, so provisioning, sync and status run end to end.
+
+use crate::cluster::{ControlPlane, control_plane, unique};
+use crate::util::{TestRepo, stderr_of, stdout_of};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+const PRODUCTION: &str = "apiVersion: sprout.dev/v1alpha1\nkind: Environment\nmetadata: {name: production}\n\
+                          spec:\n  protected: true\n  source: {ref: main, path: deploy}\n";
+const APP: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: app}\ndata: {greeting: hello}\n---\n\
+                   apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: app}\nspec:\n  replicas: 3\n  \
+                   selector: {matchLabels: {app: app}}\n  template:\n    metadata: {labels: {app: app}}\n    spec:\n      \
+                   containers:\n      - name: app\n        image: registry.example.com/app:v1\n        \
+                   resources: {requests: {cpu: 100m, memory: 64Mi}}\n";
+
+struct StandIns {
+    state: tempfile::TempDir,
+    log: PathBuf,
+}
+
+impl StandIns {
+    fn new() -> Self {
+        let state = tempfile::tempdir().unwrap();
+        let log = state.path().join("argv.jsonl");
+        StandIns { state, log }
+    }
+
+    /// `sprout` in `repo` with the stand-ins first on PATH.
+    fn sprout(&self, repo: &TestRepo, cp: &ControlPlane) -> assert_cmd::Command {
+        let standins = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/standins");
+        let path = format!("{}:{}", standins.display(), std::env::var("PATH").unwrap());
+        let mut cmd = repo.sprout();
+        cmd.env("PATH", path)
+            .env("SPROUT_STANDIN_LOG", &self.log)
+            .env("SPROUT_STANDIN_STATE", self.state.path().join("clusters"))
+            .env("SPROUT_STANDIN_KUBECONFIG", &cp.kubeconfig)
+            .env("HOME", self.state.path());
+        cmd
+    }
+
+    /// Every recorded invocation, as argv lists.
+    fn calls(&self) -> Vec<Vec<String>> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+}
+
+/// A project whose production is a ConfigMap and a Deployment, with `branch` next to main.
+fn project_with_branch(branch: &str) -> TestRepo {
+    let mut repo = TestRepo::new();
+    repo.write("deploy/app.yaml", APP)
+        .write("environments/production.yaml", PRODUCTION);
+    repo.commit("production");
+    repo.branch(branch);
+    repo.write(
+        "deploy/app.yaml",
+        &APP.replace("greeting: hello", "greeting: hello from the branch"),
+    );
+    repo.commit("branch change");
+    repo.checkout("main");
+    repo
+}
+
+fn up_json(standins: &StandIns, repo: &TestRepo, cp: &ControlPlane, args: &[&str]) -> Value {
+    let output = standins
+        .sprout(repo, cp)
+        .args(["-o", "json", "up"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "up {args:?}: {}",
+        stderr_of(&output)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+#[test]
+fn kind_up_is_idempotent_hostile_branches_never_reach_a_shell_and_down_removes_it() {
+    let cp = control_plane();
+    // Valid as a git branch, and a command injection if it ever reached a shell.
+    let branch = format!(
+        "feat/$(touch${{IFS}}pwned);`touch${{IFS}}pwned`;{}",
+        unique("x")
+    );
+    let repo = project_with_branch(&branch);
+    let pwned = repo.path().join("pwned");
+    let standins = StandIns::new();
+
+    let first = up_json(
+        &standins,
+        &repo,
+        &cp,
+        &["--branch", &branch, "--provider", "kind"],
+    );
+    let env = first["environment"].as_str().unwrap().to_string();
+    assert!(env.starts_with("feat-touch-") && env.len() <= 40, "{env}");
+    assert_eq!(first["specWritten"], true);
+    assert_eq!(
+        first["report"]["changes"]["created"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3,
+        "Namespace, ConfigMap, Deployment"
+    );
+    let spec =
+        std::fs::read_to_string(repo.path().join(format!("environments/{env}.yaml"))).unwrap();
+    assert!(spec.contains("provider: kind"), "{spec}");
+
+    let create = standins
+        .calls()
+        .into_iter()
+        .find(|c| c[1..3] == ["create", "cluster"])
+        .expect("kind create cluster ran");
+    let cluster = first["cluster"]["name"].as_str().unwrap();
+    assert_eq!(&create[3..5], ["--name", cluster]);
+    assert!(
+        cluster.len() <= 50
+            && cluster
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'),
+        "{cluster}"
+    );
+    assert_eq!(create[5], "--config");
+    assert_eq!(create[7], "--kubeconfig");
+    assert!(
+        create[8].contains(".sprout/clusters/"),
+        "sprout's own kubeconfig, never the user's: {create:?}"
+    );
+    assert!(!pwned.exists(), "the branch name reached a shell");
+    let greeting = cp.kubectl_ok(&[
+        "get",
+        "configmap",
+        "app",
+        "-n",
+        &env,
+        "-o",
+        "jsonpath={.data.greeting}",
+    ]);
+    assert_eq!(greeting, "hello from the branch");
+
+    // A second `up` creates nothing and changes nothing.
+    let second = up_json(&standins, &repo, &cp, &[&env]);
+    assert_eq!(second["specWritten"], false);
+    assert_eq!(second["report"]["changes"]["unchanged"], 3);
+    let creates = standins
+        .calls()
+        .iter()
+        .filter(|c| c[1..3] == ["create", "cluster"])
+        .count();
+    assert_eq!(creates, 1);
+
+    let status = standins
+        .sprout(&repo, &cp)
+        .args(["-o", "json", "status", &env])
+        .output()
+        .unwrap();
+    let status: Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(status["phase"], "synced");
+    assert_eq!(status["cluster"]["provider"], "kind");
+
+    let down = standins
+        .sprout(&repo, &cp)
+        .args(["down", &env])
+        .output()
+        .unwrap();
+    assert!(down.status.success(), "{}", stderr_of(&down));
+    let delete = standins
+        .calls()
+        .into_iter()
+        .find(|c| c[1..3] == ["delete", "cluster"])
+        .expect("kind delete cluster ran");
+    assert_eq!(&delete[3..5], ["--name", cluster]);
+    assert!(
+        !repo
+            .path()
+            .join(format!("environments/{env}.yaml"))
+            .exists(),
+        "the spec goes last"
+    );
+    assert!(!repo.path().join(format!(".sprout/clusters/{env}")).exists());
+    assert!(!pwned.exists());
+}
+
+#[test]
+fn minikube_up_with_a_developer_environment_and_down() {
+    let cp = control_plane();
+    let developer = unique("dana");
+    let repo = project_with_branch("feature/search");
+    let standins = StandIns::new();
+    // A developer environment follows the branch checked out now.
+    repo.checkout("feature/search");
+    let up = up_json(
+        &standins,
+        &repo,
+        &cp,
+        &[
+            "--developer",
+            &developer,
+            "--provider",
+            "minikube",
+            "--ttl",
+            "2h",
+        ],
+    );
+    let env = up["environment"].as_str().unwrap().to_string();
+    assert_eq!(env, format!("dev-{developer}"));
+    let spec =
+        std::fs::read_to_string(repo.path().join(format!("environments/{env}.yaml"))).unwrap();
+    assert!(
+        spec.contains("ref: \"feature/search\"")
+            && spec.contains("ttl: 2h")
+            && spec.contains(&format!("sprout.dev/owner: \"{developer}\"")),
+        "{spec}"
+    );
+    let start = standins
+        .calls()
+        .into_iter()
+        .find(|c| c[1] == "start")
+        .expect("minikube start ran");
+    assert_eq!(&start[2..4], ["--profile", &format!("sprout-{env}")]);
+    let labels = format!(
+        "--extra-config=kubelet.node-labels=app.kubernetes.io/managed-by=sprout,sprout.dev/environment={env}"
+    );
+    assert!(start.contains(&labels), "{start:?}");
+    // Resources scaled, replicas capped by the developer template.
+    let replicas = cp.kubectl_ok(&[
+        "get",
+        "deploy",
+        "app",
+        "-n",
+        &env,
+        "-o",
+        "jsonpath={.spec.replicas}",
+    ]);
+    assert_eq!(replicas, "1");
+    standins
+        .sprout(&repo, &cp)
+        .args(["down", &env])
+        .assert()
+        .success();
+    assert!(
+        standins
+            .calls()
+            .iter()
+            .any(|c| c[1] == "delete" && c[3] == format!("sprout-{env}"))
+    );
+}
+
+#[test]
+fn an_interrupted_up_is_finished_by_the_next() {
+    let cp = control_plane();
+    let repo = project_with_branch("feature/resume");
+    let standins = StandIns::new();
+    let env = unique("resume");
+    repo.write(
+        &format!("environments/{env}.yaml"),
+        &format!("apiVersion: sprout.dev/v1alpha1\nkind: Environment\nmetadata: {{name: {env}}}\nspec:\n  from: production\n  cluster: {{provider: kind}}\n"),
+    );
+    // The cluster is created, then the run dies before it has a kubeconfig and before any sync.
+    let failed = standins
+        .sprout(&repo, &cp)
+        .env("SPROUT_STANDIN_FAIL", "get kubeconfig")
+        .args(["up", &env])
+        .output()
+        .unwrap();
+    assert_eq!(failed.status.code(), Some(1), "{}", stderr_of(&failed));
+    assert!(
+        stderr_of(&failed).contains(&format!("environment {env}: cluster: kind:")),
+        "{}",
+        stderr_of(&failed)
+    );
+    assert!(!cp.exists("namespace", &env, &env));
+
+    let resumed = up_json(&standins, &repo, &cp, &[&env]);
+    assert_eq!(
+        resumed["report"]["changes"]["created"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+    let creates = standins
+        .calls()
+        .iter()
+        .filter(|c| c[1..3] == ["create", "cluster"])
+        .count();
+    assert_eq!(creates, 1, "the cluster from the first run is reused");
+    standins
+        .sprout(&repo, &cp)
+        .args(["down", &env])
+        .assert()
+        .success();
+}
+
+#[test]
+fn dry_run_prints_the_plan_and_changes_nothing() {
+    let cp = control_plane();
+    let repo = project_with_branch("feature/preview");
+    let standins = StandIns::new();
+    let output = standins
+        .sprout(&repo, &cp)
+        .args([
+            "up",
+            "--pr",
+            "4242",
+            "--branch",
+            "feature/preview",
+            "--provider",
+            "kind",
+            "--dry-run",
+            "--image",
+            "app=ghcr.io/acme/app:pr-4242",
+        ])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr_of(&output));
+    let plan = stdout_of(&output);
+    assert!(
+        plan.contains("plan for pr-4242 (dry run: nothing was changed)"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("environments/pr-4242.yaml (would be written)"),
+        "{plan}"
+    );
+    assert!(plan.contains("kind cluster sprout-pr-4242"), "{plan}");
+    assert!(plan.contains("3 objects into namespace pr-4242"), "{plan}");
+    assert!(!repo.path().join("environments/pr-4242.yaml").exists());
+    assert!(!repo.path().join(".sprout").exists());
+    assert!(
+        standins.calls().is_empty(),
+        "no provider command ran: {:?}",
+        standins.calls()
+    );
+}
+
+#[test]
+fn invalid_names_and_bad_images_are_usage_errors_before_anything_happens() {
+    let cp = control_plane();
+    let repo = project_with_branch("feature/x");
+    let standins = StandIns::new();
+    for args in [
+        vec!["up", "Not_Valid", "--provider", "kind"],
+        vec![
+            "up",
+            "--pr",
+            "5",
+            "--branch",
+            "feature/x",
+            "--provider",
+            "kind",
+            "--image",
+            "no-equals-sign",
+        ],
+        vec![
+            "up",
+            "--pr",
+            "6",
+            "--branch",
+            "feature/x",
+            "--provider",
+            "kind",
+            "--image",
+            "nothing-matches=x:1",
+        ],
+        vec!["up", "production", "--provider", "kind"],
+    ] {
+        let output = standins.sprout(&repo, &cp).args(&args).output().unwrap();
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            stderr_of(&output)
+        );
+    }
+    assert!(standins.calls().is_empty(), "{:?}", standins.calls());
+    assert!(!repo.path().join("environments/pr-5.yaml").exists());
+    assert!(!repo.path().join("environments/pr-6.yaml").exists());
+}
