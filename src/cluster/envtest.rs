@@ -122,7 +122,7 @@ impl LocalControlPlane {
             format!("{token},admin,admin,system:masters\n"),
         )
         .map_err(|e| self.io(e))?;
-        let [etcd_port, peer_port, api_port] = [free_port()?, free_port()?, free_port()?];
+        let [etcd_port, peer_port, api_port] = free_ports()?;
         let etcd_url = format!("http://127.0.0.1:{etcd_port}");
         let peer_url = format!("http://127.0.0.1:{peer_port}");
         let data = self.dir.join("etcd");
@@ -271,24 +271,24 @@ impl LocalControlPlane {
             if client.request_text(request).await.is_ok() {
                 return Ok(());
             }
-            if self.live_pid("apiserver").is_none() || started.elapsed() > Duration::from_secs(60) {
-                let log =
-                    std::fs::read_to_string(self.dir.join("apiserver.log")).unwrap_or_default();
-                let tail: Vec<&str> = log
-                    .lines()
-                    .rev()
-                    .take(15)
-                    .collect::<Vec<_>>()
-                    .into_iter()
-                    .rev()
-                    .collect();
+            let dead = ["etcd", "apiserver"]
+                .into_iter()
+                .find(|name| self.live_pid(name).is_none());
+            if dead.is_some() || started.elapsed() > Duration::from_secs(60) {
+                let culprit = dead.unwrap_or("apiserver");
+                let log = std::fs::read_to_string(self.dir.join(format!("{culprit}.log")))
+                    .unwrap_or_default();
+                let lines: Vec<&str> = log.lines().collect();
+                let tail = lines[lines.len().saturating_sub(15)..].join("\n");
                 let _ = self.stop();
+                let what = if dead.is_some() {
+                    "exited"
+                } else {
+                    "did not become ready in 60 s"
+                };
                 return Err(ClusterError::Provider {
                     provider: "envtest",
-                    message: format!(
-                        "kube-apiserver did not become ready; last lines of its log:\n{}",
-                        tail.join("\n")
-                    ),
+                    message: format!("{culprit} {what}; last lines of {culprit}.log:\n{tail}"),
                 });
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -315,13 +315,22 @@ impl LocalControlPlane {
     }
 }
 
-fn free_port() -> Result<u16, ClusterError> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")
-        .map_err(|e| ClusterError::io(Path::new("127.0.0.1"), e))?;
-    Ok(listener
-        .local_addr()
-        .map_err(|e| ClusterError::io(Path::new("127.0.0.1"), e))?
-        .port())
+/// Three distinct free loopback ports: all three sockets stay bound until every port is known,
+/// or the kernel could hand out one port twice.
+fn free_ports() -> Result<[u16; 3], ClusterError> {
+    let bind = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .map_err(|e| ClusterError::io(Path::new("127.0.0.1"), e))
+    };
+    let listeners = [bind()?, bind()?, bind()?];
+    let mut ports = [0u16; 3];
+    for (port, listener) in ports.iter_mut().zip(&listeners) {
+        *port = listener
+            .local_addr()
+            .map_err(|e| ClusterError::io(Path::new("127.0.0.1"), e))?
+            .port();
+    }
+    Ok(ports)
 }
 
 fn random_hex(bytes: usize) -> std::io::Result<String> {
