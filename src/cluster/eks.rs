@@ -7,7 +7,7 @@
 //! balancers would otherwise outlive the cluster), then node groups, then the cluster.
 
 use super::ClusterError;
-use super::provider::{ClusterRecord, OwnedCluster, Progress, Provider};
+use super::provider::{CLUSTER_PREFIX, ClusterRecord, OwnedCluster, Progress, Provider};
 use crate::fork::ownership::{ENVIRONMENT_LABEL, MANAGED_BY, MANAGED_BY_VALUE};
 use crate::naming::{self, Backend};
 use crate::spec::{EksSpec, Environment, Provider as ProviderKind};
@@ -21,7 +21,6 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 const NODEGROUP: &str = "sprout-nodes";
-const PREFIX: &str = "sprout-";
 /// How long creation or deletion may take before sprout gives up (EKS takes 10–15 minutes).
 const PATIENCE: Duration = Duration::from_secs(40 * 60);
 
@@ -34,7 +33,7 @@ pub struct Eks {
 
 /// `sprout-<env>` within EKS's rules.
 pub fn cluster_name(env: &str) -> String {
-    naming::derive(&format!("{PREFIX}{env}"), Backend::EksCluster)
+    naming::derive(&format!("{CLUSTER_PREFIX}{env}"), Backend::EksCluster)
 }
 
 fn eks_error<E: std::error::Error + 'static>(what: &str, error: E) -> ClusterError {

@@ -4,7 +4,7 @@
 
 use super::ClusterError;
 use super::cli_tool::run;
-use super::provider::{ClusterRecord, OwnedCluster, Progress, Provider};
+use super::provider::{CLUSTER_PREFIX, ClusterRecord, OwnedCluster, Progress, Provider};
 use crate::naming::{self, Backend};
 use crate::project::{Project, TEMPLATES_DIR};
 use crate::spec::{Environment, Provider as ProviderKind};
@@ -14,7 +14,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 const BUILTIN_CONFIG: &str = include_str!("../../templates/kind-cluster.yaml.tera");
-const PREFIX: &str = "sprout-";
 
 pub struct Kind {
     name: String,
@@ -45,22 +44,28 @@ impl Kind {
     }
 
     async fn exists(&self) -> Result<bool, ClusterError> {
-        let out = run(
-            "kind",
-            vec!["get".into(), "clusters".into()],
-            Vec::new(),
-            Duration::from_secs(30),
-        )
-        .await?;
-        Ok(String::from_utf8_lossy(&out)
-            .lines()
-            .any(|l| l.trim() == self.name))
+        Ok(clusters().await?.contains(&self.name))
     }
+}
+
+async fn clusters() -> Result<Vec<String>, ClusterError> {
+    let out = run(
+        "kind",
+        vec!["get".into(), "clusters".into()],
+        Vec::new(),
+        Duration::from_secs(30),
+    )
+    .await?;
+    Ok(String::from_utf8_lossy(&out)
+        .lines()
+        .map(|l| l.trim().to_string())
+        .filter(|l| !l.is_empty())
+        .collect())
 }
 
 /// `sprout-<env>`, within kind's 50 characters.
 pub fn cluster_name(env: &str) -> String {
-    naming::derive(&format!("{PREFIX}{env}"), Backend::KindCluster)
+    naming::derive(&format!("{CLUSTER_PREFIX}{env}"), Backend::KindCluster)
 }
 
 #[async_trait::async_trait]
@@ -128,22 +133,7 @@ impl Provider for Kind {
     }
 
     async fn list_owned(&self) -> Result<Vec<OwnedCluster>, ClusterError> {
-        let out = run(
-            "kind",
-            vec!["get".into(), "clusters".into()],
-            Vec::new(),
-            Duration::from_secs(30),
-        )
-        .await?;
-        Ok(String::from_utf8_lossy(&out)
-            .lines()
-            .map(str::trim)
-            .filter(|name| name.starts_with(PREFIX))
-            .map(|name| OwnedCluster {
-                name: name.to_string(),
-                environment: None,
-            })
-            .collect())
+        Ok(super::provider::owned_by_prefix(clusters().await?))
     }
 
     fn record(&self) -> ClusterRecord {

@@ -3,14 +3,12 @@
 
 use super::ClusterError;
 use super::cli_tool::run;
-use super::provider::{ClusterRecord, OwnedCluster, Progress, Provider};
+use super::provider::{CLUSTER_PREFIX, ClusterRecord, OwnedCluster, Progress, Provider};
 use crate::naming::{self, Backend};
 use crate::spec::{Environment, Provider as ProviderKind};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-
-const PREFIX: &str = "sprout-";
 
 pub struct Minikube {
     profile: String,
@@ -57,7 +55,7 @@ impl Minikube {
 
 /// `sprout-<env>`: starts with a letter, no `_`, as minikube requires.
 pub fn profile_name(env: &str) -> String {
-    naming::derive(&format!("{PREFIX}{env}"), Backend::MinikubeProfile)
+    naming::derive(&format!("{CLUSTER_PREFIX}{env}"), Backend::MinikubeProfile)
 }
 
 #[async_trait::async_trait]
@@ -117,16 +115,7 @@ impl Provider for Minikube {
     }
 
     async fn list_owned(&self) -> Result<Vec<OwnedCluster>, ClusterError> {
-        Ok(self
-            .profiles()
-            .await?
-            .into_iter()
-            .filter(|p| p.starts_with(PREFIX))
-            .map(|name| OwnedCluster {
-                name,
-                environment: None,
-            })
-            .collect())
+        Ok(super::provider::owned_by_prefix(self.profiles().await?))
     }
 
     fn record(&self) -> ClusterRecord {

@@ -40,10 +40,6 @@ pub enum ClusterError {
     #[error("kubeconfig {path}: {message}")]
     Kubeconfig { path: String, message: String },
     #[error(
-        "cluster {server} is unreachable: {message}; check that it is running and the kubeconfig points at it"
-    )]
-    Unreachable { server: String, message: String },
-    #[error(
         "the namespace provider uses an existing shared cluster: there is no cluster to create or delete"
     )]
     SharedCluster,

@@ -27,6 +27,22 @@ pub struct OwnedCluster {
     pub environment: Option<String>,
 }
 
+/// Clusters sprout creates are named `sprout-<env>` (within each backend's limits).
+pub const CLUSTER_PREFIX: &str = "sprout-";
+
+/// The clusters among `names` that sprout made, known by their prefix (backends like kind and
+/// minikube keep no labels on the cluster itself).
+pub fn owned_by_prefix(names: Vec<String>) -> Vec<OwnedCluster> {
+    names
+        .into_iter()
+        .filter(|name| name.starts_with(CLUSTER_PREFIX))
+        .map(|name| OwnedCluster {
+            name,
+            environment: None,
+        })
+        .collect()
+}
+
 /// Reports progress of long steps (a spinner on a terminal, nothing otherwise).
 pub trait Progress: Send + Sync {
     fn phase(&self, message: &str);

@@ -2,27 +2,19 @@
 
 use super::{Context, print, print_structured, runtime};
 use crate::cli::{EnvArg, Format};
-use crate::cluster;
-use crate::desired;
 use crate::error::{InStage, Result, Stage};
 use crate::sync::SyncPlan;
 use crate::sync::diff::{self, Change};
 
 /// Whether drift was found (the caller maps it to exit code 1).
 pub fn run(context: &Context, args: &EnvArg) -> Result<()> {
-    let project = context.project()?;
-    let env = project
-        .environment(&args.env)
-        .in_stage(&args.env, Stage::Spec)?;
-    let target = cluster::target_for(&project, &env, context.kubeconfig.as_deref())
-        .in_stage(&env.name, Stage::Cluster)?;
-    let desired = desired::compute(&project, &env)?;
-    let plan = SyncPlan {
-        env: &env.name,
-        inventory_namespace: env.target_namespace(),
-        commit: &desired.commit,
-        objects: &desired.objects,
-    };
+    let super::Prepared {
+        env,
+        target,
+        desired,
+        ..
+    } = super::prepare(context, &args.env)?;
+    let plan = SyncPlan::new(&env, &desired);
     let diffs = runtime()?.block_on(async {
         let mut live = super::sync::connect(&env.name, &target).await?;
         diff::diff(&mut live, &plan)

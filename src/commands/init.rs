@@ -12,7 +12,7 @@ pub fn run(context: &Context, args: &InitArgs) -> Result<()> {
     let root = &context.root;
     let reference = match &args.reference {
         Some(r) => r.clone(),
-        None => current_branch(root).unwrap_or_else(|| "main".into()),
+        None => crate::source::repo::current_branch(root).unwrap_or_else(|| "main".into()),
     };
     let mut vars = tera::Context::new();
     vars.insert("ref", &reference);
@@ -68,13 +68,4 @@ fn ignore_state_dir(context: &Context, root: &Path) -> Result<()> {
     std::fs::write(&path, text).map_err(|e| Error::io("cannot write .gitignore", e))?;
     context.note("updated .gitignore (ignores .sprout/)");
     Ok(())
-}
-
-fn current_branch(root: &Path) -> Option<String> {
-    let repo = git2::Repository::discover(root).ok()?;
-    let head = repo.head().ok()?;
-    if !head.is_branch() {
-        return None;
-    }
-    head.shorthand().ok().map(str::to_string)
 }

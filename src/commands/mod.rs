@@ -83,6 +83,30 @@ pub fn print(text: &str) -> Result<()> {
     }
 }
 
+/// What every command that touches an environment's cluster needs, checked before any side
+/// effect: the spec, where it lives, and its desired state.
+pub struct Prepared {
+    pub project: crate::project::Project,
+    pub env: crate::spec::Environment,
+    pub target: crate::cluster::Target,
+    pub desired: crate::desired::DesiredState,
+}
+
+pub fn prepare(context: &Context, name: &str) -> Result<Prepared> {
+    use crate::error::{InStage, Stage};
+    let project = context.project()?;
+    let env = project.environment(name).in_stage(name, Stage::Spec)?;
+    let target = crate::cluster::target_for(&project, &env, context.kubeconfig.as_deref())
+        .in_stage(&env.name, Stage::Cluster)?;
+    let desired = crate::desired::compute(&project, &env)?;
+    Ok(Prepared {
+        project,
+        env,
+        target,
+        desired,
+    })
+}
+
 /// A runtime for the commands that talk to clusters (the rest stay synchronous).
 pub fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()

@@ -104,12 +104,7 @@ fn view(context: &Context, project: &Project, name: &str) -> Result<StatusView> 
                 .in_stage(name, Stage::Cluster)?;
             let desired = desired::compute(project, &env)?;
             desired_commit = Some(desired.commit.clone());
-            let plan = SyncPlan {
-                env: &env.name,
-                inventory_namespace: env.target_namespace(),
-                commit: &desired.commit,
-                objects: &desired.objects,
-            };
+            let plan = SyncPlan::new(&env, &desired);
             let observed = runtime()?.block_on(async {
                 let mut live = super::sync::connect(name, &target).await?;
                 sync::observe(&mut live, &plan)

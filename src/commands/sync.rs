@@ -3,7 +3,7 @@
 use super::{Context, print, print_structured, runtime};
 use crate::cli::{ConvergeArgs, Format, SyncArgs};
 use crate::cluster::{self, Target};
-use crate::desired::{self, DesiredState};
+use crate::desired::DesiredState;
 use crate::error::{InStage, Result, Stage};
 use crate::project::Project;
 use crate::spec::{Environment, Provider};
@@ -13,16 +13,15 @@ use crate::sync::{self, SyncOptions, SyncPlan, SyncReport, live::Live};
 use std::collections::BTreeMap;
 
 pub fn run(context: &Context, args: &SyncArgs) -> Result<()> {
-    let project = context.project()?;
-    let env = project
-        .environment(&args.env)
-        .in_stage(&args.env, Stage::Spec)?;
-    let target = cluster::target_for(&project, &env, context.kubeconfig.as_deref())
-        .in_stage(&env.name, Stage::Cluster)?;
-    let desired = desired::compute(&project, &env)?;
-    let report =
-        runtime()?.block_on(converge(&project, &env, &target, &desired, &args.converge))?;
-    show(context, &env.name, &report)
+    let p = super::prepare(context, &args.env)?;
+    let report = runtime()?.block_on(converge(
+        &p.project,
+        &p.env,
+        &p.target,
+        &p.desired,
+        &args.converge,
+    ))?;
+    show(context, &p.env.name, &report)
 }
 
 pub async fn connect(env: &str, target: &Target) -> Result<Live> {
@@ -58,12 +57,7 @@ pub async fn converge(
             .as_ref()
             .is_some_and(|c| c.provider == Provider::Namespace),
     };
-    let plan = SyncPlan {
-        env: &env.name,
-        inventory_namespace: env.target_namespace(),
-        commit: &desired.commit,
-        objects: &desired.objects,
-    };
+    let plan = SyncPlan::new(env, desired);
     let outcome = async {
         let mut live = connect(&env.name, target).await?;
         sync::sync(&mut live, &plan, &options)

@@ -14,6 +14,7 @@ use crate::error::{Error, InStage, Result, Stage};
 use crate::naming::{self, Backend};
 use crate::progress::Spinner;
 use crate::project::{Project, TEMPLATES_DIR};
+use crate::source::repo;
 use crate::spec::{Environment, Provider};
 use crate::state::{Phase, StateStore};
 use crate::template::{TemplateSite, render_once};
@@ -134,7 +135,7 @@ fn environment_name(project: &Project, args: &UpArgs) -> Result<(String, Origin)
     }
     let developer = match &args.developer {
         Some(d) => d.clone(),
-        None => current_user(&project.root).ok_or_else(|| {
+        None => repo::current_user(&project.root).ok_or_else(|| {
             Error::Usage(
                 "cannot tell who you are (no git user.name, no $USER): pass --developer NAME"
                     .into(),
@@ -164,14 +165,14 @@ fn render_spec(project: &Project, name: &str, origin: &Origin, args: &UpArgs) ->
     };
     let branch = match &args.branch {
         Some(branch) => branch.clone(),
-        None => current_branch(&project.root).ok_or_else(|| {
+        None => repo::current_branch(&project.root).ok_or_else(|| {
             Error::Usage("no branch checked out (detached HEAD?): pass --branch NAME".into())
         })?,
     };
     let owner = args
         .developer
         .clone()
-        .or_else(|| current_user(&project.root))
+        .or_else(|| repo::current_user(&project.root))
         .unwrap_or_else(|| "unknown".into());
     let provider = args
         .provider
@@ -368,25 +369,6 @@ fn show_plan(
         desired.objects.len(),
         env.target_namespace(),
     ))
-}
-
-fn current_user(root: &Path) -> Option<String> {
-    let from_git = git2::Repository::discover(root)
-        .ok()
-        .and_then(|r| r.config().ok())
-        .and_then(|c| c.get_string("user.name").ok());
-    from_git
-        .or_else(|| std::env::var("USER").ok())
-        .filter(|u| !u.trim().is_empty())
-}
-
-fn current_branch(root: &Path) -> Option<String> {
-    let repo = git2::Repository::discover(root).ok()?;
-    let head = repo.head().ok()?;
-    if !head.is_branch() {
-        return None;
-    }
-    head.shorthand().ok().map(str::to_string)
 }
 
 /// Adds context `sprout-<env>` (and its cluster and user) to the user's kubeconfig, replacing

@@ -176,6 +176,27 @@ fn known_branches(opened: &Opened) -> Vec<String> {
     names
 }
 
+/// The branch checked out in the repository holding `root`, if one is.
+pub fn current_branch(root: &Path) -> Option<String> {
+    let repo = Repository::discover(root).ok()?;
+    let head = repo.head().ok()?;
+    if !head.is_branch() {
+        return None;
+    }
+    head.shorthand().ok().map(str::to_string)
+}
+
+/// Who is working here: git's user.name, else `$USER`.
+pub fn current_user(root: &Path) -> Option<String> {
+    let from_git = Repository::discover(root)
+        .ok()
+        .and_then(|r| r.config().ok())
+        .and_then(|c| c.get_string("user.name").ok());
+    from_git
+        .or_else(|| std::env::var("USER").ok())
+        .filter(|u| !u.trim().is_empty())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

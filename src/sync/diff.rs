@@ -2,9 +2,7 @@
 //! (server-side dry run) and comparing that with what is there. Secret values are masked.
 
 use super::compare::{is_secret, mask_secret_values};
-use super::inventory::Inventory;
 use super::live::Live;
-use super::snapshot::Snapshot;
 use super::{SyncError, SyncPlan};
 use crate::object::{Object, ObjectRef};
 use serde::Serialize;
@@ -42,17 +40,11 @@ const VOLATILE_METADATA: &[&str] = &[
 ];
 
 pub async fn diff(live: &mut Live, plan: &SyncPlan<'_>) -> Result<Vec<ObjectDiff>, SyncError> {
-    let inventory = Inventory::load(live, plan.inventory_namespace, plan.env).await?;
-    let mut groups: BTreeSet<String> = plan.objects.iter().map(|o| o.group().to_string()).collect();
-    groups.extend(inventory.entries.keys().map(|r| r.group.clone()));
-    groups.insert(String::new());
-    live.discover(&groups).await?;
-    let resolvable: Vec<&Object> = plan
-        .objects
-        .iter()
-        .filter(|o| live.resolve_kind(o.api_version(), o.kind()).is_some())
-        .collect();
-    let snapshot = Snapshot::take(live, &resolvable).await?;
+    let super::LiveView {
+        inventory,
+        snapshot,
+        ..
+    } = super::read_live(live, plan).await?;
 
     let mut diffs = Vec::new();
     for object in plan.objects {

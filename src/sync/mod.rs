@@ -119,6 +119,53 @@ pub struct SyncPlan<'a> {
     pub objects: &'a [Object],
 }
 
+impl<'a> SyncPlan<'a> {
+    pub fn new(
+        env: &'a crate::spec::Environment,
+        desired: &'a crate::desired::DesiredState,
+    ) -> Self {
+        SyncPlan {
+            env: &env.name,
+            inventory_namespace: env.target_namespace(),
+            commit: &desired.commit,
+            objects: &desired.objects,
+        }
+    }
+}
+
+/// API groups of the desired objects and the inventory, and the core group.
+fn groups_of(plan: &SyncPlan<'_>, inventory: &Inventory) -> BTreeSet<String> {
+    let mut groups: BTreeSet<String> = plan.objects.iter().map(|o| o.group().to_string()).collect();
+    groups.extend(inventory.entries.keys().map(|r| r.group.clone()));
+    groups.insert(String::new());
+    groups
+}
+
+/// What the cluster holds for a plan, read without a write: the inventory, the desired objects
+/// whose kinds are served (custom resources of a CRD not applied yet are not), and their live
+/// state.
+struct LiveView<'o> {
+    inventory: Inventory,
+    resolvable: Vec<&'o Object>,
+    snapshot: Snapshot,
+}
+
+async fn read_live<'o>(live: &mut Live, plan: &SyncPlan<'o>) -> Result<LiveView<'o>, SyncError> {
+    let inventory = Inventory::load(live, plan.inventory_namespace, plan.env).await?;
+    live.discover(&groups_of(plan, &inventory)).await?;
+    let resolvable: Vec<&Object> = plan
+        .objects
+        .iter()
+        .filter(|o| live.resolve_kind(o.api_version(), o.kind()).is_some())
+        .collect();
+    let snapshot = Snapshot::take(live, &resolvable).await?;
+    Ok(LiveView {
+        inventory,
+        resolvable,
+        snapshot,
+    })
+}
+
 enum Action {
     Unchanged,
     Create,
@@ -142,12 +189,12 @@ pub async fn sync(
             "sync: {stage}"
         )
     };
-    let old = Inventory::load(live, plan.inventory_namespace, plan.env).await?;
-    let mut groups: BTreeSet<String> = plan.objects.iter().map(|o| o.group().to_string()).collect();
-    groups.extend(old.entries.keys().map(|r| r.group.clone()));
-    groups.insert(String::new());
-    live.discover(&groups).await?;
-    lap("inventory read, discovery done");
+    let LiveView {
+        inventory: old,
+        resolvable,
+        mut snapshot,
+    } = read_live(live, plan).await?;
+    lap("inventory, discovery and live state read");
 
     // Preflight: nothing is written unless every object can be applied.
     let defined_by_crds = kinds_defined_by(plan.objects);
@@ -162,12 +209,6 @@ pub async fn sync(
             live.resolve(object)?;
         }
     }
-    let resolvable: Vec<&Object> = plan
-        .objects
-        .iter()
-        .filter(|o| live.resolve_kind(o.api_version(), o.kind()).is_some())
-        .collect();
-    let mut snapshot = Snapshot::take(live, &resolvable).await?;
     let mut actions: BTreeMap<ObjectRef, Action> = BTreeMap::new();
     let mut refusals = Vec::new();
     for object in plan.objects {
@@ -242,7 +283,7 @@ pub async fn sync(
     });
     if new_crds || resolvable.len() < plan.objects.len() {
         health::wait(live, &crds, true, Duration::from_secs(60)).await?;
-        live.discover(&groups).await?;
+        live.discover(&groups_of(plan, &old)).await?;
         let custom: Vec<&Object> = rest
             .iter()
             .copied()
@@ -378,16 +419,11 @@ pub struct LiveStatus {
 }
 
 pub async fn observe(live: &mut Live, plan: &SyncPlan<'_>) -> Result<LiveStatus, SyncError> {
-    let inventory = Inventory::load(live, plan.inventory_namespace, plan.env).await?;
-    let mut groups: BTreeSet<String> = plan.objects.iter().map(|o| o.group().to_string()).collect();
-    groups.insert(String::new());
-    live.discover(&groups).await?;
-    let resolvable: Vec<&Object> = plan
-        .objects
-        .iter()
-        .filter(|o| live.resolve_kind(o.api_version(), o.kind()).is_some())
-        .collect();
-    let snapshot = Snapshot::take(live, &resolvable).await?;
+    let LiveView {
+        inventory,
+        snapshot,
+        ..
+    } = read_live(live, plan).await?;
     let has_nodes = live.count_nodes().await? > 0;
     let mut drift = Vec::new();
     let mut healths = Vec::new();
