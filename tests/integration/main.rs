@@ -8,5 +8,6 @@ mod git_sources;
 mod golden;
 mod init;
 mod providers;
+mod retry;
 mod sync;
 mod util;

@@ -385,3 +385,71 @@ fn invalid_names_and_bad_images_are_usage_errors_before_anything_happens() {
     assert!(!repo.path().join("environments/pr-5.yaml").exists());
     assert!(!repo.path().join("environments/pr-6.yaml").exists());
 }
+
+#[test]
+fn list_owned_finds_the_clusters_sprout_made_and_no_others() {
+    let cp = control_plane();
+    let repo = project_with_branch("feature/owned");
+    let standins = StandIns::new();
+    let env = unique("owned");
+    repo.write(
+        &format!("environments/{env}.yaml"),
+        &format!("apiVersion: sprout.dev/v1alpha1\nkind: Environment\nmetadata: {{name: {env}}}\nspec:\n  from: production\n  cluster: {{provider: kind}}\n"),
+    );
+    up_json(&standins, &repo, &cp, &[&env]);
+    // Another team's kind cluster on the same machine.
+    let config = standins.state.path().join("other.yaml");
+    std::fs::write(
+        &config,
+        "kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\n",
+    )
+    .unwrap();
+    let kind = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/standins/kind");
+    let mut other = standins.sprout(&repo, &cp);
+    let path = other
+        .get_envs()
+        .find(|(k, _)| *k == "PATH")
+        .and_then(|(_, v)| v)
+        .unwrap()
+        .to_owned();
+    let created = std::process::Command::new(&kind)
+        .args(["create", "cluster", "--name", "other-team", "--config"])
+        .arg(&config)
+        .args(["--kubeconfig"])
+        .arg(standins.state.path().join("other.kubeconfig"))
+        .env("SPROUT_STANDIN_LOG", &standins.log)
+        .env(
+            "SPROUT_STANDIN_STATE",
+            standins.state.path().join("clusters"),
+        )
+        .env("SPROUT_STANDIN_KUBECONFIG", &cp.kubeconfig)
+        .status()
+        .unwrap();
+    assert!(created.success());
+
+    // Through the library, with the stand-in as the only kind on PATH (one test per process).
+    unsafe {
+        std::env::set_var("PATH", path);
+        std::env::set_var("SPROUT_STANDIN_LOG", &standins.log);
+        std::env::set_var(
+            "SPROUT_STANDIN_STATE",
+            standins.state.path().join("clusters"),
+        );
+    }
+    let project = sprout::project::Project::open(repo.path()).unwrap();
+    let environment = project.environment(&env).unwrap();
+    let provider =
+        sprout::cluster::provider::for_environment(&project, &environment, None).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let owned: Vec<String> = runtime
+        .block_on(provider.list_owned())
+        .unwrap()
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    assert_eq!(owned, [format!("sprout-{env}")]);
+    other.args(["down", &env]).assert().success();
+}

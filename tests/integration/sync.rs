@@ -48,6 +48,20 @@ fn boutique_on_control_plane(env: &str) -> TestRepo {
     repo
 }
 
+/// A project whose production is one file, and environment `env` forked from it onto the
+/// test control plane.
+fn project_on_control_plane(env: &str, file: &str, text: &str) -> TestRepo {
+    let mut repo = TestRepo::new();
+    repo.write(file, text)
+        .write("environments/production.yaml", PRODUCTION)
+        .write(
+            &format!("environments/{env}.yaml"),
+            &environment_on_control_plane(env, "production", ""),
+        );
+    repo.commit("production");
+    repo
+}
+
 fn sync_json(repo: &TestRepo, cp: &ControlPlane, env: &str) -> Value {
     let output = with_kubeconfig(&mut repo.sprout(), cp)
         .args(["-o", "json", "sync", env, "--timeout", "30s"])
@@ -258,17 +272,11 @@ fn sync_follows_git_prunes_safely_and_is_idempotent() {
 fn conflicts_outside_the_inventory_name_the_manager_and_are_never_forced() {
     let cp = control_plane();
     let env = &unique("sync-conflict");
-    let mut repo = TestRepo::new();
-    repo.write(
+    let repo = project_on_control_plane(
+        env,
         "deploy/settings.yaml",
         "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {mode: git}\n",
-    )
-    .write("environments/production.yaml", PRODUCTION)
-    .write(
-        &format!("environments/{env}.yaml"),
-        &environment_on_control_plane(env, "production", ""),
     );
-    repo.commit("settings");
     // Someone else (kubectl, server-side) already manages data.mode of an object with our labels.
     let labels = format!(
         "  labels: {{app.kubernetes.io/managed-by: sprout, sprout.dev/environment: {env}}}\n"
@@ -310,17 +318,11 @@ fn conflicts_outside_the_inventory_name_the_manager_and_are_never_forced() {
 fn objects_of_others_are_refused_before_anything_is_written() {
     let cp = control_plane();
     let env = &unique("sync-foreign");
-    let mut repo = TestRepo::new();
-    repo.write(
+    let repo = project_on_control_plane(
+        env,
         "deploy/app.yaml",
         "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: app}\n",
-    )
-    .write("environments/production.yaml", PRODUCTION)
-    .write(
-        &format!("environments/{env}.yaml"),
-        &environment_on_control_plane(env, "production", ""),
     );
-    repo.commit("app");
     cp.kubectl_ok(&["create", "namespace", env]);
     let mark = cp.audit_mark();
     let output = with_kubeconfig(&mut repo.sprout(), &cp)
@@ -375,17 +377,11 @@ fn health_timeouts_name_each_stuck_object() {
 fn refusals_and_an_unreachable_cluster_change_nothing() {
     let cp = control_plane();
     let env = &unique("sync-refusals");
-    let mut repo = TestRepo::new();
-    repo.write(
+    let repo = project_on_control_plane(
+        env,
         "deploy/app.yaml",
         "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: app}\n",
-    )
-    .write("environments/production.yaml", PRODUCTION)
-    .write(
-        &format!("environments/{env}.yaml"),
-        &environment_on_control_plane(env, "production", ""),
     );
-    repo.commit("app");
 
     let protected = with_kubeconfig(&mut repo.sprout(), &cp)
         .args(["sync", "production"])
