@@ -208,6 +208,7 @@ fn minikube_up_with_a_developer_environment_and_down() {
             "minikube",
             "--ttl",
             "2h",
+            "--merge-kubeconfig",
         ],
     );
     let env = up["environment"].as_str().unwrap().to_string();
@@ -241,11 +242,17 @@ fn minikube_up_with_a_developer_environment_and_down() {
         "jsonpath={.spec.replicas}",
     ]);
     assert_eq!(replicas, "1");
+    // Only on request, the user's kubeconfig gains context sprout-<env>; down takes it away.
+    let user_kubeconfig = standins.state.path().join(".kube/config");
+    let merged = std::fs::read_to_string(&user_kubeconfig).unwrap();
+    assert!(merged.contains(&format!("name: sprout-{env}")), "{merged}");
     standins
         .sprout(&repo, &cp)
         .args(["down", &env])
         .assert()
         .success();
+    let after = std::fs::read_to_string(&user_kubeconfig).unwrap();
+    assert!(!after.contains(&format!("sprout-{env}")), "{after}");
     assert!(
         standins
             .calls()

@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 /// Serves `answers` in order (status line, extra headers, body), one per request, recording
 /// when each request arrived.
-fn serve(answers: Vec<(&'static str, &'static str, &'static str)>) -> (String, Arc<Mutex<Vec<Instant>>>) {
+fn serve(
+    answers: Vec<(&'static str, &'static str, &'static str)>,
+) -> (String, Arc<Mutex<Vec<Instant>>>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let arrivals = Arc::new(Mutex::new(Vec::new()));
@@ -24,7 +26,9 @@ fn serve(answers: Vec<(&'static str, &'static str, &'static str)>) -> (String, A
                 line.clear();
             }
             seen.lock().unwrap().push(Instant::now());
-            let Some((status, headers, body)) = answers.next() else { return };
+            let Some((status, headers, body)) = answers.next() else {
+                return;
+            };
             let response = format!(
                 "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n{headers}\r\n{body}",
                 body.len()
@@ -41,9 +45,21 @@ fn transient_errors_are_retried_and_retry_after_is_honoured() {
         Box::leak(format!(r#"{{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"{reason}","code":{code}}}"#).into_boxed_str())
     };
     let (url, arrivals) = serve(vec![
-        ("429 Too Many Requests", "retry-after: 1\r\n", status(429, "TooManyRequests")),
-        ("503 Service Unavailable", "", status(503, "ServiceUnavailable")),
-        ("500 Internal Server Error", "", status(500, "InternalError")),
+        (
+            "429 Too Many Requests",
+            "retry-after: 1\r\n",
+            status(429, "TooManyRequests"),
+        ),
+        (
+            "503 Service Unavailable",
+            "",
+            status(503, "ServiceUnavailable"),
+        ),
+        (
+            "500 Internal Server Error",
+            "",
+            status(500, "InternalError"),
+        ),
         ("404 Not Found", "", status(404, "NotFound")),
     ]);
     let dir = tempfile::tempdir().unwrap();
@@ -54,9 +70,15 @@ fn transient_errors_are_retried_and_retry_after_is_honoured() {
                  contexts: [{{name: c, context: {{cluster: c, user: u}}}}]\ncurrent-context: c\n"),
     )
     .unwrap();
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let inventory = runtime.block_on(async {
-        let target = sprout::cluster::Target { kubeconfig, context: None };
+        let target = sprout::cluster::Target {
+            kubeconfig,
+            context: None,
+        };
         let client = sprout::cluster::client(&target).await.unwrap();
         let live = sprout::sync::live::Live::new(client, url.clone());
         sprout::sync::inventory::Inventory::load(&live, "env", "env").await
@@ -65,5 +87,9 @@ fn transient_errors_are_retried_and_retry_after_is_honoured() {
     assert!(inventory.entries.is_empty());
     let arrivals = arrivals.lock().unwrap();
     assert_eq!(arrivals.len(), 4, "429, 503 and 500 were each retried");
-    assert!(arrivals[1] - arrivals[0] >= Duration::from_millis(950), "Retry-After: 1 was honoured: {:?}", arrivals[1] - arrivals[0]);
+    assert!(
+        arrivals[1] - arrivals[0] >= Duration::from_millis(950),
+        "Retry-After: 1 was honoured: {:?}",
+        arrivals[1] - arrivals[0]
+    );
 }
