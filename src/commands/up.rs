@@ -48,6 +48,12 @@ pub fn run(context: &Context, args: &UpArgs) -> Result<()> {
     let mut project = context.project()?;
     let (name, origin) = environment_name(&project, args)?;
     let spec_path = project.spec_path(&name);
+    if spec_path.exists() && !args.images.is_empty() {
+        return Err(Error::Usage(format!(
+            "--image only shapes a new environment; {name} exists: set overlay.images in {}",
+            spec_path.display()
+        )));
+    }
     let new_spec = if spec_path.exists() {
         None
     } else {

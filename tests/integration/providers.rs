@@ -379,6 +379,7 @@ fn invalid_names_and_bad_images_are_usage_errors_before_anything_happens() {
             "nothing-matches=x:1",
         ],
         vec!["up", "production", "--provider", "kind"],
+        vec!["up", "production", "--image", "app=x:1"],
     ] {
         let output = standins.sprout(&repo, &cp).args(&args).output().unwrap();
         assert_eq!(
