@@ -49,6 +49,9 @@ pub enum Error {
     Source(#[from] SourceError),
     #[error(transparent)]
     Fork(#[from] ForkError),
+    /// Applied, but objects failed their health check (the report was shown first).
+    #[error("environment {env}: sync: {} object(s) failed their health check: {}", failed.len(), failed.join("; "))]
+    Unhealthy { env: String, failed: Vec<String> },
     /// `diff` found differences: not a failure of sprout, but exit 1 by contract.
     #[error("environment {env}: {objects} object(s) differ from git")]
     Drift { env: String, objects: usize },
@@ -78,7 +81,11 @@ impl Error {
             Error::Stage { source, .. } => source.exit_code(),
             Error::Spec(_) | Error::Fork(_) | Error::Usage(_) => 2,
             Error::Cluster(e) if e.is_refusal() => 2,
-            Error::Cluster(_) | Error::Sync(_) | Error::Busy { .. } | Error::Drift { .. } => 1,
+            Error::Cluster(_)
+            | Error::Sync(_)
+            | Error::Busy { .. }
+            | Error::Drift { .. }
+            | Error::Unhealthy { .. } => 1,
             Error::Source(e) if e.is_invalid_input() => 2,
             Error::Source(_) | Error::Io { .. } => 1,
         }

@@ -21,7 +21,29 @@ pub fn run(context: &Context, args: &SyncArgs) -> Result<()> {
         &p.desired,
         &args.converge,
     ))?;
-    show(context, &p.env.name, &report)
+    show(context, &p.env.name, &report)?;
+    require_healthy(&p.env.name, &report)
+}
+
+/// After the report is shown: failed objects make the run fail (exit 1), naming each.
+pub fn require_healthy(env: &str, report: &SyncReport) -> Result<()> {
+    let failed: Vec<String> = report
+        .health
+        .iter()
+        .flat_map(|h| h.objects.iter())
+        .filter_map(|o| match &o.health {
+            Health::Failed(why) => Some(format!("{} ({why})", o.object)),
+            _ => None,
+        })
+        .collect();
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(crate::Error::Unhealthy {
+            env: env.to_string(),
+            failed,
+        })
+    }
 }
 
 pub async fn connect(env: &str, target: &Target) -> Result<Live> {

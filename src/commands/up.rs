@@ -91,7 +91,15 @@ pub fn run(context: &Context, args: &UpArgs) -> Result<()> {
     let store = StateStore::new(&project.state_dir());
     let spinner = Spinner::new(context.quiet);
     let outcome = runtime()?.block_on(async {
-        let (target, record) = provision(&project, &env, provider_kind, &store, &spinner).await?;
+        let (target, record) = provision(
+            &project,
+            &env,
+            provider_kind,
+            &store,
+            &spinner,
+            context.kubeconfig.as_deref(),
+        )
+        .await?;
         spinner.phase(&format!("syncing {} objects", desired.objects.len()));
         let report =
             super::sync::converge(&project, &env, &target, &desired, &args.converge).await?;
@@ -104,7 +112,7 @@ pub fn run(context: &Context, args: &UpArgs) -> Result<()> {
     }
 
     if context.format != Format::Table {
-        return print_structured(
+        print_structured(
             context.format,
             &UpOutcome {
                 environment: &env.name,
@@ -114,14 +122,16 @@ pub fn run(context: &Context, args: &UpArgs) -> Result<()> {
                 commit: &desired.commit,
                 objects: desired.objects.len(),
                 cluster: record,
-                report: Some(report),
+                report: Some(report.clone()),
             },
-        );
+        )?;
+        return super::sync::require_healthy(&env.name, &report);
     }
     if new_spec.is_some() {
         context.note(format!("wrote {spec_display}"));
     }
-    super::sync::show(context, &env.name, &report)
+    super::sync::show(context, &env.name, &report)?;
+    super::sync::require_healthy(&env.name, &report)
 }
 
 fn environment_name(project: &Project, args: &UpArgs) -> Result<(String, Origin)> {
@@ -278,9 +288,11 @@ async fn provision(
     kind: Provider,
     store: &StateStore,
     spinner: &Spinner,
+    user_kubeconfig: Option<&Path>,
 ) -> Result<(Target, Option<ClusterRecord>)> {
     if kind == Provider::Namespace {
-        let target = cluster::target_for(project, env, None).in_stage(&env.name, Stage::Cluster)?;
+        let target = cluster::target_for(project, env, user_kubeconfig)
+            .in_stage(&env.name, Stage::Cluster)?;
         return Ok((target, None));
     }
     let mut env_for_provider = env.clone();

@@ -371,6 +371,36 @@ fn health_timeouts_name_each_stuck_object() {
         )),
         "{stderr}"
     );
+
+    // The controller gives up (it saw generation 3: created, then two status patches): failed
+    // objects are not awaited, they fail the sync at once, each named.
+    cp.kubectl_ok(&[
+        "patch", &format!("widgets.{group}"), "large", "-n", env, "--type", "merge", "-p",
+        r#"{"status":{"observedGeneration":3,"conditions":[{"type":"Ready","status":"False","reason":"DiskFull","message":"no space left"}]}}"#,
+    ]);
+    let output = with_kubeconfig(&mut repo.sprout(), &cp)
+        .args(["sync", env])
+        .output()
+        .unwrap();
+    let stderr = stderr_of(&output);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "1 object(s) failed their health check: Widget/{env}/large (DiskFull: no space left)"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stdout_of(&output).contains("failed      Widget/"),
+        "the report is shown first: {}",
+        stdout_of(&output)
+    );
+    let status = with_kubeconfig(&mut repo.sprout(), &cp)
+        .args(["-o", "json", "status", env])
+        .output()
+        .unwrap();
+    let status: Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(status["phase"], "degraded");
 }
 
 #[test]
