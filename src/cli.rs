@@ -200,4 +200,7 @@ pub struct DownArgs {
     /// Keep environments/ENV.yaml.
     #[arg(long)]
     pub keep_spec: bool,
+    /// Delete the cluster even when it holds objects marked to survive teardown.
+    #[arg(long)]
+    pub force: bool,
 }

@@ -43,6 +43,8 @@ pub enum ClusterError {
         "the namespace provider uses an existing shared cluster: there is no cluster to create or delete"
     )]
     SharedCluster,
+    #[error("the cluster holds objects marked to survive teardown, and deleting it would delete them: {}; remove the annotations, or run `sprout down --force`", objects.join(", "))]
+    HoldsKeptObjects { objects: Vec<String> },
     #[error("{tool} is not installed (not found on PATH)")]
     ToolMissing { tool: String },
     #[error("{provider}: {message}")]
@@ -68,6 +70,7 @@ impl ClusterError {
             ClusterError::NoCluster
                 | ClusterError::Protected
                 | ClusterError::Forbidden { .. }
+                | ClusterError::HoldsKeptObjects { .. }
                 | ClusterError::Template { .. }
                 | ClusterError::ToolMissing { .. }
         )

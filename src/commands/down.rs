@@ -40,6 +40,10 @@ pub fn run(context: &Context, args: &DownArgs) -> Result<()> {
         .is_some_and(|c| c.provider == Provider::Namespace)
         && state.cluster.is_none();
     let spinner = Spinner::new(context.quiet);
+    if !shared && !args.force {
+        let kubeconfig = cluster::owned_kubeconfig(&project, name);
+        runtime()?.block_on(refuse_if_it_holds_kept_objects(&env, &kubeconfig, &spinner))?;
+    }
     let mut outcome = DownOutcome {
         environment: name.clone(),
         cluster_deleted: None,
@@ -118,6 +122,46 @@ pub fn run(context: &Context, args: &DownArgs) -> Result<()> {
         text.push_str(&format!(", {} removed", env.file));
     }
     super::print(&format!("{text}\n"))
+}
+
+/// Deleting a whole cluster deletes objects marked to survive teardown: refuse, naming them.
+/// A cluster that does not answer (deleted out of band, broken) cannot be checked and must not
+/// block its own removal.
+async fn refuse_if_it_holds_kept_objects(
+    env: &Environment,
+    kubeconfig: &std::path::Path,
+    spinner: &Spinner,
+) -> Result<()> {
+    if !kubeconfig.is_file() {
+        return Ok(());
+    }
+    let target = cluster::Target {
+        kubeconfig: kubeconfig.to_path_buf(),
+        context: None,
+    };
+    let check = async {
+        let mut live = super::sync::connect(&env.name, &target).await?;
+        sync::marked_to_survive(&mut live, &env.name, env.target_namespace())
+            .await
+            .in_stage(&env.name, Stage::Sync)
+    };
+    match tokio::time::timeout(std::time::Duration::from_secs(30), check).await {
+        Ok(Ok(marked)) if !marked.is_empty() => {
+            Err(cluster::ClusterError::HoldsKeptObjects { objects: marked })
+                .in_stage(&env.name, Stage::Cluster)
+        }
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => {
+            spinner.phase(&format!(
+                "could not check for objects marked to survive ({e}); deleting the cluster"
+            ));
+            Ok(())
+        }
+        Err(_) => {
+            spinner.phase("the cluster did not answer in 30 s; deleting it");
+            Ok(())
+        }
+    }
 }
 
 async fn teardown_shared(

@@ -408,6 +408,31 @@ pub async fn teardown(
     Ok(changes)
 }
 
+/// Objects of the environment's inventory that are marked to survive teardown (prune opt-out
+/// annotations), read-only: deleting a whole cluster would take them too.
+pub async fn marked_to_survive(
+    live: &mut Live,
+    env: &str,
+    inventory_namespace: &str,
+) -> Result<Vec<String>, SyncError> {
+    let inventory = Inventory::load(live, inventory_namespace, env).await?;
+    let mut groups: BTreeSet<String> = inventory.entries.keys().map(|r| r.group.clone()).collect();
+    groups.insert(String::new());
+    live.discover(&groups).await?;
+    let mut marked = Vec::new();
+    for (reference, entry) in &inventory.entries {
+        let Some(resolved) = live.resolve_kind(&entry.api_version, &reference.kind) else {
+            continue;
+        };
+        if let Some(current) = live.get(&resolved, reference).await?
+            && let Some(reason) = prune::keep_reason(&current)
+        {
+            marked.push(format!("{reference} ({reason})"));
+        }
+    }
+    Ok(marked)
+}
+
 /// Drift and health as they are now, read-only: objects that differ from what sync applied (or
 /// are missing), stale inventory entries, and the health of every object.
 #[derive(Debug, Clone, Serialize)]

@@ -461,3 +461,72 @@ fn list_owned_finds_the_clusters_sprout_made_and_no_others() {
     assert_eq!(owned, [format!("sprout-{env}")]);
     other.args(["down", &env]).assert().success();
 }
+
+#[test]
+fn down_refuses_to_delete_a_cluster_holding_objects_marked_to_survive() {
+    let cp = control_plane();
+    let repo = project_with_branch("feature/keep");
+    let standins = StandIns::new();
+    let env = unique("keep");
+    repo.write(
+        &format!("environments/{env}.yaml"),
+        &format!("apiVersion: sprout.dev/v1alpha1\nkind: Environment\nmetadata: {{name: {env}}}\nspec:\n  from: production\n  cluster: {{provider: kind}}\n"),
+    );
+    up_json(&standins, &repo, &cp, &[&env]);
+    cp.kubectl_ok(&[
+        "annotate",
+        "configmap",
+        "app",
+        "-n",
+        &env,
+        "helm.sh/resource-policy=keep",
+    ]);
+
+    let refused = standins
+        .sprout(&repo, &cp)
+        .args(["down", &env])
+        .output()
+        .unwrap();
+    let stderr = stderr_of(&refused);
+    assert_eq!(refused.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "ConfigMap/{env}/app (helm.sh/resource-policy: keep)"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        !standins
+            .calls()
+            .iter()
+            .any(|c| c[1..3] == ["delete", "cluster"]),
+        "nothing was deleted"
+    );
+    assert!(
+        repo.path()
+            .join(format!("environments/{env}.yaml"))
+            .exists()
+    );
+    let status = standins
+        .sprout(&repo, &cp)
+        .args(["-o", "json", "status", &env])
+        .output()
+        .unwrap();
+    let status: Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(
+        status["phase"], "synced",
+        "a refusal changes nothing, not even the phase"
+    );
+
+    standins
+        .sprout(&repo, &cp)
+        .args(["down", &env, "--force"])
+        .assert()
+        .success();
+    assert!(
+        standins
+            .calls()
+            .iter()
+            .any(|c| c[1..3] == ["delete", "cluster"])
+    );
+}
