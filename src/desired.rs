@@ -7,7 +7,7 @@ use crate::object::Object;
 use crate::project::Project;
 use crate::source;
 use crate::spec::{Environment, RenderMode};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 #[derive(Debug)]
 pub struct DesiredState {
@@ -15,9 +15,6 @@ pub struct DesiredState {
     pub render: RenderMode,
     pub objects: Vec<Object>,
     pub excluded: Excluded,
-    pub files_read: usize,
-    pub source_time: Duration,
-    pub fork_time: Duration,
 }
 
 pub fn compute(project: &Project, env: &Environment) -> Result<DesiredState> {
@@ -40,8 +37,5 @@ pub fn compute(project: &Project, env: &Environment) -> Result<DesiredState> {
         render: fetched.render,
         objects: forked.objects,
         excluded: forked.excluded,
-        files_read: fetched.files_read,
-        source_time,
-        fork_time,
     })
 }

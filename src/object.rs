@@ -128,20 +128,6 @@ impl Object {
         self.map_mut(&["metadata"])
             .insert("name".into(), Value::String(name.into()));
     }
-
-    pub fn label(&self, key: &str) -> Option<&str> {
-        self.get(&["metadata", "labels", key])
-            .and_then(Value::as_str)
-    }
-
-    pub fn annotation(&self, key: &str) -> Option<&str> {
-        self.get(&["metadata", "annotations", key])
-            .and_then(Value::as_str)
-    }
-
-    pub fn into_value(self) -> Value {
-        Value::Object(self.body)
-    }
 }
 
 fn get<'a>(map: &'a Map<String, Value>, path: &[&str]) -> Option<&'a Value> {

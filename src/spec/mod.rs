@@ -41,13 +41,10 @@ pub struct Environment {
     pub text: String,
     pub labels: BTreeMap<String, String>,
     pub protected: bool,
-    pub from: Option<String>,
     pub source: Source,
     pub cluster: Option<ClusterSpec>,
     pub overlay: Overlay,
     pub lifecycle: Lifecycle,
-    /// The document as written (for `up` to rewrite it, e.g. with `--extend`).
-    pub document: EnvironmentDocument,
 }
 
 /// Where the desired state lives, every field known.
@@ -356,7 +353,6 @@ fn resolve(chain: Vec<Parsed>) -> Result<Environment, SpecError> {
         text: own.text,
         labels: doc.metadata.labels.clone(),
         protected: doc.spec.protected,
-        from: doc.spec.from.clone(),
         source: Source {
             repo: fields.repo.unwrap_or_else(|| ".".into()),
             reference,
@@ -367,6 +363,5 @@ fn resolve(chain: Vec<Parsed>) -> Result<Environment, SpecError> {
         cluster: doc.spec.cluster.clone(),
         overlay: doc.spec.overlay.clone(),
         lifecycle: doc.spec.lifecycle.clone(),
-        document: doc,
     })
 }
