@@ -66,6 +66,14 @@ fn project_with_branch(branch: &str) -> TestRepo {
     repo
 }
 
+/// environments/<env>.yaml: a fork of production on a kind cluster.
+fn write_kind_environment(repo: &TestRepo, env: &str) {
+    repo.write(
+        &format!("environments/{env}.yaml"),
+        &format!("apiVersion: sprout.dev/v1alpha1\nkind: Environment\nmetadata: {{name: {env}}}\nspec:\n  from: production\n  cluster: {{provider: kind}}\n"),
+    );
+}
+
 fn up_json(standins: &StandIns, repo: &TestRepo, cp: &ControlPlane, args: &[&str]) -> Value {
     let output = standins
         .sprout(repo, cp)
@@ -267,10 +275,7 @@ fn an_interrupted_up_is_finished_by_the_next() {
     let repo = project_with_branch("feature/resume");
     let standins = StandIns::new();
     let env = unique("resume");
-    repo.write(
-        &format!("environments/{env}.yaml"),
-        &format!("apiVersion: sprout.dev/v1alpha1\nkind: Environment\nmetadata: {{name: {env}}}\nspec:\n  from: production\n  cluster: {{provider: kind}}\n"),
-    );
+    write_kind_environment(&repo, &env);
     // The cluster is created, then the run dies before it has a kubeconfig and before any sync.
     let failed = standins
         .sprout(&repo, &cp)
@@ -400,10 +405,7 @@ fn list_owned_finds_the_clusters_sprout_made_and_no_others() {
     let repo = project_with_branch("feature/owned");
     let standins = StandIns::new();
     let env = unique("owned");
-    repo.write(
-        &format!("environments/{env}.yaml"),
-        &format!("apiVersion: sprout.dev/v1alpha1\nkind: Environment\nmetadata: {{name: {env}}}\nspec:\n  from: production\n  cluster: {{provider: kind}}\n"),
-    );
+    write_kind_environment(&repo, &env);
     up_json(&standins, &repo, &cp, &[&env]);
     // Another team's kind cluster on the same machine.
     let config = standins.state.path().join("other.yaml");
@@ -468,10 +470,7 @@ fn down_refuses_to_delete_a_cluster_holding_objects_marked_to_survive() {
     let repo = project_with_branch("feature/keep");
     let standins = StandIns::new();
     let env = unique("keep");
-    repo.write(
-        &format!("environments/{env}.yaml"),
-        &format!("apiVersion: sprout.dev/v1alpha1\nkind: Environment\nmetadata: {{name: {env}}}\nspec:\n  from: production\n  cluster: {{provider: kind}}\n"),
-    );
+    write_kind_environment(&repo, &env);
     up_json(&standins, &repo, &cp, &[&env]);
     cp.kubectl_ok(&[
         "annotate",

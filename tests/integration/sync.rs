@@ -62,6 +62,21 @@ fn project_on_control_plane(env: &str, file: &str, text: &str) -> TestRepo {
     repo
 }
 
+/// Runs `sprout args...` on the test control plane, expecting exit `code`; (stdout, stderr).
+fn expect_exit(repo: &TestRepo, cp: &ControlPlane, args: &[&str], code: i32) -> (String, String) {
+    let output = with_kubeconfig(&mut repo.sprout(), cp)
+        .args(args)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (stdout_of(&output), stderr_of(&output));
+    assert_eq!(
+        output.status.code(),
+        Some(code),
+        "sprout {args:?}: {stderr}"
+    );
+    (stdout, stderr)
+}
+
 fn sync_json(repo: &TestRepo, cp: &ControlPlane, env: &str) -> Value {
     let output = with_kubeconfig(&mut repo.sprout(), cp)
         .args(["-o", "json", "sync", env, "--timeout", "30s"])
@@ -289,12 +304,7 @@ fn conflicts_outside_the_inventory_name_the_manager_and_are_never_forced() {
         &["apply", "--server-side", "-f", "-"],
         &format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\n  namespace: {env}\n{labels}data: {{mode: manual}}\n"),
     );
-    let output = with_kubeconfig(&mut repo.sprout(), &cp)
-        .args(["sync", env])
-        .output()
-        .unwrap();
-    let stderr = stderr_of(&output);
-    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let (_, stderr) = expect_exit(&repo, &cp, &["sync", env], 1);
     assert!(
         stderr.contains(&format!(
             "environment {env}: sync: ConfigMap/{env}/settings: conflict with field manager kubectl"
@@ -325,12 +335,7 @@ fn objects_of_others_are_refused_before_anything_is_written() {
     );
     cp.kubectl_ok(&["create", "namespace", env]);
     let mark = cp.audit_mark();
-    let output = with_kubeconfig(&mut repo.sprout(), &cp)
-        .args(["sync", env])
-        .output()
-        .unwrap();
-    let stderr = stderr_of(&output);
-    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let (_, stderr) = expect_exit(&repo, &cp, &["sync", env], 1);
     assert!(
         stderr.contains(&format!(
             "Namespace/{env} already exists and does not belong to this environment"
@@ -358,12 +363,7 @@ fn health_timeouts_name_each_stuck_object() {
     // The widget's controller (simulated) reports it is not ready yet.
     cp.kubectl_ok(&["patch", &format!("widgets.{group}"), "large", "-n", env, "--type", "merge", "-p",
         r#"{"status":{"conditions":[{"type":"Ready","status":"Unknown","message":"provisioning disks"}]}}"#]);
-    let output = with_kubeconfig(&mut repo.sprout(), &cp)
-        .args(["sync", env, "--timeout", "2s"])
-        .output()
-        .unwrap();
-    let stderr = stderr_of(&output);
-    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let (_, stderr) = expect_exit(&repo, &cp, &["sync", env, "--timeout", "2s"], 1);
     assert!(stderr.contains("not healthy after 2s"), "{stderr}");
     assert!(
         stderr.contains(&format!(
@@ -378,12 +378,7 @@ fn health_timeouts_name_each_stuck_object() {
         "patch", &format!("widgets.{group}"), "large", "-n", env, "--type", "merge", "-p",
         r#"{"status":{"observedGeneration":3,"conditions":[{"type":"Ready","status":"False","reason":"DiskFull","message":"no space left"}]}}"#,
     ]);
-    let output = with_kubeconfig(&mut repo.sprout(), &cp)
-        .args(["sync", env])
-        .output()
-        .unwrap();
-    let stderr = stderr_of(&output);
-    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let (stdout, stderr) = expect_exit(&repo, &cp, &["sync", env], 1);
     assert!(
         stderr.contains(&format!(
             "1 object(s) failed their health check: Widget/{env}/large (DiskFull: no space left)"
@@ -391,9 +386,9 @@ fn health_timeouts_name_each_stuck_object() {
         "{stderr}"
     );
     assert!(
-        stdout_of(&output).contains("failed      Widget/"),
+        stdout.contains("failed      Widget/"),
         "the report is shown first: {}",
-        stdout_of(&output)
+        stdout
     );
     let status = with_kubeconfig(&mut repo.sprout(), &cp)
         .args(["-o", "json", "status", env])
@@ -413,26 +408,18 @@ fn refusals_and_an_unreachable_cluster_change_nothing() {
         "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: app}\n",
     );
 
-    let protected = with_kubeconfig(&mut repo.sprout(), &cp)
-        .args(["sync", "production"])
-        .output()
-        .unwrap();
-    assert_eq!(protected.status.code(), Some(2));
+    let (_, protected) = expect_exit(&repo, &cp, &["sync", "production"], 2);
     assert!(
-        stderr_of(&protected).contains("environment production: cluster: environment is protected")
+        protected.contains("environment production: cluster: environment is protected"),
+        "{protected}"
     );
 
     repo.write("sprout.yaml", "forbiddenContexts: [envtest]\n");
     let mark = cp.audit_mark();
-    let forbidden = with_kubeconfig(&mut repo.sprout(), &cp)
-        .args(["sync", env])
-        .output()
-        .unwrap();
-    assert_eq!(forbidden.status.code(), Some(2));
+    let (_, forbidden) = expect_exit(&repo, &cp, &["sync", env], 2);
     assert!(
-        stderr_of(&forbidden).contains("kube context `envtest` is listed in forbiddenContexts"),
-        "{}",
-        stderr_of(&forbidden)
+        forbidden.contains("kube context `envtest` is listed in forbiddenContexts"),
+        "{forbidden}"
     );
     assert_eq!(cp.writes_since(mark, env), Vec::<String>::new());
     std::fs::remove_file(repo.path().join("sprout.yaml")).unwrap();
