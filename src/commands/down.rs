@@ -9,7 +9,7 @@ use crate::cluster::provider::Progress;
 use crate::cluster::{self, provider};
 use crate::error::{Error, InStage, Result, Stage};
 use crate::progress::Spinner;
-use crate::spec::{Environment, Provider};
+use crate::spec::Environment;
 use crate::state::{Phase, StateStore};
 use crate::sync::{self, ChangeSet};
 use serde::Serialize;
@@ -34,11 +34,7 @@ pub fn run(context: &Context, args: &DownArgs) -> Result<()> {
     }
     let store = StateStore::new(&project.state_dir());
     let state = store.load(name)?;
-    let shared = env
-        .cluster
-        .as_ref()
-        .is_some_and(|c| c.provider == Provider::Namespace)
-        && state.cluster.is_none();
+    let shared = env.on_shared_cluster() && state.cluster.is_none();
     let spinner = Spinner::new(context.quiet);
     if !shared && !args.force {
         let kubeconfig = cluster::owned_kubeconfig(&project, name);

@@ -6,7 +6,7 @@ use crate::cluster::{self, Target};
 use crate::desired::DesiredState;
 use crate::error::{InStage, Result, Stage};
 use crate::project::Project;
-use crate::spec::{Environment, Provider};
+use crate::spec::Environment;
 use crate::state::{Counts, Phase, StateStore, now_rfc3339};
 use crate::sync::health::{Health, HealthReport};
 use crate::sync::{self, SyncOptions, SyncPlan, SyncReport, live::Live};
@@ -74,10 +74,6 @@ pub async fn converge(
         concurrency: usize::from(args.concurrency),
         wait: !args.no_wait,
         timeout: args.timeout,
-        shared_cluster: env
-            .cluster
-            .as_ref()
-            .is_some_and(|c| c.provider == Provider::Namespace),
     };
     let plan = SyncPlan::new(env, desired);
     let outcome = async {

@@ -12,7 +12,7 @@ mod workloads;
 pub use exclude::Excluded;
 
 use crate::object::{Object, Scopes, sort_for_apply};
-use crate::spec::{Environment, Provider};
+use crate::spec::Environment;
 use crate::template::{self, TemplateError, TemplateSite, Templates};
 use std::collections::BTreeMap;
 
@@ -70,11 +70,7 @@ pub fn fork(
     let scopes = Scopes::from_objects(&objects);
     let namespace_map = namespaces::NamespaceMap::plan(&objects, &scopes, env.target_namespace());
     namespace_map.apply(&mut objects, &scopes);
-    let shared_cluster = env
-        .cluster
-        .as_ref()
-        .is_some_and(|c| c.provider == Provider::Namespace);
-    if shared_cluster {
+    if env.on_shared_cluster() {
         namespaces::isolate_cluster_scoped(&mut objects, &scopes, &env.name);
     }
 

@@ -74,6 +74,13 @@ impl Environment {
         self.labels.get("sprout.dev/pr")?.parse().ok()
     }
 
+    /// Whether it shares an existing cluster with other environments (the `namespace` provider).
+    pub fn on_shared_cluster(&self) -> bool {
+        self.cluster
+            .as_ref()
+            .is_some_and(|c| c.provider == Provider::Namespace)
+    }
+
     /// Where namespaced objects land: `overlay.namespace`, else the environment's name.
     pub fn target_namespace(&self) -> &str {
         self.overlay.namespace.as_deref().unwrap_or(&self.name)

@@ -72,8 +72,6 @@ pub struct SyncOptions {
     pub concurrency: usize,
     pub wait: bool,
     pub timeout: Duration,
-    /// On a shared cluster CRDs are shared: applied only when absent, never pruned.
-    pub shared_cluster: bool,
 }
 
 impl Default for SyncOptions {
@@ -82,7 +80,6 @@ impl Default for SyncOptions {
             concurrency: 24,
             wait: true,
             timeout: Duration::from_secs(300),
-            shared_cluster: false,
         }
     }
 }
@@ -117,6 +114,8 @@ pub struct SyncPlan<'a> {
     pub inventory_namespace: &'a str,
     pub commit: &'a str,
     pub objects: &'a [Object],
+    /// On a shared cluster CRDs are shared: applied only when absent, never pruned.
+    pub shared_cluster: bool,
 }
 
 impl<'a> SyncPlan<'a> {
@@ -129,6 +128,7 @@ impl<'a> SyncPlan<'a> {
             inventory_namespace: env.target_namespace(),
             commit: &desired.commit,
             objects: &desired.objects,
+            shared_cluster: env.on_shared_cluster(),
         }
     }
 }
@@ -218,7 +218,7 @@ pub async fn sync(
             &old,
             snapshot.get(&reference),
             plan.env,
-            options.shared_cluster,
+            plan.shared_cluster,
         ) {
             Ok(action) => {
                 actions.insert(reference, action);
@@ -249,7 +249,7 @@ pub async fn sync(
     )
     .await;
     for object in plan.objects {
-        if matches!(actions.get(&object.object_ref()), Some(Action::Shared)) {
+        if is_shared(object, plan.shared_cluster) {
             continue;
         }
         inventory
@@ -455,7 +455,8 @@ pub async fn observe(live: &mut Live, plan: &SyncPlan<'_>) -> Result<LiveStatus,
     for object in plan.objects {
         let reference = object.object_ref();
         let current = snapshot.get(&reference);
-        if !compare::unchanged(object, inventory.hash_of(&reference), current) {
+        let shared = current.is_some() && is_shared(object, plan.shared_cluster);
+        if !shared && !compare::unchanged(object, inventory.hash_of(&reference), current) {
             drift.push(match current {
                 None => format!("{reference} (missing)"),
                 Some(_) => format!("{reference} (differs)"),
@@ -495,6 +496,15 @@ fn kinds_defined_by(objects: &[Object]) -> BTreeSet<(String, String)> {
         .collect()
 }
 
+/// On a shared cluster CRDs belong to every environment: applied only when absent, never in an
+/// environment's inventory, so no environment's prune or teardown can delete them (and with
+/// them every other environment's custom resources).
+fn is_shared(object: &Object, shared_cluster: bool) -> bool {
+    shared_cluster
+        && object.kind() == "CustomResourceDefinition"
+        && object.group() == "apiextensions.k8s.io"
+}
+
 /// The environment a live object is labelled for, if any.
 pub fn owner_of(live: &Value) -> Option<&str> {
     live.pointer(&format!(
@@ -527,11 +537,11 @@ fn decide(
     let Some(live) = live else {
         return Ok(Action::Create);
     };
-    let ours = owned_by(live, env);
-    let in_inventory = inventory.entries.contains_key(&reference);
-    if shared_cluster && object.kind() == "CustomResourceDefinition" && !ours {
+    if is_shared(object, shared_cluster) {
         return Ok(Action::Shared);
     }
+    let ours = owned_by(live, env);
+    let in_inventory = inventory.entries.contains_key(&reference);
     if !ours && !in_inventory {
         return Err(SyncError::NotOurs {
             object: reference.to_string(),
