@@ -232,7 +232,14 @@ fn sync_follows_git_prunes_safely_and_is_idempotent() {
     // Nothing changed: nothing written, as the server's audit log records it.
     let mark = cp.audit_mark();
     let third = sync_json(&repo, &cp, env);
-    assert_eq!(third["changes"]["unchanged"], 39);
+    assert_eq!(third["changes"]["unchanged"], 38);
+    assert_eq!(
+        names(&third, "shared"),
+        [format!(
+            "CustomResourceDefinition/widgets.{env}.sprout.test"
+        )],
+        "on a shared cluster a CRD is applied only when absent"
+    );
     assert_eq!(third["changes"]["writes"], 0);
     assert_eq!(cp.writes_since(mark, env), Vec::<String>::new());
 
@@ -444,4 +451,73 @@ fn refusals_and_an_unreachable_cluster_change_nothing() {
         "{stderr}"
     );
     assert!(!cp.exists("namespace", env, env));
+}
+
+#[test]
+fn down_on_a_shared_cluster_deletes_the_inventory_and_keeps_what_must_stay() {
+    let cp = control_plane();
+    let env = &unique("sync-down");
+    let group = format!("{env}.sprout.test");
+    let mut repo = project_on_control_plane(
+        env,
+        "deploy/config.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: app}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: keepme}\n",
+    );
+    repo.write("deploy/widgets.yaml", &widgets(&group));
+    repo.commit("widgets");
+    sync_json(&repo, &cp, env);
+    let inventory = cp.kubectl_ok(&[
+        "get",
+        "configmap",
+        "sprout-inventory",
+        "-n",
+        env,
+        "-o",
+        "jsonpath={.data.entries}",
+    ]);
+    assert!(
+        !inventory.contains("CustomResourceDefinition"),
+        "shared CRDs never enter an inventory: {inventory}"
+    );
+    cp.kubectl_ok(&[
+        "annotate",
+        "configmap",
+        "keepme",
+        "-n",
+        env,
+        "sprout.dev/prune=disabled",
+    ]);
+
+    let (stdout, _) = expect_exit(&repo, &cp, &["down", env], 0);
+    assert!(
+        stdout.contains(&format!(
+            "kept     ConfigMap/{env}/keepme (sprout.dev/prune: disabled)"
+        )),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!(
+            "kept     Namespace/{env} (holds objects that must survive)"
+        )),
+        "{stdout}"
+    );
+    assert!(!cp.exists("configmap", env, "app"));
+    assert!(
+        !cp.exists(&format!("widgets.{group}"), env, "small"),
+        "custom resources are the environment's"
+    );
+    assert!(cp.exists("configmap", env, "keepme"));
+    assert!(
+        cp.kubectl(&["get", "crd", &format!("widgets.{group}")])
+            .status
+            .success(),
+        "the shared CRD stays"
+    );
+    assert!(!cp.exists("configmap", env, "sprout-inventory"));
+    assert!(
+        !repo
+            .path()
+            .join(format!("environments/{env}.yaml"))
+            .exists()
+    );
 }
