@@ -39,3 +39,11 @@ pub fn compute(project: &Project, env: &Environment) -> Result<DesiredState> {
         excluded: forked.excluded,
     })
 }
+
+impl DesiredState {
+    /// Adds objects only a cluster can provide (Secrets copied at sync time), in apply order.
+    pub fn add(&mut self, objects: Vec<Object>) {
+        self.objects.extend(objects);
+        crate::object::sort_for_apply(&mut self.objects);
+    }
+}

@@ -126,6 +126,28 @@ pub fn check(name: &str, backend: Backend) -> Result<(), String> {
     Ok(())
 }
 
+/// Why `name` is not a valid object name (a DNS-1123 subdomain, as Secrets and ConfigMaps
+/// need), if it is not.
+pub fn check_object_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 253 {
+        return Err(format!("`{name}` must be 1 to 253 characters long"));
+    }
+    let label_ok = |label: &str| {
+        !label.is_empty()
+            && label
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+    };
+    if !name.split('.').all(label_ok) {
+        return Err(format!(
+            "`{name}` must be lowercase letters, digits, `-` and `.`, starting and ending with a letter or digit (a DNS-1123 subdomain)"
+        ));
+    }
+    Ok(())
+}
+
 /// The environment for a pull request.
 pub fn pull_request_environment(number: u64) -> String {
     format!("pr-{number}")

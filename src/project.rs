@@ -1,6 +1,6 @@
 //! A sprout project: the folder holding `environments/`, `templates/` and `sprout.yaml`.
 
-use crate::spec::{Environment, SpecError, SpecLoader};
+use crate::spec::{Environment, SecretCopy, SecretsPolicy, SpecError, SpecLoader};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -23,6 +23,19 @@ pub struct Settings {
     pub max_delete_percent: u32,
     #[serde(default)]
     pub generators: Vec<serde_json::Value>,
+    /// Namespaces that `overlay.secrets: copy` may read Secrets from; nothing else is read.
+    #[serde(default)]
+    pub secret_sources: Vec<SecretSource>,
+}
+
+/// A namespace Secrets may be copied from, in the cluster of `context` (of the user's
+/// kubeconfig), or in each environment's own cluster when no context is named.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SecretSource {
+    pub namespace: String,
+    #[serde(default)]
+    pub context: Option<String>,
 }
 
 fn default_state_dir() -> PathBuf {
@@ -43,6 +56,7 @@ impl Default for Settings {
             grace_period: default_grace_period(),
             max_delete_percent: default_max_delete_percent(),
             generators: Vec::new(),
+            secret_sources: Vec::new(),
         }
     }
 }
@@ -86,7 +100,42 @@ impl Project {
     }
 
     pub fn environment(&self, name: &str) -> Result<Environment, SpecError> {
-        self.specs.load(name)
+        let env = self.specs.load(name)?;
+        self.secret_copy_of(&env)?;
+        Ok(env)
+    }
+
+    /// Where `env` copies Secrets from (`overlay.secrets: copy`), which must be allow-listed:
+    /// a spec alone (written by anyone, or by a pull-request template) cannot read Secrets
+    /// from a namespace the project has not opened for it.
+    pub fn secret_copy_of<'e>(
+        &self,
+        env: &'e Environment,
+    ) -> Result<Option<(&'e SecretCopy, &SecretSource)>, SpecError> {
+        let SecretsPolicy::Copy(copy) = &env.overlay.secrets else {
+            return Ok(None);
+        };
+        let sources = &self.settings.secret_sources;
+        match sources.iter().find(|s| s.namespace == copy.from) {
+            Some(source) => Ok(Some((copy, source))),
+            None => Err(SpecError::Invalid {
+                file: env.file.clone(),
+                line: env.line_of("copy:"),
+                message: format!(
+                    "overlay.secrets.copy.from: `{}` is not an allow-listed secret source; add it to secretSources in {SETTINGS_FILE} (allowed now: {})",
+                    copy.from,
+                    if sources.is_empty() {
+                        "none".to_string()
+                    } else {
+                        sources
+                            .iter()
+                            .map(|s| s.namespace.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    }
+                ),
+            }),
+        }
     }
 
     pub fn environment_names(&self) -> Result<Vec<String>, SpecError> {

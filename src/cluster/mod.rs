@@ -130,17 +130,10 @@ pub fn target_for(
         return Ok(target);
     };
     let target = match cluster.provider {
-        Provider::Namespace => {
-            let kubeconfig = match user_kubeconfig {
-                Some(path) => path.to_path_buf(),
-                None => default_kubeconfig(),
-            };
-            let context = cluster.namespace.as_ref().map(|n| n.context.clone());
-            Target {
-                kubeconfig,
-                context,
-            }
-        }
+        Provider::Namespace => Target {
+            kubeconfig: user_kubeconfig.map_or_else(default_kubeconfig, Path::to_path_buf),
+            context: cluster.namespace.as_ref().map(|n| n.context.clone()),
+        },
         provider => {
             let kubeconfig = owned;
             if !kubeconfig.is_file() {
@@ -158,6 +151,15 @@ pub fn target_for(
     };
     check_allowed(project, &target)?;
     Ok(target)
+}
+
+/// A context of the user's kubeconfig (`user_kubeconfig`, else ~/.kube/config), such as the
+/// cluster holding a secret source.
+pub fn user_context(context: &str, user_kubeconfig: Option<&Path>) -> Target {
+    Target {
+        kubeconfig: user_kubeconfig.map_or_else(default_kubeconfig, Path::to_path_buf),
+        context: Some(context.to_string()),
+    }
 }
 
 fn default_kubeconfig() -> PathBuf {

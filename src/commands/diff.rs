@@ -9,14 +9,17 @@ use crate::sync::diff::{self, Change};
 /// Whether drift was found (the caller maps it to exit code 1).
 pub fn run(context: &Context, args: &EnvArg) -> Result<()> {
     let super::Prepared {
+        project,
         env,
         target,
-        desired,
-        ..
+        mut desired,
     } = super::prepare(context, &args.env)?;
-    let plan = SyncPlan::new(&env, &desired);
     let diffs = runtime()?.block_on(async {
         let mut live = super::sync::connect(&env.name, &target).await?;
+        let user_kubeconfig = context.kubeconfig.as_deref();
+        super::sync::add_secret_copies(&project, &env, &live, user_kubeconfig, &mut desired)
+            .await?;
+        let plan = SyncPlan::new(&env, &desired);
         diff::diff(&mut live, &plan)
             .await
             .in_stage(&env.name, Stage::Sync)

@@ -5,6 +5,7 @@ use crate::cli::{Format, RenderArgs};
 use crate::desired;
 use crate::error::{Error, InStage, Result, Stage};
 use crate::output;
+use crate::spec::SecretsPolicy;
 use std::path::Path;
 
 pub fn run(context: &Context, args: &RenderArgs) -> Result<()> {
@@ -31,8 +32,15 @@ pub fn run(context: &Context, args: &RenderArgs) -> Result<()> {
     );
     if desired.excluded.inline_secrets > 0 {
         summary.push_str(&format!(
-            "; {} inline Secret(s) left out (secrets: reference)",
+            "; {} inline Secret(s) left out",
             desired.excluded.inline_secrets
+        ));
+    }
+    if let SecretsPolicy::Copy(copy) = &env.overlay.secrets {
+        summary.push_str(&format!(
+            "; at sync, Secret(s) {} are copied from {}",
+            copy.names.join(", "),
+            copy.from
         ));
     }
     if desired.excluded.dropped > 0 {

@@ -102,11 +102,14 @@ fn view(context: &Context, project: &Project, name: &str) -> Result<StatusView> 
         let refreshed = (|| -> Result<()> {
             let target = cluster::target_for(project, &env, context.kubeconfig.as_deref())
                 .in_stage(name, Stage::Cluster)?;
-            let desired = desired::compute(project, &env)?;
+            let mut desired = desired::compute(project, &env)?;
             desired_commit = Some(desired.commit.clone());
-            let plan = SyncPlan::new(&env, &desired);
             let observed = runtime()?.block_on(async {
                 let mut live = super::sync::connect(name, &target).await?;
+                let user_kubeconfig = context.kubeconfig.as_deref();
+                super::sync::add_secret_copies(project, &env, &live, user_kubeconfig, &mut desired)
+                    .await?;
+                let plan = SyncPlan::new(&env, &desired);
                 sync::observe(&mut live, &plan)
                     .await
                     .in_stage(name, Stage::Status)

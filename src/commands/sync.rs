@@ -9,16 +9,18 @@ use crate::project::Project;
 use crate::spec::Environment;
 use crate::state::{Counts, Phase, StateStore, now_rfc3339};
 use crate::sync::health::{Health, HealthReport};
-use crate::sync::{self, SyncOptions, SyncPlan, SyncReport, live::Live};
+use crate::sync::{self, SyncOptions, SyncPlan, SyncReport, live::Live, secret_copies};
 use std::collections::BTreeMap;
+use std::path::Path;
 
 pub fn run(context: &Context, args: &SyncArgs) -> Result<()> {
-    let p = super::prepare(context, &args.env)?;
+    let mut p = super::prepare(context, &args.env)?;
     let report = runtime()?.block_on(converge(
         &p.project,
         &p.env,
         &p.target,
-        &p.desired,
+        &mut p.desired,
+        context.kubeconfig.as_deref(),
         &args.converge,
     ))?;
     show(context, &p.env.name, &report)?;
@@ -46,6 +48,40 @@ pub fn require_healthy(env: &str, report: &SyncReport) -> Result<()> {
     }
 }
 
+/// Completes `desired` with what only a cluster can provide: the Secrets the environment copies
+/// from its allow-listed source (`overlay.secrets: copy`), read from `live` or, when the source
+/// names a context, from that context of the user's kubeconfig. Only read, never written.
+pub async fn add_secret_copies(
+    project: &Project,
+    env: &Environment,
+    live: &Live,
+    user_kubeconfig: Option<&Path>,
+    desired: &mut DesiredState,
+) -> Result<()> {
+    let Some((copy, source)) = project
+        .secret_copy_of(env)
+        .in_stage(&env.name, Stage::Spec)?
+    else {
+        return Ok(());
+    };
+    let elsewhere = match &source.context {
+        Some(context) => {
+            Some(connect(&env.name, &cluster::user_context(context, user_kubeconfig)).await?)
+        }
+        None => None,
+    };
+    let copies = secret_copies::read(
+        elsewhere.as_ref().unwrap_or(live),
+        copy,
+        &env.name,
+        env.target_namespace(),
+    )
+    .await
+    .in_stage(&env.name, Stage::Sync)?;
+    desired.add(copies);
+    Ok(())
+}
+
 pub async fn connect(env: &str, target: &Target) -> Result<Live> {
     let client = cluster::client(target)
         .await
@@ -59,7 +95,8 @@ pub async fn converge(
     project: &Project,
     env: &Environment,
     target: &Target,
-    desired: &DesiredState,
+    desired: &mut DesiredState,
+    user_kubeconfig: Option<&Path>,
     args: &ConvergeArgs,
 ) -> Result<SyncReport> {
     let store = StateStore::new(&project.state_dir());
@@ -75,9 +112,10 @@ pub async fn converge(
         wait: !args.no_wait,
         timeout: args.timeout,
     };
-    let plan = SyncPlan::new(env, desired);
     let outcome = async {
         let mut live = connect(&env.name, target).await?;
+        add_secret_copies(project, env, &live, user_kubeconfig, desired).await?;
+        let plan = SyncPlan::new(env, desired);
         sync::sync(&mut live, &plan, &options)
             .await
             .in_stage(&env.name, Stage::Sync)

@@ -67,7 +67,7 @@ pub fn run(context: &Context, args: &UpArgs) -> Result<()> {
         return Err(cluster::ClusterError::Protected).in_stage(&name, Stage::Cluster);
     }
     let provider_kind = effective_provider(&env, args.provider)?;
-    let desired = desired::compute(&project, &env)?;
+    let mut desired = desired::compute(&project, &env)?;
     let spec_display = spec_path
         .strip_prefix(&project.root)
         .unwrap_or(&spec_path)
@@ -101,8 +101,15 @@ pub fn run(context: &Context, args: &UpArgs) -> Result<()> {
         )
         .await?;
         spinner.phase(&format!("syncing {} objects", desired.objects.len()));
-        let report =
-            super::sync::converge(&project, &env, &target, &desired, &args.converge).await?;
+        let report = super::sync::converge(
+            &project,
+            &env,
+            &target,
+            &mut desired,
+            context.kubeconfig.as_deref(),
+            &args.converge,
+        )
+        .await?;
         Ok::<_, Error>((record, report))
     });
     spinner.finish();

@@ -1,5 +1,5 @@
 //! What never reaches an environment: dropped kinds, and inline Secret data unless the spec
-//! explicitly allows it. References (ExternalSecret, SealedSecret) stay: they hold no values.
+//! explicitly allows it (`secrets: inline`). References (ExternalSecret, SealedSecret) stay: they hold no values.
 
 use crate::object::Object;
 use crate::spec::SecretsPolicy;
@@ -11,7 +11,7 @@ pub struct Excluded {
     pub inline_secrets: usize,
 }
 
-pub fn exclude(objects: &mut Vec<Object>, drop: &[String], secrets: SecretsPolicy) -> Excluded {
+pub fn exclude(objects: &mut Vec<Object>, drop: &[String], secrets: &SecretsPolicy) -> Excluded {
     let mut excluded = Excluded::default();
     objects.retain(|object| {
         if drop.iter().any(|kind| kind == object.kind()) {
@@ -19,7 +19,7 @@ pub fn exclude(objects: &mut Vec<Object>, drop: &[String], secrets: SecretsPolic
             return false;
         }
         let inline_secret = object.kind() == "Secret" && object.group().is_empty();
-        if inline_secret && secrets == SecretsPolicy::Reference {
+        if inline_secret && *secrets != SecretsPolicy::Inline {
             excluded.inline_secrets += 1;
             return false;
         }

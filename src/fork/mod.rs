@@ -52,7 +52,7 @@ pub fn fork(
     let context = template::environment_context(env, commit);
     let mut templates = Templates::new();
 
-    let excluded = exclude::exclude(&mut objects, &overlay.drop, overlay.secrets);
+    let excluded = exclude::exclude(&mut objects, &overlay.drop, &overlay.secrets);
     let planned_patches = patches::plan(env, &objects)?;
     for p in &planned_patches {
         templates.add(&p.site, &p.patch.patch)?;

@@ -168,7 +168,8 @@ pub struct Overlay {
     pub env: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub drop: Vec<String>,
-    #[serde(default)]
+    /// `reference`, `inline`, or `{copy: {...}}` (a map rather than YAML's `!copy` tag).
+    #[serde(default, with = "serde_yaml::with::singleton_map")]
     pub secrets: SecretsPolicy,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub patches: Vec<Patch>,
@@ -189,7 +190,7 @@ pub struct ResourcesOverlay {
 }
 
 /// What happens to Secrets of the source.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SecretsPolicy {
     /// Keep references (ExternalSecret, SealedSecret); inline `Secret` objects are dropped.
@@ -197,6 +198,18 @@ pub enum SecretsPolicy {
     Reference,
     /// Explicit opt-in: inline `Secret` objects are kept as they are in git.
     Inline,
+    /// As `reference`, plus named Secrets copied at sync time from a namespace that
+    /// `sprout.yaml` allow-lists (`secrets: {copy: {from: dev-secrets, names: [db]}}`).
+    Copy(SecretCopy),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SecretCopy {
+    /// A namespace listed in `sprout.yaml` `secretSources`.
+    pub from: String,
+    /// The Secrets to copy; each lands in the environment's namespace under the same name.
+    pub names: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]

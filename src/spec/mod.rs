@@ -283,7 +283,42 @@ impl Parsed {
                 ));
             }
         }
+        self.check_secret_copy()?;
         self.check_lifecycle()
+    }
+
+    fn check_secret_copy(&self) -> Result<(), SpecError> {
+        let SecretsPolicy::Copy(copy) = &self.document.spec.overlay.secrets else {
+            return Ok(());
+        };
+        if let Err(message) = naming::check(&copy.from, Backend::Namespace) {
+            return Err(self.invalid(
+                "copy:",
+                format!("invalid overlay.secrets.copy.from: {message}"),
+            ));
+        }
+        if copy.names.is_empty() {
+            return Err(self.invalid(
+                "names:",
+                "overlay.secrets.copy.names is empty; name the Secrets to copy".into(),
+            ));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for name in &copy.names {
+            if let Err(message) = naming::check_object_name(name) {
+                return Err(self.invalid(
+                    "names:",
+                    format!("invalid Secret name in overlay.secrets.copy.names: {message}"),
+                ));
+            }
+            if !seen.insert(name) {
+                return Err(self.invalid(
+                    "names:",
+                    format!("overlay.secrets.copy.names lists `{name}` twice"),
+                ));
+            }
+        }
+        Ok(())
     }
 
     fn check_lifecycle(&self) -> Result<(), SpecError> {

@@ -18,6 +18,7 @@ pub mod health;
 pub mod inventory;
 pub mod live;
 mod prune;
+pub mod secret_copies;
 mod snapshot;
 
 use crate::fork::ownership::ENVIRONMENT_LABEL;

@@ -9,5 +9,6 @@ mod golden;
 mod init;
 mod providers;
 mod retry;
+mod secret_copies;
 mod sync;
 mod util;

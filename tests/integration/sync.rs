@@ -7,7 +7,7 @@ use crate::util::{TestRepo, stderr_of, stdout_of};
 use serde_json::Value;
 use std::path::Path;
 
-const PRODUCTION: &str = "apiVersion: sprout.dev/v1alpha1\nkind: Environment\nmetadata: {name: production}\n\
+pub const PRODUCTION: &str = "apiVersion: sprout.dev/v1alpha1\nkind: Environment\nmetadata: {name: production}\n\
                           spec:\n  protected: true\n  source: {ref: main, path: deploy}\n";
 
 /// A CRD of a group of the test's own (tests share one cluster) and two objects of its kind.
@@ -63,7 +63,12 @@ fn project_on_control_plane(env: &str, file: &str, text: &str) -> TestRepo {
 }
 
 /// Runs `sprout args...` on the test control plane, expecting exit `code`; (stdout, stderr).
-fn expect_exit(repo: &TestRepo, cp: &ControlPlane, args: &[&str], code: i32) -> (String, String) {
+pub fn expect_exit(
+    repo: &TestRepo,
+    cp: &ControlPlane,
+    args: &[&str],
+    code: i32,
+) -> (String, String) {
     let output = with_kubeconfig(&mut repo.sprout(), cp)
         .args(args)
         .output()
@@ -77,7 +82,7 @@ fn expect_exit(repo: &TestRepo, cp: &ControlPlane, args: &[&str], code: i32) -> 
     (stdout, stderr)
 }
 
-fn sync_json(repo: &TestRepo, cp: &ControlPlane, env: &str) -> Value {
+pub fn sync_json(repo: &TestRepo, cp: &ControlPlane, env: &str) -> Value {
     let output = with_kubeconfig(&mut repo.sprout(), cp)
         .args(["-o", "json", "sync", env, "--timeout", "30s"])
         .output()
@@ -90,7 +95,7 @@ fn sync_json(repo: &TestRepo, cp: &ControlPlane, env: &str) -> Value {
     serde_json::from_slice::<Value>(&output.stdout).unwrap()["report"].clone()
 }
 
-fn names(report: &Value, field: &str) -> Vec<String> {
+pub fn names(report: &Value, field: &str) -> Vec<String> {
     report["changes"][field]
         .as_array()
         .unwrap()
