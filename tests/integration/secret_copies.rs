@@ -209,3 +209,82 @@ fn copied_secrets_follow_their_source_are_pruned_and_never_shown() {
         "nothing changed"
     );
 }
+
+#[test]
+fn a_secret_source_with_a_context_is_read_through_that_context() {
+    let cp = control_plane();
+    let env = &unique("copy-ctx");
+    let source = &unique("vault");
+    cp.kubectl_ok(&["create", "namespace", source]);
+    let token = secret_value("token");
+    create_secret(&cp, source, "registry", "token", &token);
+
+    // The user's kubeconfig: the test cluster as `envtest`, plus `vault-down`, a context whose
+    // server does not answer.
+    let mut repo = TestRepo::new();
+    let kubeconfig = std::fs::read_to_string(&cp.kubeconfig).unwrap();
+    let dead = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let mut config: serde_json::Value = serde_yaml::from_str(&kubeconfig).unwrap();
+    let mut down_cluster = config["clusters"][0].clone();
+    down_cluster["name"] = "vault-down".into();
+    down_cluster["cluster"]["server"] = format!("https://127.0.0.1:{dead}").into();
+    config["clusters"]
+        .as_array_mut()
+        .unwrap()
+        .push(down_cluster);
+    let mut down_context = config["contexts"][0].clone();
+    down_context["name"] = "vault-down".into();
+    down_context["context"]["cluster"] = "vault-down".into();
+    config["contexts"]
+        .as_array_mut()
+        .unwrap()
+        .push(down_context);
+    let user_kubeconfig = repo.path().join("kubeconfig");
+    std::fs::write(&user_kubeconfig, serde_json::to_string(&config).unwrap()).unwrap();
+
+    repo.write(
+        "deploy/app.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: app}\ndata: {mode: dev}\n",
+    )
+    .write("environments/production.yaml", PRODUCTION)
+    .write(
+        &format!("environments/{env}.yaml"),
+        &spec(env, source, "registry"),
+    )
+    .write(
+        "sprout.yaml",
+        &format!("secretSources:\n- {{namespace: {source}, context: vault-down}}\n"),
+    );
+    repo.commit("production");
+    let sprout = |args: &[&str]| {
+        repo.sprout()
+            .env("KUBECONFIG", &user_kubeconfig)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+
+    let refused = sprout(&["sync", env]);
+    let error = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{error}");
+    assert!(
+        error.contains(&format!("127.0.0.1:{dead}")) && error.contains("unreachable"),
+        "{error}"
+    );
+    assert!(!cp.exists("namespace", "", env), "nothing was written");
+
+    repo.write(
+        "sprout.yaml",
+        &format!("secretSources:\n- {{namespace: {source}, context: envtest}}\n"),
+    );
+    let synced = sprout(&["sync", env]);
+    assert!(
+        synced.status.success(),
+        "{}",
+        String::from_utf8_lossy(&synced.stderr)
+    );
+    assert_eq!(secret_data(&cp, env, "registry", "token"), token);
+}
