@@ -7,7 +7,7 @@
 //! balancers would otherwise outlive the cluster), then node groups, then the cluster.
 
 use super::ClusterError;
-use super::provider::{CLUSTER_PREFIX, ClusterRecord, OwnedCluster, Progress, Provider};
+use super::provider::{CLUSTER_PREFIX, ClusterRecord, OwnedCluster, Progress, Provider, Removal};
 use crate::fork::ownership::{ENVIRONMENT_LABEL, MANAGED_BY, MANAGED_BY_VALUE};
 use crate::naming::{self, Backend};
 use crate::spec::{EksSpec, Environment, Provider as ProviderKind};
@@ -362,10 +362,14 @@ impl Provider for Eks {
         self.write_kubeconfig(&client, kubeconfig).await
     }
 
-    async fn delete(&self, kubeconfig: &Path, progress: &dyn Progress) -> Result<(), ClusterError> {
+    async fn delete(
+        &self,
+        kubeconfig: &Path,
+        progress: &dyn Progress,
+    ) -> Result<Removal, ClusterError> {
         let client = self.client().await;
         if self.cluster_status(&client).await?.is_none() {
-            return Ok(());
+            return Ok(Removal::AlreadyGone);
         }
         self.delete_load_balancers(kubeconfig, progress).await;
         let groups = client
@@ -413,7 +417,7 @@ impl Provider for Eks {
         progress.phase(&format!("deleting EKS cluster {}", self.name));
         match client.delete_cluster().name(&self.name).send().await {
             Ok(_) => {}
-            Err(e) if not_found(&e) => return Ok(()),
+            Err(e) if not_found(&e) => return Ok(Removal::Deleted),
             Err(e) => return Err(eks_error(&format!("delete cluster {}", self.name), e)),
         }
         self.wait_until(
@@ -421,7 +425,8 @@ impl Provider for Eks {
             progress,
             || async { Ok(self.cluster_status(&client).await?.is_none()) },
         )
-        .await
+        .await?;
+        Ok(Removal::Deleted)
     }
 
     async fn list_owned(&self) -> Result<Vec<OwnedCluster>, ClusterError> {

@@ -8,7 +8,7 @@
 //! started, so a recycled pid is never hit.
 
 use super::ClusterError;
-use super::provider::{ClusterRecord, OwnedCluster, Progress, Provider};
+use super::provider::{ClusterRecord, OwnedCluster, Progress, Provider, Removal};
 use crate::spec::{Environment, Provider as ProviderKind};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -452,14 +452,17 @@ impl Provider for Envtest {
         &self,
         _kubeconfig: &Path,
         progress: &dyn Progress,
-    ) -> Result<(), ClusterError> {
+    ) -> Result<Removal, ClusterError> {
+        if !self.plane.dir.exists() {
+            return Ok(Removal::AlreadyGone);
+        }
         progress.phase("stopping the local control plane");
         self.plane.stop()?;
         match std::fs::remove_dir_all(&self.plane.dir) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                 Err(ClusterError::io(&self.plane.dir, e))
             }
-            _ => Ok(()),
+            _ => Ok(Removal::Deleted),
         }
     }
 

@@ -4,7 +4,7 @@
 
 use super::ClusterError;
 use super::cli_tool::run;
-use super::provider::{CLUSTER_PREFIX, ClusterRecord, OwnedCluster, Progress, Provider};
+use super::provider::{CLUSTER_PREFIX, ClusterRecord, OwnedCluster, Progress, Provider, Removal};
 use crate::naming::{self, Backend};
 use crate::project::{Project, TEMPLATES_DIR};
 use crate::spec::{Environment, Provider as ProviderKind};
@@ -118,18 +118,19 @@ impl Provider for Kind {
         &self,
         _kubeconfig: &Path,
         progress: &dyn Progress,
-    ) -> Result<(), ClusterError> {
-        if self.exists().await? {
-            progress.phase(&format!("deleting kind cluster {}", self.name));
-            let args: Vec<OsString> = vec![
-                "delete".into(),
-                "cluster".into(),
-                "--name".into(),
-                self.name.clone().into(),
-            ];
-            run("kind", args, Vec::new(), Duration::from_secs(300)).await?;
+    ) -> Result<Removal, ClusterError> {
+        if !self.exists().await? {
+            return Ok(Removal::AlreadyGone);
         }
-        Ok(())
+        progress.phase(&format!("deleting kind cluster {}", self.name));
+        let args: Vec<OsString> = vec![
+            "delete".into(),
+            "cluster".into(),
+            "--name".into(),
+            self.name.clone().into(),
+        ];
+        run("kind", args, Vec::new(), Duration::from_secs(300)).await?;
+        Ok(Removal::Deleted)
     }
 
     async fn list_owned(&self) -> Result<Vec<OwnedCluster>, ClusterError> {

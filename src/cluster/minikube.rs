@@ -3,7 +3,7 @@
 
 use super::ClusterError;
 use super::cli_tool::run;
-use super::provider::{CLUSTER_PREFIX, ClusterRecord, OwnedCluster, Progress, Provider};
+use super::provider::{CLUSTER_PREFIX, ClusterRecord, OwnedCluster, Progress, Provider, Removal};
 use crate::naming::{self, Backend};
 use crate::spec::{Environment, Provider as ProviderKind};
 use std::ffi::OsString;
@@ -95,23 +95,24 @@ impl Provider for Minikube {
         &self,
         _kubeconfig: &Path,
         progress: &dyn Progress,
-    ) -> Result<(), ClusterError> {
-        if self.profiles().await?.contains(&self.profile) {
-            progress.phase(&format!("deleting minikube profile {}", self.profile));
-            let args: Vec<OsString> = vec![
-                "delete".into(),
-                "--profile".into(),
-                self.profile.clone().into(),
-            ];
-            run(
-                "minikube",
-                args,
-                self.own_kubeconfig(),
-                Duration::from_secs(300),
-            )
-            .await?;
+    ) -> Result<Removal, ClusterError> {
+        if !self.profiles().await?.contains(&self.profile) {
+            return Ok(Removal::AlreadyGone);
         }
-        Ok(())
+        progress.phase(&format!("deleting minikube profile {}", self.profile));
+        let args: Vec<OsString> = vec![
+            "delete".into(),
+            "--profile".into(),
+            self.profile.clone().into(),
+        ];
+        run(
+            "minikube",
+            args,
+            self.own_kubeconfig(),
+            Duration::from_secs(300),
+        )
+        .await?;
+        Ok(Removal::Deleted)
     }
 
     async fn list_owned(&self) -> Result<Vec<OwnedCluster>, ClusterError> {

@@ -19,6 +19,14 @@ pub struct ClusterRecord {
     pub region: Option<String>,
 }
 
+/// What `delete` found: a cluster it deleted, or none left to delete (deleted out of band, or
+/// by an earlier, interrupted `down`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Removal {
+    Deleted,
+    AlreadyGone,
+}
+
 /// A cluster found by `list_owned`: it carries sprout's labels or tags.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct OwnedCluster {
@@ -65,7 +73,7 @@ pub trait Provider: Send + Sync {
         &self,
         kubeconfig: &std::path::Path,
         progress: &dyn Progress,
-    ) -> Result<(), ClusterError>;
+    ) -> Result<Removal, ClusterError>;
     /// Clusters of this backend that carry sprout's ownership labels or tags.
     async fn list_owned(&self) -> Result<Vec<OwnedCluster>, ClusterError>;
     fn record(&self) -> ClusterRecord;

@@ -5,7 +5,7 @@
 
 use super::{Context, print_structured, runtime};
 use crate::cli::{DownArgs, Format};
-use crate::cluster::provider::Progress;
+use crate::cluster::provider::{Progress, Removal};
 use crate::cluster::{self, provider};
 use crate::error::{Error, InStage, Result, Stage};
 use crate::progress::Spinner;
@@ -20,6 +20,9 @@ struct DownOutcome {
     environment: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     cluster_deleted: Option<String>,
+    /// The cluster was not there to delete (deleted out of band, or by an interrupted `down`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cluster_already_gone: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     objects: Option<ChangeSet>,
     spec_removed: bool,
@@ -43,6 +46,7 @@ pub fn run(context: &Context, args: &DownArgs) -> Result<()> {
     let mut outcome = DownOutcome {
         environment: name.clone(),
         cluster_deleted: None,
+        cluster_already_gone: None,
         objects: None,
         spec_removed: false,
     };
@@ -59,11 +63,15 @@ pub fn run(context: &Context, args: &DownArgs) -> Result<()> {
                 let backend = provider::for_environment(&project, &env, state.cluster.as_ref())
                     .in_stage(name, Stage::Cluster)?;
                 let kubeconfig = cluster::owned_kubeconfig(&project, name);
-                backend
+                let removal = backend
                     .delete(&kubeconfig, &spinner)
                     .await
                     .in_stage(name, Stage::Cluster)?;
-                outcome.cluster_deleted = Some(backend.record().name);
+                let cluster = Some(backend.record().name);
+                match removal {
+                    Removal::Deleted => outcome.cluster_deleted = cluster,
+                    Removal::AlreadyGone => outcome.cluster_already_gone = cluster,
+                }
             }
             Ok::<_, Error>(())
         });
@@ -107,6 +115,9 @@ pub fn run(context: &Context, args: &DownArgs) -> Result<()> {
     let mut text = format!("{name}: down");
     if let Some(cluster) = &outcome.cluster_deleted {
         text.push_str(&format!(", cluster {cluster} deleted"));
+    }
+    if let Some(cluster) = &outcome.cluster_already_gone {
+        text.push_str(&format!(", cluster {cluster} was already gone"));
     }
     if let Some(objects) = &outcome.objects {
         text.push_str(&format!(", {} objects deleted", objects.pruned.len()));

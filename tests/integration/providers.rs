@@ -180,6 +180,11 @@ fn kind_up_is_idempotent_hostile_branches_never_reach_a_shell_and_down_removes_i
         .output()
         .unwrap();
     assert!(down.status.success(), "{}", stderr_of(&down));
+    assert!(
+        stdout_of(&down).contains(&format!("cluster {cluster} deleted")),
+        "{}",
+        stdout_of(&down)
+    );
     let delete = standins
         .calls()
         .into_iter()
@@ -527,5 +532,80 @@ fn down_refuses_to_delete_a_cluster_holding_objects_marked_to_survive() {
             .calls()
             .iter()
             .any(|c| c[1..3] == ["delete", "cluster"])
+    );
+}
+
+#[test]
+fn down_of_a_cluster_deleted_out_of_band_does_not_hang() {
+    let cp = control_plane();
+    let repo = project_with_branch("feature/gone");
+    let standins = StandIns::new();
+    let env = unique("gone");
+    write_kind_environment(&repo, &env);
+    up_json(&standins, &repo, &cp, &[&env]);
+
+    // Someone ran `kind delete cluster` by hand: the cluster is gone and its API port closed.
+    let cluster = format!("sprout-{env}");
+    let standin = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/standins/kind");
+    let by_hand = std::process::Command::new(&standin)
+        .args(["delete", "cluster", "--name", &cluster])
+        .env(
+            "SPROUT_STANDIN_LOG",
+            standins.state.path().join("by-hand.jsonl"),
+        )
+        .env(
+            "SPROUT_STANDIN_STATE",
+            standins.state.path().join("clusters"),
+        )
+        .status()
+        .unwrap();
+    assert!(by_hand.success());
+    let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let kubeconfig = repo
+        .path()
+        .join(format!(".sprout/clusters/{env}/kubeconfig"));
+    let text = std::fs::read_to_string(&kubeconfig).unwrap();
+    let server = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("server: "))
+        .unwrap()
+        .to_string();
+    std::fs::write(
+        &kubeconfig,
+        text.replace(&server, &format!("https://127.0.0.1:{closed_port}")),
+    )
+    .unwrap();
+
+    let started = std::time::Instant::now();
+    let down = standins
+        .sprout(&repo, &cp)
+        .args(["down", &env])
+        .output()
+        .unwrap();
+    assert!(down.status.success(), "{}", stderr_of(&down));
+    assert!(
+        stdout_of(&down).contains(&format!("cluster {cluster} was already gone")),
+        "{}",
+        stdout_of(&down)
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(15),
+        "down took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        !repo
+            .path()
+            .join(format!("environments/{env}.yaml"))
+            .exists()
+    );
+    assert!(
+        !standins.calls().iter().any(|c| c[1] == "delete"),
+        "nothing left to delete: {:?}",
+        standins.calls()
     );
 }
