@@ -89,6 +89,17 @@ fn up_json(standins: &StandIns, repo: &TestRepo, cp: &ControlPlane, args: &[&str
     serde_json::from_slice(&output.stdout).unwrap()
 }
 
+/// `sprout down env` with the stand-ins, which must succeed and say `expected`.
+fn down_saying(standins: &StandIns, repo: &TestRepo, cp: &ControlPlane, env: &str, expected: &str) {
+    let down = standins
+        .sprout(repo, cp)
+        .args(["down", env])
+        .output()
+        .unwrap();
+    assert!(down.status.success(), "{}", stderr_of(&down));
+    assert!(stdout_of(&down).contains(expected), "{}", stdout_of(&down));
+}
+
 #[test]
 fn kind_up_is_idempotent_hostile_branches_never_reach_a_shell_and_down_removes_it() {
     let cp = control_plane();
@@ -174,16 +185,12 @@ fn kind_up_is_idempotent_hostile_branches_never_reach_a_shell_and_down_removes_i
     assert_eq!(status["phase"], "synced");
     assert_eq!(status["cluster"]["provider"], "kind");
 
-    let down = standins
-        .sprout(&repo, &cp)
-        .args(["down", &env])
-        .output()
-        .unwrap();
-    assert!(down.status.success(), "{}", stderr_of(&down));
-    assert!(
-        stdout_of(&down).contains(&format!("cluster {cluster} deleted")),
-        "{}",
-        stdout_of(&down)
+    down_saying(
+        &standins,
+        &repo,
+        &cp,
+        &env,
+        &format!("cluster {cluster} deleted"),
     );
     let delete = standins
         .calls()
@@ -581,16 +588,12 @@ fn down_of_a_cluster_deleted_out_of_band_does_not_hang() {
     .unwrap();
 
     let started = std::time::Instant::now();
-    let down = standins
-        .sprout(&repo, &cp)
-        .args(["down", &env])
-        .output()
-        .unwrap();
-    assert!(down.status.success(), "{}", stderr_of(&down));
-    assert!(
-        stdout_of(&down).contains(&format!("cluster {cluster} was already gone")),
-        "{}",
-        stdout_of(&down)
+    down_saying(
+        &standins,
+        &repo,
+        &cp,
+        &env,
+        &format!("cluster {cluster} was already gone"),
     );
     assert!(
         started.elapsed() < std::time::Duration::from_secs(15),
