@@ -10,7 +10,8 @@
 //! 5. prune inventory entries no longer desired, in reverse order (see [`prune`]);
 //! 6. record the inventory, then wait for health.
 //!
-//! A sync with nothing to change sends no write request.
+//! A sync with nothing to change sends no write request. Before it starts, the desired state is
+//! completed with the Secrets an environment copies (see [`secret_copies`]).
 
 pub mod compare;
 pub mod diff;
