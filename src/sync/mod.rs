@@ -7,7 +7,7 @@
 //! 3. apply CRDs and Namespaces, record the grown inventory, wait until CRDs are established;
 //! 4. apply the rest in three tiers (what pods refer to; workloads and the rest; webhooks),
 //!    `concurrency` requests in flight, skipping every object that is unchanged (no request);
-//! 5. prune inventory entries no longer desired, in reverse order (see [`prune`]);
+//! 5. prune inventory entries no longer desired, in reverse order (see `prune.rs`);
 //! 6. record the inventory, then wait for health.
 //!
 //! A sync with nothing to change sends no write request. Before it starts, the desired state is
