@@ -73,6 +73,19 @@ impl ControlPlane {
         String::from_utf8(out.stdout).unwrap()
     }
 
+    /// The environment's inventory ConfigMap, printed by `kubectl -o <output>`.
+    pub fn inventory(&self, env: &str, output: &str) -> String {
+        self.kubectl_ok(&[
+            "get",
+            "configmap",
+            "sprout-inventory",
+            "-n",
+            env,
+            "-o",
+            output,
+        ])
+    }
+
     pub fn exists(&self, kind: &str, namespace: &str, name: &str) -> bool {
         self.kubectl(&["get", kind, name, "-n", namespace])
             .status

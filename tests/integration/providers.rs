@@ -74,6 +74,15 @@ fn write_kind_environment(repo: &TestRepo, env: &str) {
     );
 }
 
+/// A kind environment `<name>-<suffix>` (a fork of production following `feature/<name>`),
+/// written but not brought up yet.
+fn kind_environment(name: &str) -> (ControlPlane, TestRepo, StandIns, String) {
+    let repo = project_with_branch(&format!("feature/{name}"));
+    let env = unique(name);
+    write_kind_environment(&repo, &env);
+    (control_plane(), repo, StandIns::new(), env)
+}
+
 fn up_json(standins: &StandIns, repo: &TestRepo, cp: &ControlPlane, args: &[&str]) -> Value {
     let output = standins
         .sprout(repo, cp)
@@ -283,11 +292,7 @@ fn minikube_up_with_a_developer_environment_and_down() {
 
 #[test]
 fn an_interrupted_up_is_finished_by_the_next() {
-    let cp = control_plane();
-    let repo = project_with_branch("feature/resume");
-    let standins = StandIns::new();
-    let env = unique("resume");
-    write_kind_environment(&repo, &env);
+    let (cp, repo, standins, env) = kind_environment("resume");
     // The cluster is created, then the run dies before it has a kubeconfig and before any sync.
     let failed = standins
         .sprout(&repo, &cp)
@@ -413,11 +418,7 @@ fn invalid_names_and_bad_images_are_usage_errors_before_anything_happens() {
 
 #[test]
 fn list_owned_finds_the_clusters_sprout_made_and_no_others() {
-    let cp = control_plane();
-    let repo = project_with_branch("feature/owned");
-    let standins = StandIns::new();
-    let env = unique("owned");
-    write_kind_environment(&repo, &env);
+    let (cp, repo, standins, env) = kind_environment("owned");
     up_json(&standins, &repo, &cp, &[&env]);
     // Another team's kind cluster on the same machine.
     let config = standins.state.path().join("other.yaml");
@@ -478,11 +479,7 @@ fn list_owned_finds_the_clusters_sprout_made_and_no_others() {
 
 #[test]
 fn down_refuses_to_delete_a_cluster_holding_objects_marked_to_survive() {
-    let cp = control_plane();
-    let repo = project_with_branch("feature/keep");
-    let standins = StandIns::new();
-    let env = unique("keep");
-    write_kind_environment(&repo, &env);
+    let (cp, repo, standins, env) = kind_environment("keep");
     up_json(&standins, &repo, &cp, &[&env]);
     cp.kubectl_ok(&[
         "annotate",
@@ -544,11 +541,7 @@ fn down_refuses_to_delete_a_cluster_holding_objects_marked_to_survive() {
 
 #[test]
 fn down_of_a_cluster_deleted_out_of_band_does_not_hang() {
-    let cp = control_plane();
-    let repo = project_with_branch("feature/gone");
-    let standins = StandIns::new();
-    let env = unique("gone");
-    write_kind_environment(&repo, &env);
+    let (cp, repo, standins, env) = kind_environment("gone");
     up_json(&standins, &repo, &cp, &[&env]);
 
     // Someone ran `kind delete cluster` by hand: the cluster is gone and its API port closed.

@@ -148,15 +148,7 @@ fn copied_secrets_follow_their_source_are_pruned_and_never_shown() {
         render_note.contains(&format!("Secret(s) db are copied from {source}")),
         "{render_note}"
     );
-    let inventory = cp.kubectl_ok(&[
-        "get",
-        "configmap",
-        "sprout-inventory",
-        "-n",
-        env,
-        "-o",
-        "yaml",
-    ]);
+    let inventory = cp.inventory(env, "yaml");
     let state =
         std::fs::read_to_string(repo.path().join(format!(".sprout/envs/{env}.json"))).unwrap();
     let shown = [

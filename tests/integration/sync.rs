@@ -471,15 +471,7 @@ fn down_on_a_shared_cluster_deletes_the_inventory_and_keeps_what_must_stay() {
     repo.write("deploy/widgets.yaml", &widgets(&group));
     repo.commit("widgets");
     sync_json(&repo, &cp, env);
-    let inventory = cp.kubectl_ok(&[
-        "get",
-        "configmap",
-        "sprout-inventory",
-        "-n",
-        env,
-        "-o",
-        "jsonpath={.data.entries}",
-    ]);
+    let inventory = cp.inventory(env, "jsonpath={.data.entries}");
     assert!(
         !inventory.contains("CustomResourceDefinition"),
         "shared CRDs never enter an inventory: {inventory}"
