@@ -71,9 +71,10 @@ pub async fn diff(live: &mut Live, plan: &SyncPlan<'_>) -> Result<Vec<ObjectDiff
             continue;
         }
         let resolved = live.resolve(object)?;
-        let change = match live.apply(&resolved, object, force, true).await {
-            Ok(would_be) => {
-                let (before, after) = comparable(object, current, &would_be);
+        let change = match same_moment(live, &resolved, object, force, current.clone()).await {
+            Ok(None) => Some(Change::Create),
+            Ok(Some((current, would_be))) => {
+                let (before, after) = comparable(object, &current, &would_be);
                 (before != after).then(|| Change::Update {
                     diff: unified(&reference, &before, &after),
                 })
@@ -100,6 +101,32 @@ pub async fn diff(live: &mut Live, plan: &SyncPlan<'_>) -> Result<Vec<ObjectDiff
         });
     }
     Ok(diffs)
+}
+
+/// The object as it is and as an apply would leave it, both at one resourceVersion (`None`: it
+/// was deleted meanwhile). The live state was read before the dry run; a controller writing in
+/// between (a Deployment's revision annotation after a rollout) would otherwise show as drift.
+/// A dry run answers with the resourceVersion it started from, so a mismatch means: read again.
+async fn same_moment(
+    live: &Live,
+    resolved: &super::live::Resolved,
+    object: &Object,
+    force: bool,
+    mut current: Value,
+) -> Result<Option<(Value, Value)>, SyncError> {
+    let version = |v: &Value| v.pointer("/metadata/resourceVersion").cloned();
+    let mut attempts = 0;
+    loop {
+        let would_be = live.apply(resolved, object, force, true).await?;
+        attempts += 1;
+        if version(&would_be) == version(&current) || attempts == 5 {
+            return Ok(Some((current, would_be)));
+        }
+        match live.get(resolved, &object.object_ref()).await? {
+            Some(now) => current = now,
+            None => return Ok(None),
+        }
+    }
 }
 
 /// Live and would-be objects as YAML, without volatile fields, Secret values masked.

@@ -296,6 +296,46 @@ fn sync_follows_git_prunes_safely_and_is_idempotent() {
 }
 
 #[test]
+fn diff_is_not_fooled_by_a_controller_writing_while_it_runs() {
+    let cp = control_plane();
+    let env = &unique("diff-busy");
+    let configmaps: String = (0..20)
+        .map(|i| format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: c{i}}}\ndata: {{n: \"{i}\"}}\n---\n"))
+        .collect();
+    let repo = project_on_control_plane(env, "deploy/config.yaml", &configmaps);
+    sync_json(&repo, &cp, env);
+
+    // A "controller" keeps annotating the objects (as the deployment controller does with its
+    // revision), so their live state moves between diff's read and its dry runs.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        let (kubeconfig, env) = (cp.kubeconfig.clone(), env.clone());
+        std::thread::spawn(move || {
+            let mut tick = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                tick += 1;
+                let status = std::process::Command::new("kubectl")
+                    .env("KUBECONFIG", &kubeconfig)
+                    .args(["annotate", "configmap", "--all", "-n", &env, "--overwrite"])
+                    .arg(format!("controller.example.com/tick={tick}"))
+                    .output()
+                    .unwrap()
+                    .status;
+                assert!(status.success());
+            }
+            tick
+        })
+    };
+    for _ in 0..8 {
+        expect_exit(&repo, &cp, &["diff", env], 0);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let ticks = writer.join().unwrap();
+    assert!(ticks >= 3, "the writer ran {ticks} times");
+}
+
+#[test]
 fn conflicts_outside_the_inventory_name_the_manager_and_are_never_forced() {
     let cp = control_plane();
     let env = &unique("sync-conflict");
