@@ -45,6 +45,32 @@ fn block_on<F: std::future::Future>(future: F) -> F::Output {
         .block_on(future)
 }
 
+/// The cluster as the EKS API describes it; `None` only when it does not exist (any other
+/// error fails the test, so an unreachable moto never passes for a deleted cluster).
+async fn describe(client: &Client, name: &str) -> Option<aws_sdk_eks::types::Cluster> {
+    match client.describe_cluster().name(name).send().await {
+        Ok(out) => Some(out.cluster.expect("a described cluster")),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_resource_not_found_exception()) =>
+        {
+            None
+        }
+        Err(e) => panic!("describe cluster {name}: {e:?}"),
+    }
+}
+
+async fn node_groups(client: &Client, cluster: &str) -> Vec<String> {
+    client
+        .list_nodegroups()
+        .cluster_name(cluster)
+        .send()
+        .await
+        .unwrap()
+        .nodegroups
+        .unwrap_or_default()
+}
+
 fn eks_project(env: &str) -> TestRepo {
     let mut repo = TestRepo::new();
     repo.write("deploy/app.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: app}\n")
@@ -85,22 +111,10 @@ fn up_creates_a_tagged_cluster_and_node_group_and_down_deletes_them_in_order() {
 
     let (tags, groups, group) = block_on(async {
         let client = eks_client().await;
-        let described = client
-            .describe_cluster()
-            .name(&cluster)
-            .send()
+        let described = describe(&client, &cluster)
             .await
-            .unwrap()
-            .cluster
-            .unwrap();
-        let groups = client
-            .list_nodegroups()
-            .cluster_name(&cluster)
-            .send()
-            .await
-            .unwrap()
-            .nodegroups
-            .unwrap_or_default();
+            .expect("the cluster exists");
+        let groups = node_groups(&client, &cluster).await;
         let group = client
             .describe_nodegroup()
             .cluster_name(&cluster)
@@ -158,15 +172,7 @@ fn up_creates_a_tagged_cluster_and_node_group_and_down_deletes_them_in_order() {
         .output()
         .unwrap();
     assert!(down.status.success(), "{}", stderr_of(&down));
-    let gone = block_on(async {
-        eks_client()
-            .await
-            .describe_cluster()
-            .name(&cluster)
-            .send()
-            .await
-            .is_err()
-    });
+    let gone = block_on(async { describe(&eks_client().await, &cluster).await.is_none() });
     assert!(gone, "the cluster is deleted");
     assert!(
         !repo
@@ -211,24 +217,12 @@ fn a_half_created_cluster_is_finished_and_a_half_deleted_one_is_removed() {
     );
     let (arn, groups) = block_on(async {
         let client = eks_client().await;
-        let arn = client
-            .describe_cluster()
-            .name(&cluster)
-            .send()
+        let arn = describe(&client, &cluster)
             .await
-            .unwrap()
-            .cluster
-            .unwrap()
+            .expect("the cluster exists")
             .arn
             .unwrap();
-        let groups = client
-            .list_nodegroups()
-            .cluster_name(&cluster)
-            .send()
-            .await
-            .unwrap()
-            .nodegroups
-            .unwrap_or_default();
+        let groups = node_groups(&client, &cluster).await;
         (arn, groups)
     });
     assert_eq!(
@@ -252,15 +246,7 @@ fn a_half_created_cluster_is_finished_and_a_half_deleted_one_is_removed() {
         .args(["down", &env])
         .assert()
         .success();
-    let gone = block_on(async {
-        eks_client()
-            .await
-            .describe_cluster()
-            .name(&cluster)
-            .send()
-            .await
-            .is_err()
-    });
+    let gone = block_on(async { describe(&eks_client().await, &cluster).await.is_none() });
     assert!(gone);
 }
 

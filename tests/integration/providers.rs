@@ -40,6 +40,16 @@ impl StandIns {
         cmd
     }
 
+    /// `sprout -o json status env`.
+    fn status_json(&self, repo: &TestRepo, cp: &ControlPlane, env: &str) -> Value {
+        let output = self
+            .sprout(repo, cp)
+            .args(["-o", "json", "status", env])
+            .output()
+            .unwrap();
+        serde_json::from_slice(&output.stdout).unwrap()
+    }
+
     /// Every recorded invocation, as argv lists.
     fn calls(&self) -> Vec<Vec<String>> {
         std::fs::read_to_string(&self.log)
@@ -185,12 +195,7 @@ fn kind_up_is_idempotent_hostile_branches_never_reach_a_shell_and_down_removes_i
         .count();
     assert_eq!(creates, 1);
 
-    let status = standins
-        .sprout(&repo, &cp)
-        .args(["-o", "json", "status", &env])
-        .output()
-        .unwrap();
-    let status: Value = serde_json::from_slice(&status.stdout).unwrap();
+    let status = standins.status_json(&repo, &cp, &env);
     assert_eq!(status["phase"], "synced");
     assert_eq!(status["cluster"]["provider"], "kind");
 
@@ -515,12 +520,7 @@ fn down_refuses_to_delete_a_cluster_holding_objects_marked_to_survive() {
             .join(format!("environments/{env}.yaml"))
             .exists()
     );
-    let status = standins
-        .sprout(&repo, &cp)
-        .args(["-o", "json", "status", &env])
-        .output()
-        .unwrap();
-    let status: Value = serde_json::from_slice(&status.stdout).unwrap();
+    let status = standins.status_json(&repo, &cp, &env);
     assert_eq!(
         status["phase"], "synced",
         "a refusal changes nothing, not even the phase"
