@@ -8,10 +8,10 @@ pub use document::*;
 pub(crate) use location::is_key_of;
 pub use location::{line_of, yaml_error};
 
+use crate::lifecycle::schedule::{self, Schedule};
 use crate::naming::{self, Backend};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SpecError {
@@ -35,6 +35,9 @@ pub enum SpecError {
 #[derive(Debug, Clone)]
 pub struct Environment {
     pub name: String,
+    /// The project's identity (`project` in sprout.yaml), carried by everything sprout creates
+    /// for the environment; empty for a project that has none yet.
+    pub project: String,
     /// The spec file, relative to the project root, for messages.
     pub file: String,
     /// The spec file's text, for locating template errors.
@@ -84,6 +87,33 @@ impl Environment {
     /// Where namespaced objects land: `overlay.namespace`, else the environment's name.
     pub fn target_namespace(&self) -> &str {
         self.overlay.namespace.as_deref().unwrap_or(&self.name)
+    }
+
+    /// An environment known only by its name and where its cluster runs: what `gc` has for a
+    /// cluster whose spec was removed, enough for the provider to delete it.
+    pub fn bare(name: &str, project: &crate::project::Project, provider: Provider) -> Self {
+        Environment {
+            name: name.to_string(),
+            project: project.identity().to_string(),
+            file: format!("(removed) environments/{name}.yaml"),
+            text: String::new(),
+            labels: BTreeMap::new(),
+            protected: false,
+            source: Source {
+                repo: ".".into(),
+                reference: String::new(),
+                path: ".".into(),
+                render: RenderMode::default(),
+                helm: HelmOptions::default(),
+            },
+            cluster: Some(ClusterSpec {
+                provider,
+                eks: None,
+                namespace: None,
+            }),
+            overlay: Overlay::default(),
+            lifecycle: Lifecycle::default(),
+        }
     }
 
     /// Line of `key` in the spec file (1 when not found), for messages.
@@ -331,38 +361,21 @@ impl Parsed {
                 format!("invalid lifecycle.ttl `{ttl}`: {e} (try 8h or 90m)"),
             ));
         }
-        for (key, schedule) in [
-            ("teardown:", &lifecycle.teardown),
-            ("wake:", &lifecycle.wake),
+        for (key, field, expr) in [
+            ("teardown:", "teardown", &lifecycle.teardown),
+            ("wake:", "wake", &lifecycle.wake),
         ] {
-            if let Some(schedule) = schedule
-                && let Err(e) = parse_crontab(schedule)
+            if let Some(expr) = expr
+                && let Err(e) = Schedule::parse(expr)
             {
-                return Err(self.invalid(
-                    key,
-                    format!("invalid schedule `{schedule}`: {e} (a 5-field crontab, e.g. \"0 12 * * 1-5\")"),
-                ));
+                return Err(self.invalid(key, format!("invalid lifecycle.{field} `{expr}`: {e}")));
             }
         }
-        if let Some(tz) = &lifecycle.timezone
-            && chrono_tz::Tz::from_str(tz).is_err()
-        {
-            return Err(self.invalid(
-                "timezone:",
-                format!("unknown timezone `{tz}` (an IANA name such as Europe/Berlin)"),
-            ));
+        if let Err(e) = schedule::timezone(lifecycle.timezone.as_deref()) {
+            return Err(self.invalid("timezone:", format!("invalid lifecycle.timezone: {e}")));
         }
         Ok(())
     }
-}
-
-/// A standard 5-field crontab as a `cron` schedule (which wants a leading seconds field).
-pub fn parse_crontab(expr: &str) -> Result<cron::Schedule, String> {
-    let fields = expr.split_whitespace().count();
-    if fields != 5 {
-        return Err(format!("expected 5 fields, found {fields}"));
-    }
-    cron::Schedule::from_str(&format!("0 {expr}")).map_err(|e| e.to_string())
 }
 
 /// Folds a chain `[child, parent, grandparent, ...]` into one environment: source fields are
@@ -390,6 +403,7 @@ fn resolve(chain: Vec<Parsed>) -> Result<Environment, SpecError> {
     };
     let doc = own.document.clone();
     Ok(Environment {
+        project: String::new(),
         name: doc.metadata.name.clone(),
         file: own.file,
         text: own.text,
