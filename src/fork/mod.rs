@@ -125,7 +125,7 @@ pub fn fork(
     }
     patches::apply(&planned_patches, &templates, &context, &mut objects)?;
     for object in objects.iter_mut() {
-        ownership::mark_owned(object, &env.name);
+        ownership::mark_owned(object, &env.name, &env.project);
     }
     sort_for_apply(&mut objects);
     Ok(Forked { objects, excluded })

@@ -1,6 +1,7 @@
 //! Stage 1, source: `repo@ref` → a commit → the objects under `path`, rendered if need be.
 
 mod parse;
+pub mod remotes;
 mod render;
 pub mod repo;
 mod tree;

@@ -249,12 +249,13 @@ fn minikube_up_with_a_developer_environment_and_down() {
     assert_eq!(env, format!("dev-{developer}"));
     let spec =
         std::fs::read_to_string(repo.path().join(format!("environments/{env}.yaml"))).unwrap();
-    assert!(
-        spec.contains("ref: \"feature/search\"")
-            && spec.contains("ttl: 2h")
-            && spec.contains(&format!("sprout.dev/owner: \"{developer}\"")),
-        "{spec}"
-    );
+    let parsed: serde_yaml::Value = serde_yaml::from_str(&spec).unwrap();
+    assert_eq!(parsed["spec"]["source"]["ref"], "feature/search", "{spec}");
+    assert_eq!(parsed["spec"]["lifecycle"]["ttl"], "2h", "{spec}");
+    let labels = &parsed["metadata"]["labels"];
+    assert_eq!(labels["sprout.dev/owner"], developer.as_str(), "{spec}");
+    assert_eq!(labels["sprout.dev/origin"], "developer", "{spec}");
+    assert_eq!(labels["sprout.dev/developer"], developer.as_str(), "{spec}");
     let start = standins
         .calls()
         .into_iter()
