@@ -7,6 +7,7 @@ mod eks;
 mod git_sources;
 mod golden;
 mod init;
+mod lifecycle;
 mod providers;
 mod retry;
 mod secret_copies;
