@@ -47,7 +47,14 @@ pub fn run(context: &Context, args: &InitArgs) -> Result<()> {
             .map_err(|e| Error::io(format!("cannot write {}", path.display()), e))?;
         context.note(format!("created {relative}"));
     }
-    ignore_state_dir(context, root)
+    ignore_state_dir(context, root)?;
+    let mut project = context.project()?;
+    if let Some(identity) = project.ensure_identity()? {
+        context.note(format!(
+            "created sprout.yaml (project identity `{identity}`: sprout labels what it creates with it)"
+        ));
+    }
+    Ok(())
 }
 
 fn ignore_state_dir(context: &Context, root: &Path) -> Result<()> {

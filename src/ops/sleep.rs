@@ -38,7 +38,8 @@ pub async fn sleep(session: &Session<'_>, name: &str, command: &str) -> Result<R
 }
 
 /// Brings an environment back: the same path as `up` of an existing environment, which sees the
-/// `asleep` phase and records the wake.
+/// `asleep` phase and records the wake. A wake that was interrupted (any phase but an awake,
+/// finished one) is finished by running it again.
 pub async fn wake(
     session: &mut Session<'_>,
     name: &str,
@@ -46,7 +47,7 @@ pub async fn wake(
     command: &str,
 ) -> Result<UpOutcome> {
     let state = session.store().load(name)?;
-    if state.phase != Phase::Asleep {
+    if matches!(state.phase, Phase::Synced | Phase::Degraded) {
         return Err(Error::Usage(format!(
             "environment {name} is not asleep (phase {}); `sprout up {name}` brings any environment up",
             state.phase.name()

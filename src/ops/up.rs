@@ -245,7 +245,7 @@ pub async fn apply(session: &Session<'_>, mut plan: UpPlan, command: &str) -> Re
     }
     let store = session.store();
     let mut state = store.load(&env.name)?;
-    let woke = state.phase == Phase::Asleep;
+    let woke = state.timeline.asleep_since.is_some();
     let (target, record) = provision(session, env, plan.provider, &mut state).await?;
     session
         .progress

@@ -77,6 +77,27 @@ fn expired(lease: &Lease, now: Timestamp) -> bool {
     renewed.as_second() + duration < now.as_second()
 }
 
+/// A holder on this host whose process is gone (killed, crashed) cannot renew: its Lease is
+/// free at once instead of after the lease duration. Holders elsewhere are judged by expiry.
+fn holder_died_here(lease: &Lease) -> bool {
+    let Some(holder) = lease
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(HOLDER_ANNOTATION))
+        .and_then(|text| serde_json::from_str::<Holder>(text).ok())
+    else {
+        return false;
+    };
+    if holder.host != super::lock::hostname() {
+        return false;
+    }
+    // Gone, or its pid now runs something that is not sprout.
+    std::fs::read_link(format!("/proc/{}/exe", holder.pid))
+        .map(|exe| !exe.to_string_lossy().contains("sprout"))
+        .unwrap_or(true)
+}
+
 fn holder_of(lease: &Lease) -> String {
     lease
         .metadata
@@ -160,7 +181,7 @@ pub async fn acquire(
                 )
                 .await
             }
-            Some(lease) if expired(&lease, Timestamp::now()) => {
+            Some(lease) if expired(&lease, Timestamp::now()) || holder_died_here(&lease) => {
                 // The resourceVersion read above rides along: a concurrent taker makes this 409.
                 api.replace(
                     LEASE_NAME,
