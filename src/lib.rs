@@ -11,6 +11,7 @@ pub mod commands;
 pub mod desired;
 pub mod error;
 pub mod fork;
+pub mod lifecycle;
 pub mod naming;
 pub mod object;
 pub mod output;

@@ -8,10 +8,10 @@ pub use document::*;
 pub(crate) use location::is_key_of;
 pub use location::{line_of, yaml_error};
 
+use crate::lifecycle::schedule::{self, Schedule};
 use crate::naming::{self, Backend};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SpecError {
@@ -331,38 +331,21 @@ impl Parsed {
                 format!("invalid lifecycle.ttl `{ttl}`: {e} (try 8h or 90m)"),
             ));
         }
-        for (key, schedule) in [
-            ("teardown:", &lifecycle.teardown),
-            ("wake:", &lifecycle.wake),
+        for (key, field, expr) in [
+            ("teardown:", "teardown", &lifecycle.teardown),
+            ("wake:", "wake", &lifecycle.wake),
         ] {
-            if let Some(schedule) = schedule
-                && let Err(e) = parse_crontab(schedule)
+            if let Some(expr) = expr
+                && let Err(e) = Schedule::parse(expr)
             {
-                return Err(self.invalid(
-                    key,
-                    format!("invalid schedule `{schedule}`: {e} (a 5-field crontab, e.g. \"0 12 * * 1-5\")"),
-                ));
+                return Err(self.invalid(key, format!("invalid lifecycle.{field} `{expr}`: {e}")));
             }
         }
-        if let Some(tz) = &lifecycle.timezone
-            && chrono_tz::Tz::from_str(tz).is_err()
-        {
-            return Err(self.invalid(
-                "timezone:",
-                format!("unknown timezone `{tz}` (an IANA name such as Europe/Berlin)"),
-            ));
+        if let Err(e) = schedule::timezone(lifecycle.timezone.as_deref()) {
+            return Err(self.invalid("timezone:", format!("invalid lifecycle.timezone: {e}")));
         }
         Ok(())
     }
-}
-
-/// A standard 5-field crontab as a `cron` schedule (which wants a leading seconds field).
-pub fn parse_crontab(expr: &str) -> Result<cron::Schedule, String> {
-    let fields = expr.split_whitespace().count();
-    if fields != 5 {
-        return Err(format!("expected 5 fields, found {fields}"));
-    }
-    cron::Schedule::from_str(&format!("0 {expr}")).map_err(|e| e.to_string())
 }
 
 /// Folds a chain `[child, parent, grandparent, ...]` into one environment: source fields are
