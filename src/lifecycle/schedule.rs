@@ -310,6 +310,12 @@ impl Field {
     }
 
     fn not_a_value(&self, token: &str) -> String {
+        if token.is_empty() {
+            return format!(
+                "the {} field has an empty value around `,` or `-` (e.g. `{}`)",
+                self.name, self.example
+            );
+        }
         let names = match self.names {
             [] => String::new(),
             names => format!(" or {}-{}", names[0], names[names.len() - 1]),
@@ -325,7 +331,7 @@ impl Field {
             ""
         };
         format!(
-            "`{token}` is not a {} ({}-{}{names}{sunday}, e.g. `{}`){quartz}",
+            "`{token}` is not a valid {} ({}-{}{names}{sunday}, e.g. `{}`){quartz}",
             self.name, self.min, self.max, self.example
         )
     }
@@ -577,15 +583,15 @@ mod tests {
             ("0 0 12 * * 1-5", "found 6; seconds and year fields are not supported"),
             ("0 12 * * 1-5 2026", "found 6"),
             ("@reboot", "`@reboot` is not a supported nickname"),
-            ("60 12 * * *", "`60` is not a minute (0-59"),
-            ("0 24 * * *", "`24` is not a hour (0-23"),
-            ("0 12 0 * *", "`0` is not a day-of-month (1-31"),
-            ("0 12 * 13 *", "`13` is not a month (1-12 or jan-dec"),
-            ("0 12 * * 8", "`8` is not a day-of-week (0-7 or sun-sat, 0 and 7 are Sunday"),
-            ("0 12 * * monday", "`monday` is not a day-of-week"),
-            ("0 12 * * jan", "`jan` is not a day-of-week"),
-            ("0 12 * mon *", "`mon` is not a month"),
-            ("0 12 ? * 1", "`?` is not a day-of-month"),
+            ("60 12 * * *", "`60` is not a valid minute (0-59"),
+            ("0 24 * * *", "`24` is not a valid hour (0-23"),
+            ("0 12 0 * *", "`0` is not a valid day-of-month (1-31"),
+            ("0 12 * 13 *", "`13` is not a valid month (1-12 or jan-dec"),
+            ("0 12 * * 8", "`8` is not a valid day-of-week (0-7 or sun-sat, 0 and 7 are Sunday"),
+            ("0 12 * * monday", "`monday` is not a valid day-of-week"),
+            ("0 12 * * jan", "`jan` is not a valid day-of-week"),
+            ("0 12 * mon *", "`mon` is not a valid month"),
+            ("0 12 ? * 1", "`?` is not a valid day-of-month"),
             ("0 12 L * *", "Quartz's `?`, `L`, `W` and `#` are not crontab syntax"),
             ("0 12 15W * *", "Quartz's"),
             ("0 12 * * 5L", "Quartz's"),
@@ -593,8 +599,9 @@ mod tests {
             ("0 12 * * 5-1", "day-of-week range `5-1` runs backwards"),
             ("*/0 * * * *", "the step after `/` must be a whole number of 1 or more"),
             ("5/15 * * * *", "a step needs a range, e.g. `5-59/15` or `*/15`"),
-            ("1,,2 * * * *", "`` is not a minute"),
-            ("-1 * * * *", "`` is not a minute"),
+            ("1,,2 * * * *", "the minute field has an empty value"),
+            ("-1 * * * *", "the minute field has an empty value"),
+            ("0 12 * * 1-", "the day-of-week field has an empty value"),
             ("0 0 30 2 *", "day-of-month 30 never occurs in month 2"),
             ("0 0 31 4,6 *", "never occurs"),
         ];
