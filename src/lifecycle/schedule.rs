@@ -178,6 +178,8 @@ struct Field {
     /// Three-letter names for `first_named`, `first_named + 1`, ...
     names: &'static [&'static str],
     first_named: u32,
+    /// Day of week: 7 is another name for 0, Sunday.
+    seven_is_sunday: bool,
     example: &'static str,
 }
 
@@ -193,6 +195,7 @@ const FIELDS: [Field; 5] = [
             "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
         ],
         first_named: 1,
+        seven_is_sunday: false,
         example: "jan-mar",
     },
     Field {
@@ -201,6 +204,7 @@ const FIELDS: [Field; 5] = [
         max: 7,
         names: &["sun", "mon", "tue", "wed", "thu", "fri", "sat"],
         first_named: 0,
+        seven_is_sunday: true,
         example: "mon-fri",
     },
 ];
@@ -210,21 +214,21 @@ const FIELDS: [Field; 5] = [
 enum FieldValues {
     /// A bare `*`: unrestricted, which matters for the day-of-month/day-of-week rule.
     Any,
-    Some(BTreeSet<u32>),
+    Listed(BTreeSet<u32>),
 }
 
 impl FieldValues {
     fn contains(&self, value: u32) -> bool {
         match self {
             FieldValues::Any => true,
-            FieldValues::Some(values) => values.contains(&value),
+            FieldValues::Listed(values) => values.contains(&value),
         }
     }
 
     fn to_pattern(&self) -> String {
         match self {
             FieldValues::Any => "*".to_string(),
-            FieldValues::Some(values) => values
+            FieldValues::Listed(values) => values
                 .iter()
                 .map(u32::to_string)
                 .collect::<Vec<_>>()
@@ -241,6 +245,7 @@ impl Field {
             max,
             names: &[],
             first_named: 0,
+            seven_is_sunday: false,
             example,
         }
     }
@@ -278,10 +283,10 @@ impl Field {
             };
             values.extend((low..=high).step_by(step.unwrap_or(1) as usize));
         }
-        if self.name == "day-of-week" && values.remove(&7) {
+        if self.seven_is_sunday && values.remove(&7) {
             values.insert(0);
         }
-        Ok(FieldValues::Some(values))
+        Ok(FieldValues::Listed(values))
     }
 
     fn step(&self, item: &str, step: &str) -> Result<u32, String> {
@@ -320,7 +325,7 @@ impl Field {
             [] => String::new(),
             names => format!(" or {}-{}", names[0], names[names.len() - 1]),
         };
-        let sunday = if self.name == "day-of-week" {
+        let sunday = if self.seven_is_sunday {
             ", 0 and 7 are Sunday"
         } else {
             ""
@@ -344,7 +349,7 @@ fn check_day_of_month_occurs(
     months: &FieldValues,
     weekdays: &FieldValues,
 ) -> Result<(), String> {
-    let FieldValues::Some(day_values) = days else {
+    let FieldValues::Listed(day_values) = days else {
         return Ok(());
     };
     if *weekdays != FieldValues::Any {
