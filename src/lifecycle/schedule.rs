@@ -178,6 +178,8 @@ struct Field {
     /// Three-letter names for `first_named`, `first_named + 1`, ...
     names: &'static [&'static str],
     first_named: u32,
+    /// Day of week: 7 is another name for 0, Sunday.
+    seven_is_sunday: bool,
     example: &'static str,
 }
 
@@ -193,6 +195,7 @@ const FIELDS: [Field; 5] = [
             "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
         ],
         first_named: 1,
+        seven_is_sunday: false,
         example: "jan-mar",
     },
     Field {
@@ -201,6 +204,7 @@ const FIELDS: [Field; 5] = [
         max: 7,
         names: &["sun", "mon", "tue", "wed", "thu", "fri", "sat"],
         first_named: 0,
+        seven_is_sunday: true,
         example: "mon-fri",
     },
 ];
@@ -210,21 +214,21 @@ const FIELDS: [Field; 5] = [
 enum FieldValues {
     /// A bare `*`: unrestricted, which matters for the day-of-month/day-of-week rule.
     Any,
-    Some(BTreeSet<u32>),
+    Listed(BTreeSet<u32>),
 }
 
 impl FieldValues {
     fn contains(&self, value: u32) -> bool {
         match self {
             FieldValues::Any => true,
-            FieldValues::Some(values) => values.contains(&value),
+            FieldValues::Listed(values) => values.contains(&value),
         }
     }
 
     fn to_pattern(&self) -> String {
         match self {
             FieldValues::Any => "*".to_string(),
-            FieldValues::Some(values) => values
+            FieldValues::Listed(values) => values
                 .iter()
                 .map(u32::to_string)
                 .collect::<Vec<_>>()
@@ -241,6 +245,7 @@ impl Field {
             max,
             names: &[],
             first_named: 0,
+            seven_is_sunday: false,
             example,
         }
     }
@@ -278,10 +283,10 @@ impl Field {
             };
             values.extend((low..=high).step_by(step.unwrap_or(1) as usize));
         }
-        if self.name == "day-of-week" && values.remove(&7) {
+        if self.seven_is_sunday && values.remove(&7) {
             values.insert(0);
         }
-        Ok(FieldValues::Some(values))
+        Ok(FieldValues::Listed(values))
     }
 
     fn step(&self, item: &str, step: &str) -> Result<u32, String> {
@@ -310,11 +315,17 @@ impl Field {
     }
 
     fn not_a_value(&self, token: &str) -> String {
+        if token.is_empty() {
+            return format!(
+                "the {} field has an empty value around `,` or `-` (e.g. `{}`)",
+                self.name, self.example
+            );
+        }
         let names = match self.names {
             [] => String::new(),
             names => format!(" or {}-{}", names[0], names[names.len() - 1]),
         };
-        let sunday = if self.name == "day-of-week" {
+        let sunday = if self.seven_is_sunday {
             ", 0 and 7 are Sunday"
         } else {
             ""
@@ -325,7 +336,7 @@ impl Field {
             ""
         };
         format!(
-            "`{token}` is not a {} ({}-{}{names}{sunday}, e.g. `{}`){quartz}",
+            "`{token}` is not a valid {} ({}-{}{names}{sunday}, e.g. `{}`){quartz}",
             self.name, self.min, self.max, self.example
         )
     }
@@ -338,7 +349,7 @@ fn check_day_of_month_occurs(
     months: &FieldValues,
     weekdays: &FieldValues,
 ) -> Result<(), String> {
-    let FieldValues::Some(day_values) = days else {
+    let FieldValues::Listed(day_values) = days else {
         return Ok(());
     };
     if *weekdays != FieldValues::Any {
@@ -516,12 +527,22 @@ mod tests {
         assert!(failures.is_empty(), "{}", failures.join("\n"));
     }
 
+    /// Expression, zone, since, now, the latest firing in (since, now] if due, and why.
+    type DueRow = (
+        &'static str,
+        Tz,
+        &'static str,
+        &'static str,
+        Option<&'static str>,
+        &'static str,
+    );
+
     /// expression × zone × (since, now) → the latest firing in (since, now], i.e. due or not.
     #[test]
     fn due_table() {
         let utc = Tz::UTC;
         #[rustfmt::skip]
-        let table: &[(&str, Tz, &str, &str, Option<&str>, &str)] = &[
+        let table: &[DueRow] = &[
             ("0 12 * * 1-5", utc, "2026-11-30T08:00:00Z", "2026-11-30T12:07:00Z", Some("2026-11-30T12:00:00Z"), "gc at 12:07 still sees noon"),
             ("0 12 * * 1-5", utc, "2026-11-30T08:00:00Z", "2026-11-30T12:00:00Z", Some("2026-11-30T12:00:00Z"), "gc at noon exactly"),
             ("0 12 * * 1-5", utc, "2026-11-30T08:00:00Z", "2026-11-30T11:59:59Z", None, "not yet"),
@@ -567,15 +588,15 @@ mod tests {
             ("0 0 12 * * 1-5", "found 6; seconds and year fields are not supported"),
             ("0 12 * * 1-5 2026", "found 6"),
             ("@reboot", "`@reboot` is not a supported nickname"),
-            ("60 12 * * *", "`60` is not a minute (0-59"),
-            ("0 24 * * *", "`24` is not a hour (0-23"),
-            ("0 12 0 * *", "`0` is not a day-of-month (1-31"),
-            ("0 12 * 13 *", "`13` is not a month (1-12 or jan-dec"),
-            ("0 12 * * 8", "`8` is not a day-of-week (0-7 or sun-sat, 0 and 7 are Sunday"),
-            ("0 12 * * monday", "`monday` is not a day-of-week"),
-            ("0 12 * * jan", "`jan` is not a day-of-week"),
-            ("0 12 * mon *", "`mon` is not a month"),
-            ("0 12 ? * 1", "`?` is not a day-of-month"),
+            ("60 12 * * *", "`60` is not a valid minute (0-59"),
+            ("0 24 * * *", "`24` is not a valid hour (0-23"),
+            ("0 12 0 * *", "`0` is not a valid day-of-month (1-31"),
+            ("0 12 * 13 *", "`13` is not a valid month (1-12 or jan-dec"),
+            ("0 12 * * 8", "`8` is not a valid day-of-week (0-7 or sun-sat, 0 and 7 are Sunday"),
+            ("0 12 * * monday", "`monday` is not a valid day-of-week"),
+            ("0 12 * * jan", "`jan` is not a valid day-of-week"),
+            ("0 12 * mon *", "`mon` is not a valid month"),
+            ("0 12 ? * 1", "`?` is not a valid day-of-month"),
             ("0 12 L * *", "Quartz's `?`, `L`, `W` and `#` are not crontab syntax"),
             ("0 12 15W * *", "Quartz's"),
             ("0 12 * * 5L", "Quartz's"),
@@ -583,8 +604,9 @@ mod tests {
             ("0 12 * * 5-1", "day-of-week range `5-1` runs backwards"),
             ("*/0 * * * *", "the step after `/` must be a whole number of 1 or more"),
             ("5/15 * * * *", "a step needs a range, e.g. `5-59/15` or `*/15`"),
-            ("1,,2 * * * *", "`` is not a minute"),
-            ("-1 * * * *", "`` is not a minute"),
+            ("1,,2 * * * *", "the minute field has an empty value"),
+            ("-1 * * * *", "the minute field has an empty value"),
+            ("0 12 * * 1-", "the day-of-week field has an empty value"),
             ("0 0 30 2 *", "day-of-month 30 never occurs in month 2"),
             ("0 0 31 4,6 *", "never occurs"),
         ];
