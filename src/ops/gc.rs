@@ -132,6 +132,14 @@ pub async fn pass(session: &mut Session<'_>, request: &GcRequest) -> Result<GcRe
     record_branch_watches(session, &decision.branch_updates, &mut report.notes);
     remember_orphans(session, &decision.orphans_seen)?;
     for action in &decision.actions {
+        if action.action != ActionKind::DeleteOrphan && !still_due(session, action, &facts) {
+            report.actions.push(ActionReport {
+                action: action.clone(),
+                outcome: Outcome::Skipped,
+                message: Some("no longer due: another run changed it since this pass began".into()),
+            });
+            continue;
+        }
         let result = carry_out(session, action, &removers, &request.sync).await;
         let (outcome, message) = match result {
             Ok(()) => (Outcome::Done, None),
@@ -200,58 +208,20 @@ async fn gather(
     allow_mass_delete: bool,
 ) -> Result<(Facts, BTreeMap<String, Remover>, Vec<Note>)> {
     let project = &session.project;
-    let store = session.store();
     let names: BTreeSet<String> = project.environment_names()?.into_iter().collect();
     let mut environments = Vec::new();
     let mut notes: Vec<Note> = Vec::new();
     let mut shared_targets: BTreeMap<String, Target> = BTreeMap::new();
     for name in &names {
-        let env = match project.environment(name) {
-            Ok(env) => env,
-            Err(e) => {
-                notes.push(Note {
-                    environment: Some(name.clone()),
-                    message: format!("spec unreadable, not acted on: {e}"),
-                });
-                continue;
-            }
-        };
-        let policy = match Policy::of(&env) {
-            Ok(policy) => policy,
-            Err(e) => {
-                notes.push(Note {
-                    environment: Some(name.clone()),
-                    message: format!("not acted on: {e}"),
-                });
-                continue;
-            }
-        };
-        let mut forbidden = None;
-        if env.on_shared_cluster() && !env.protected {
-            match cluster::target_for(project, &env, session.user_kubeconfig()) {
-                Ok(target) => {
+        match env_facts(session, name) {
+            Ok((facts, shared)) => {
+                if let Some(target) = shared {
                     shared_targets.insert(target_key(&target), target);
                 }
-                Err(ClusterError::Forbidden { context }) => forbidden = Some(context),
-                Err(_) => {}
+                environments.push(facts);
             }
+            Err(note) => notes.push(note),
         }
-        let follows = policy.on_branch_delete.then(|| {
-            remotes::remote_of(&env.source.repo, env.branch(), &project.root).map(|remote| {
-                Follows {
-                    remote,
-                    branch: env.branch().to_string(),
-                }
-            })
-        });
-        environments.push(EnvFacts {
-            name: name.clone(),
-            protected: env.protected,
-            forbidden,
-            policy,
-            state: store.load(name)?,
-            follows,
-        });
     }
     let remotes: BTreeSet<String> = environments
         .iter()
@@ -283,6 +253,64 @@ async fn gather(
         allow_mass_delete,
     };
     Ok((facts, removers, notes))
+}
+
+/// One environment as a pass sees it, and its shared cluster if it has one; a note when its
+/// spec cannot be read (it is then not acted on).
+fn env_facts(
+    session: &Session<'_>,
+    name: &str,
+) -> std::result::Result<(EnvFacts, Option<Target>), Note> {
+    let project = &session.project;
+    let not_acted_on = |e: &dyn std::fmt::Display| Note {
+        environment: Some(name.to_string()),
+        message: format!("not acted on: {e}"),
+    };
+    let env = project.environment(name).map_err(|e| not_acted_on(&e))?;
+    let policy = Policy::of(&env).map_err(|e| not_acted_on(&e))?;
+    let state = session.store().load(name).map_err(|e| not_acted_on(&e))?;
+    let mut forbidden = None;
+    let mut shared = None;
+    if env.on_shared_cluster() && !env.protected {
+        match cluster::target_for(project, &env, session.user_kubeconfig()) {
+            Ok(target) => shared = Some(target),
+            Err(ClusterError::Forbidden { context }) => forbidden = Some(context),
+            Err(_) => {}
+        }
+    }
+    let follows = policy.on_branch_delete.then(|| {
+        remotes::remote_of(&env.source.repo, env.branch(), &project.root).map(|remote| Follows {
+            remote,
+            branch: env.branch().to_string(),
+        })
+    });
+    let facts = EnvFacts {
+        name: name.to_string(),
+        protected: env.protected,
+        forbidden,
+        policy,
+        state,
+        follows,
+    };
+    Ok((facts, shared))
+}
+
+/// Whether `action` still holds for its environment as it is now: another run may have
+/// extended, woken or taken it down since the pass decided.
+fn still_due(session: &Session<'_>, action: &Action, decided: &Facts) -> bool {
+    let Ok((fresh, _)) = env_facts(session, &action.environment) else {
+        return false;
+    };
+    let again = Facts {
+        environments: vec![fresh],
+        orphans: Vec::new(),
+        allow_mass_delete: true,
+        ..decided.clone()
+    };
+    decide::decide(&again)
+        .actions
+        .iter()
+        .any(|a| a.action == action.action)
 }
 
 fn target_key(target: &Target) -> String {

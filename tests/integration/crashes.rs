@@ -52,7 +52,7 @@ fn spawn(dir: &Path, args: &[&str], kubeconfig: Option<&Path>) -> Child {
         .args(args)
         .env_remove("SPROUT_LOG")
         .env_remove("KUBECONFIG")
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     if let Some(kubeconfig) = kubeconfig {
         command.env("KUBECONFIG", kubeconfig);
@@ -341,4 +341,62 @@ fn sync_and_gc_killed_mid_apply_mid_prune_and_mid_teardown_converge() {
             .join(format!("environments/{env}.yaml"))
             .exists()
     );
+}
+
+#[test]
+fn two_gc_passes_at_once_take_an_environment_down_once() {
+    let cp = control_plane();
+    let env = &unique("crash-gc2");
+    let mut repo = TestRepo::new();
+    repo.write("deploy/many.yaml", &many(100, "1"))
+        .write("environments/production.yaml", PRODUCTION)
+        .write(
+            &format!("environments/{env}.yaml"),
+            &environment_on_control_plane(env, "production", "  lifecycle: {ttl: 1s}\n"),
+        )
+        .write("sprout.yaml", &format!("project: {}\n", unique("crash")));
+    repo.commit("100");
+    let up = with_kubeconfig(&mut sprout_in(repo.path()), &cp)
+        .args(["up", env, "--no-wait"])
+        .output()
+        .unwrap();
+    assert!(up.status.success(), "{}", stderr_of(&up));
+    std::thread::sleep(Duration::from_millis(1100));
+    let passes: Vec<_> = (0..2)
+        .map(|_| spawn(repo.path(), &["-o", "json", "gc"], Some(&cp.kubeconfig)))
+        .collect();
+    let mut done = 0;
+    for pass in passes {
+        let output = pass.wait_with_output().unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+        for action in report["actions"].as_array().unwrap() {
+            match action["outcome"].as_str().unwrap() {
+                "done" => done += 1,
+                "skipped" => {}
+                other => panic!("{other}: {report}"),
+            }
+        }
+    }
+    assert_eq!(done, 1, "taken down exactly once");
+    assert_eq!(labelled_all_in_inventory_or_gone(&cp, env), 0);
+}
+
+/// Objects still labelled for `env` (none once it is down; any left must be in its inventory).
+fn labelled_all_in_inventory_or_gone(cp: &ControlPlane, env: &str) -> usize {
+    let labelled = cp.kubectl_ok(&[
+        "get",
+        "configmaps",
+        "-n",
+        env,
+        "-l",
+        &format!("sprout.dev/environment={env}"),
+        "-o",
+        "jsonpath={.items[*].metadata.name}",
+    ]);
+    labelled.split_whitespace().count()
 }
