@@ -17,7 +17,7 @@ use crate::project::{Project, TEMPLATES_DIR};
 use crate::source::repo;
 use crate::spec::{Environment, Provider};
 use crate::state::{Phase, StateStore};
-use crate::template::{TemplateSite, render_once};
+use crate::template::{TemplateSite, render_yaml_document};
 use serde::Serialize;
 use std::path::Path;
 
@@ -217,7 +217,8 @@ fn render_spec(project: &Project, name: &str, origin: &Origin, args: &UpArgs) ->
         line: 1,
         field: "template".into(),
     };
-    let rendered = render_once(&site, &text, &vars).map_err(|e| Error::Usage(e.to_string()))?;
+    let rendered =
+        render_yaml_document(&site, &text, &vars).map_err(|e| Error::Usage(e.to_string()))?;
     with_images(rendered, &args.images)
 }
 
