@@ -74,8 +74,12 @@ impl Project {
         let settings_path = root.join(SETTINGS_FILE);
         let settings = match std::fs::read_to_string(&settings_path) {
             Ok(text) if text.trim().is_empty() => Settings::default(),
-            Ok(text) => serde_yaml::from_str(&text)
-                .map_err(|e| crate::spec::yaml_error(SETTINGS_FILE, &e))?,
+            Ok(text) => {
+                let settings = serde_yaml::from_str(&text)
+                    .map_err(|e| crate::spec::yaml_error(SETTINGS_FILE, &e))?;
+                crate::spec::reject_duplicate_keys(SETTINGS_FILE, &text)?;
+                settings
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Settings::default(),
             Err(source) => {
                 return Err(SpecError::Read {

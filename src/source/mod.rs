@@ -5,7 +5,7 @@ mod render;
 pub mod repo;
 mod tree;
 
-pub use parse::parse;
+pub use parse::{parse, parse_bytes};
 
 use crate::object::Object;
 use crate::process::ProcessError;
@@ -156,7 +156,7 @@ pub fn fetch(
                 render::helm(&dir, &source.helm, &default_release)?
             };
             let name = format!("{tool} {}", source.path);
-            (parse(&name, &String::from_utf8_lossy(&output))?, 0)
+            (parse_bytes(&name, &output)?, 0)
         }
     };
     reject_duplicates(&objects)?;
@@ -181,7 +181,7 @@ fn parse_files(files: &[tree::SourceFile]) -> Result<Vec<Object>, SourceError> {
                 scope.spawn(move || {
                     let mut objects = Vec::new();
                     for file in part {
-                        objects.extend(parse(&file.path, &String::from_utf8_lossy(&file.content))?);
+                        objects.extend(parse_bytes(&file.path, &file.content)?);
                     }
                     Ok(objects)
                 })

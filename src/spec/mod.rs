@@ -193,22 +193,27 @@ impl SpecLoader {
                 message: format!("invalid environment name: {message}"),
             });
         }
-        let read = match self.overrides.get(name) {
-            Some(text) => Ok(text.clone()),
-            None => std::fs::read_to_string(&path),
+        let text = match self.overrides.get(name) {
+            Some(text) => text.clone(),
+            None => match std::fs::read(&path) {
+                Ok(bytes) => strict_text(&file, bytes)?,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(SpecError::NotFound {
+                        name: name.to_string(),
+                        file,
+                    });
+                }
+                Err(source) => return Err(SpecError::Read { file, source }),
+            },
         };
-        let text = match read {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(SpecError::NotFound {
-                    name: name.to_string(),
-                    file,
-                });
-            }
-            Err(source) => return Err(SpecError::Read { file, source }),
-        };
+        crate::yaml::check_flow_depth(&text).map_err(|problem| SpecError::Invalid {
+            file: file.clone(),
+            line: problem.line,
+            message: problem.message,
+        })?;
         let document: EnvironmentDocument =
             serde_yaml::from_str(&text).map_err(|e| location::yaml_error(&file, &e))?;
+        reject_duplicate_keys(&file, &text)?;
         let parsed = Parsed {
             file,
             text,
@@ -217,6 +222,33 @@ impl SpecLoader {
         parsed.check(name)?;
         Ok(parsed)
     }
+}
+
+/// The text of a YAML file that must be UTF-8, or the line where it is not.
+pub(crate) fn strict_text(file: &str, bytes: Vec<u8>) -> Result<String, SpecError> {
+    match String::from_utf8(bytes) {
+        Ok(text) => Ok(text),
+        Err(e) => {
+            let problem = crate::yaml::decode(e.as_bytes()).expect_err("not UTF-8");
+            Err(SpecError::Invalid {
+                file: file.to_string(),
+                line: problem.line,
+                message: problem.message,
+            })
+        }
+    }
+}
+
+/// Typed parsing catches a repeated field of a struct, not a repeated label or Helm value:
+/// the strict reader refuses every repeated key, and deep nesting before any parsing.
+pub(crate) fn reject_duplicate_keys(file: &str, text: &str) -> Result<(), SpecError> {
+    crate::yaml::documents(text)
+        .map(|_| ())
+        .map_err(|problem| SpecError::Invalid {
+            file: file.to_string(),
+            line: problem.line,
+            message: problem.message,
+        })
 }
 
 /// One spec file, read and parsed.
