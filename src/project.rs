@@ -26,6 +26,10 @@ pub struct Settings {
     /// Namespaces that `overlay.secrets: copy` may read Secrets from; nothing else is read.
     #[serde(default)]
     pub secret_sources: Vec<SecretSource>,
+    /// Prefixes of kustomize remote resources (URLs, `github.com/...`, `git::...`) a render
+    /// may fetch; any other remote resource is refused.
+    #[serde(default)]
+    pub remote_resources: Vec<String>,
 }
 
 /// A namespace Secrets may be copied from, in the cluster of `context` (of the user's
@@ -57,6 +61,7 @@ impl Default for Settings {
             max_delete_percent: default_max_delete_percent(),
             generators: Vec::new(),
             secret_sources: Vec::new(),
+            remote_resources: Vec::new(),
         }
     }
 }

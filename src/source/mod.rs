@@ -1,5 +1,7 @@
 //! Stage 1, source: `repo@ref` → a commit → the objects under `path`, rendered if need be.
 
+mod kustomization;
+mod links;
 mod parse;
 mod render;
 pub mod repo;
@@ -68,6 +70,16 @@ pub enum SourceError {
         first: String,
         second: String,
     },
+    #[error(
+        "symlink {link} leaves the commit: {why}; a render must read only the commit, so make it a relative link inside the repository"
+    )]
+    LinkLeavesCommit { link: String, why: String },
+    #[error(
+        "{file}: `{entry}` is not a file or folder of the commit, so kustomize would fetch it from the network at render time; remote resources are refused unless sprout.yaml `remoteResources` lists a prefix of it"
+    )]
+    RemoteResource { file: String, entry: String },
+    #[error("{file}: `{entry}` resolves outside the checkout; a render must read only the commit")]
+    OutsideCheckout { file: String, entry: String },
     #[error("cannot write checkout {path}: {source}")]
     Checkout {
         path: String,
@@ -103,13 +115,17 @@ pub struct Fetched {
     pub objects: Vec<Object>,
     /// Manifest files read from git (0 when a render tool produced the objects).
     pub files_read: usize,
+    /// The `namespace:` of the source's kustomization, when it sets one.
+    pub namespace: Option<String>,
 }
 
-/// Resolves the source and reads (or renders) its objects. `cache_dir` holds fetched remotes.
+/// Resolves the source and reads (or renders) its objects. `cache_dir` holds fetched remotes;
+/// `remote_resources` are the prefixes of kustomize remote resources allowed to be fetched.
 pub fn fetch(
     source: &Source,
     project_root: &Path,
     cache_dir: &Path,
+    remote_resources: &[String],
 ) -> Result<Fetched, SourceError> {
     let opened = repo::open(&source.repo, project_root, cache_dir)?;
     let commit = repo::resolve(&opened, &source.repo, &source.reference)?;
@@ -133,9 +149,11 @@ pub fn fetch(
         }
         explicit => explicit,
     };
+    let root = tree::subtree(&opened.repo, commit, ".", &source.repo, &source.reference)?;
+    let mut namespace = None;
     let (objects, files_read) = match render {
         RenderMode::Manifests | RenderMode::Auto => {
-            let files = tree::manifest_files(&opened.repo, &folder, &source.path)?;
+            let files = tree::manifest_files(&opened.repo, &root, &folder, &source.path)?;
             (parse_files(&files)?, files.len())
         }
         RenderMode::Kustomize | RenderMode::Helm => {
@@ -146,6 +164,7 @@ pub fn fetch(
             tree::checkout(&opened.repo, commit, checkout.path())?;
             let dir = checkout.path().join(source.path.trim_matches('/'));
             let (tool, output) = if render == RenderMode::Kustomize {
+                namespace = kustomization::inspect(checkout.path(), &dir, remote_resources)?;
                 render::kustomize(&dir)?
             } else {
                 let default_release = Path::new(&source.path)
@@ -165,6 +184,7 @@ pub fn fetch(
         render,
         objects,
         files_read,
+        namespace,
     })
 }
 

@@ -55,6 +55,9 @@ pub struct Source {
     pub path: String,
     pub render: RenderMode,
     pub helm: HelmOptions,
+    /// The namespace of objects that name none (`kubectl -n`); when unset, the
+    /// kustomization's `namespace:` or `default`.
+    pub namespace: Option<String>,
 }
 
 impl Environment {
@@ -294,6 +297,11 @@ impl Parsed {
                 ),
             ));
         }
+        if let Some(ns) = &doc.spec.source.namespace
+            && let Err(message) = naming::check(ns, Backend::Namespace)
+        {
+            return Err(self.invalid("namespace:", format!("invalid source.namespace: {message}")));
+        }
         let overlay = &doc.spec.overlay;
         if let Some(ns) = &overlay.namespace
             && let Err(message) = naming::check(ns, Backend::Namespace)
@@ -409,6 +417,7 @@ fn resolve(chain: Vec<Parsed>) -> Result<Environment, SpecError> {
         fields.path = fields.path.or_else(|| s.path.clone());
         fields.render = fields.render.or(s.render);
         fields.helm = fields.helm.or_else(|| s.helm.clone());
+        fields.namespace = fields.namespace.or_else(|| s.namespace.clone());
     }
     let mut chain = chain.into_iter();
     let own = chain
@@ -433,6 +442,7 @@ fn resolve(chain: Vec<Parsed>) -> Result<Environment, SpecError> {
             path: fields.path.unwrap_or_else(|| ".".into()),
             render: fields.render.unwrap_or_default(),
             helm: fields.helm.unwrap_or_default(),
+            namespace: fields.namespace,
         },
         cluster: doc.spec.cluster.clone(),
         overlay: doc.spec.overlay.clone(),
