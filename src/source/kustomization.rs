@@ -91,6 +91,15 @@ pub fn inspect(root: &Path, dir: &Path, allowed: &[String]) -> Result<Option<Str
     Ok(namespace)
 }
 
+/// Whether `path` (with every link resolved) is inside the checkout `root`.
+/// A path that does not exist is left to the tool to report.
+pub fn check_inside(root: &Path, path: &Path) -> Result<(), SourceError> {
+    if path.symlink_metadata().is_err() {
+        return Ok(());
+    }
+    canonical(&canonical(root, root)?, path).map(|_| ())
+}
+
 /// `path` with every link resolved, which must stay inside `root`.
 fn canonical(root: &Path, path: &Path) -> Result<PathBuf, SourceError> {
     let resolved = std::fs::canonicalize(path).map_err(|e| SourceError::Checkout {

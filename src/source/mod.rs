@@ -172,6 +172,14 @@ pub fn fetch(
                     .map(|n| n.to_string_lossy().into_owned())
                     .filter(|n| n != ".")
                     .unwrap_or_else(|| "release".into());
+                for file in &source.helm.values_files {
+                    kustomization::check_inside(checkout.path(), &dir.join(file)).map_err(
+                        |_| SourceError::OutsideCheckout {
+                            file: "spec.source.helm.valuesFiles".into(),
+                            entry: file.clone(),
+                        },
+                    )?;
+                }
                 render::helm(&dir, &source.helm, &default_release)?
             };
             let name = format!("{tool} {}", source.path);
