@@ -54,7 +54,7 @@ fn swap_ambiguous(value: &Value, prefix: &str, spellings: &mut Vec<String>) -> V
         Value::String(format!("{prefix}{}z", spellings.len() - 1))
     };
     match value {
-        Value::String(s) if is_ambiguous_in_yaml_1_1(s) => {
+        Value::String(s) if written_plain_but_ambiguous(s) => {
             placeholder(crate::template::yaml_quoted(s))
         }
         Value::Number(n) if n.is_f64() => match yaml_1_1_float(n.as_f64().unwrap_or_default()) {
@@ -70,7 +70,7 @@ fn swap_ambiguous(value: &Value, prefix: &str, spellings: &mut Vec<String>) -> V
         Value::Object(map) => {
             let mut out = Map::new();
             for (key, item) in map {
-                let key = if is_ambiguous_in_yaml_1_1(key) {
+                let key = if written_plain_but_ambiguous(key) {
                     spellings.push(crate::template::yaml_quoted(key));
                     format!("{prefix}{}z", spellings.len() - 1)
                 } else {
@@ -83,6 +83,13 @@ fn swap_ambiguous(value: &Value, prefix: &str, spellings: &mut Vec<String>) -> V
         }
         _ => value.clone(),
     }
+}
+
+/// Whether the YAML library writes `s` plain although YAML 1.1 would misread it (what it
+/// already quotes, such as `'8080'`, keeps its spelling).
+fn written_plain_but_ambiguous(s: &str) -> bool {
+    is_ambiguous_in_yaml_1_1(s)
+        && serde_yaml::to_string(s).is_ok_and(|spelled| !spelled.starts_with(['\'', '"']))
 }
 
 /// Whether a YAML 1.1 reader would resolve the plain scalar `s` to something other than
