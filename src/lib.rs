@@ -26,5 +26,6 @@ pub mod spec;
 pub mod state;
 pub mod sync;
 pub mod template;
+pub mod yaml;
 
 pub use error::{Error, Result, Stage};

@@ -30,6 +30,10 @@ pub struct Settings {
     /// Namespaces that `overlay.secrets: copy` may read Secrets from; nothing else is read.
     #[serde(default)]
     pub secret_sources: Vec<SecretSource>,
+    /// Prefixes of kustomize remote resources (URLs, `github.com/...`, `git::...`) a render
+    /// may fetch; any other remote resource is refused.
+    #[serde(default)]
+    pub remote_resources: Vec<String>,
 }
 
 /// A namespace Secrets may be copied from, in the cluster of `context` (of the user's
@@ -62,6 +66,7 @@ impl Default for Settings {
             max_delete_percent: default_max_delete_percent(),
             generators: Vec::new(),
             secret_sources: Vec::new(),
+            remote_resources: Vec::new(),
         }
     }
 }
@@ -79,8 +84,12 @@ impl Project {
         let settings_path = root.join(SETTINGS_FILE);
         let settings = match std::fs::read_to_string(&settings_path) {
             Ok(text) if text.trim().is_empty() => Settings::default(),
-            Ok(text) => serde_yaml::from_str(&text)
-                .map_err(|e| crate::spec::yaml_error(SETTINGS_FILE, &e))?,
+            Ok(text) => {
+                let settings = serde_yaml::from_str(&text)
+                    .map_err(|e| crate::spec::yaml_error(SETTINGS_FILE, &e))?;
+                crate::spec::reject_duplicate_keys(SETTINGS_FILE, &text)?;
+                settings
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Settings::default(),
             Err(source) => {
                 return Err(SpecError::Read {

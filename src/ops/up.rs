@@ -15,7 +15,7 @@ use crate::source::repo;
 use crate::spec::{Environment, Provider};
 use crate::state::{EnvironmentState, Phase, now};
 use crate::sync::{SyncOptions, SyncReport};
-use crate::template::{TemplateSite, render_once};
+use crate::template::{TemplateSite, render_yaml_document};
 use std::path::PathBuf;
 
 /// Where a new environment comes from, which names it and picks its spec template.
@@ -329,7 +329,8 @@ fn render_spec(session: &Session<'_>, name: &str, request: &UpRequest) -> Result
         line: 1,
         field: "template".into(),
     };
-    let rendered = render_once(&site, &text, &vars).map_err(|e| Error::Usage(e.to_string()))?;
+    let rendered =
+        render_yaml_document(&site, &text, &vars).map_err(|e| Error::Usage(e.to_string()))?;
     finish_spec(rendered, &request.origin, &branch, &request.images)
 }
 

@@ -58,6 +58,9 @@ pub struct Source {
     pub path: String,
     pub render: RenderMode,
     pub helm: HelmOptions,
+    /// The namespace of objects that name none (`kubectl -n`); when unset, the
+    /// kustomization's `namespace:` or `default`.
+    pub namespace: Option<String>,
 }
 
 impl Environment {
@@ -105,6 +108,7 @@ impl Environment {
                 path: ".".into(),
                 render: RenderMode::default(),
                 helm: HelmOptions::default(),
+                namespace: None,
             },
             cluster: Some(ClusterSpec {
                 provider,
@@ -223,22 +227,27 @@ impl SpecLoader {
                 message: format!("invalid environment name: {message}"),
             });
         }
-        let read = match self.overrides.get(name) {
-            Some(text) => Ok(text.clone()),
-            None => std::fs::read_to_string(&path),
+        let text = match self.overrides.get(name) {
+            Some(text) => text.clone(),
+            None => match std::fs::read(&path) {
+                Ok(bytes) => strict_text(&file, bytes)?,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(SpecError::NotFound {
+                        name: name.to_string(),
+                        file,
+                    });
+                }
+                Err(source) => return Err(SpecError::Read { file, source }),
+            },
         };
-        let text = match read {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(SpecError::NotFound {
-                    name: name.to_string(),
-                    file,
-                });
-            }
-            Err(source) => return Err(SpecError::Read { file, source }),
-        };
+        crate::yaml::check_flow_depth(&text).map_err(|problem| SpecError::Invalid {
+            file: file.clone(),
+            line: problem.line,
+            message: problem.message,
+        })?;
         let document: EnvironmentDocument =
             serde_yaml::from_str(&text).map_err(|e| location::yaml_error(&file, &e))?;
+        reject_duplicate_keys(&file, &text)?;
         let parsed = Parsed {
             file,
             text,
@@ -247,6 +256,33 @@ impl SpecLoader {
         parsed.check(name)?;
         Ok(parsed)
     }
+}
+
+/// The text of a YAML file that must be UTF-8, or the line where it is not.
+pub(crate) fn strict_text(file: &str, bytes: Vec<u8>) -> Result<String, SpecError> {
+    match String::from_utf8(bytes) {
+        Ok(text) => Ok(text),
+        Err(e) => {
+            let problem = crate::yaml::decode(e.as_bytes()).expect_err("not UTF-8");
+            Err(SpecError::Invalid {
+                file: file.to_string(),
+                line: problem.line,
+                message: problem.message,
+            })
+        }
+    }
+}
+
+/// Typed parsing catches a repeated field of a struct, not a repeated label or Helm value:
+/// the strict reader refuses every repeated key, and deep nesting before any parsing.
+pub(crate) fn reject_duplicate_keys(file: &str, text: &str) -> Result<(), SpecError> {
+    crate::yaml::documents(text)
+        .map(|_| ())
+        .map_err(|problem| SpecError::Invalid {
+            file: file.to_string(),
+            line: problem.line,
+            message: problem.message,
+        })
 }
 
 /// One spec file, read and parsed.
@@ -291,6 +327,11 @@ impl Parsed {
                     doc.metadata.name, doc.metadata.name
                 ),
             ));
+        }
+        if let Some(ns) = &doc.spec.source.namespace
+            && let Err(message) = naming::check(ns, Backend::Namespace)
+        {
+            return Err(self.invalid("namespace:", format!("invalid source.namespace: {message}")));
         }
         let overlay = &doc.spec.overlay;
         if let Some(ns) = &overlay.namespace
@@ -390,6 +431,7 @@ fn resolve(chain: Vec<Parsed>) -> Result<Environment, SpecError> {
         fields.path = fields.path.or_else(|| s.path.clone());
         fields.render = fields.render.or(s.render);
         fields.helm = fields.helm.or_else(|| s.helm.clone());
+        fields.namespace = fields.namespace.or_else(|| s.namespace.clone());
     }
     let mut chain = chain.into_iter();
     let own = chain
@@ -415,6 +457,7 @@ fn resolve(chain: Vec<Parsed>) -> Result<Environment, SpecError> {
             path: fields.path.unwrap_or_else(|| ".".into()),
             render: fields.render.unwrap_or_default(),
             helm: fields.helm.unwrap_or_default(),
+            namespace: fields.namespace,
         },
         cluster: doc.spec.cluster.clone(),
         overlay: doc.spec.overlay.clone(),

@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod cluster;
+mod commit_only;
 mod crashes;
 mod eks;
 mod git_sources;
