@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod cluster;
+mod convergence;
 mod eks;
 mod git_sources;
 mod golden;
