@@ -5,6 +5,7 @@ mod bad_input;
 mod cluster;
 mod convergence;
 mod eks;
+mod errors;
 mod git_sources;
 mod golden;
 mod init;
