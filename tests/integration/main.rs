@@ -9,6 +9,7 @@ mod errors;
 mod git_sources;
 mod golden;
 mod init;
+mod network;
 mod providers;
 mod retry;
 mod secret_copies;
