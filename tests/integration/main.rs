@@ -13,5 +13,6 @@ mod network;
 mod providers;
 mod retry;
 mod secret_copies;
+mod secret_values;
 mod sync;
 mod util;
