@@ -65,9 +65,14 @@ pub async fn client(target: &Target) -> Result<kube::Client, ClusterError> {
         http::header::USER_AGENT,
         http::HeaderValue::from_static(concat!("sprout/", env!("CARGO_PKG_VERSION"))),
     ));
-    // An unreachable server must fail fast rather than hang a CLI run.
+    // An unreachable server must fail fast rather than hang a CLI run: the connect timeout
+    // covers the TLS handshake too (kube wraps the TLS connector), and a server that accepts a
+    // request but never answers is given up on after the read timeout, without retries (see
+    // sync::live). The read timeout is the time between bytes, not for a whole answer, so a
+    // long list still arrives; 25 s leaves room for the slowest admission webhook the server
+    // allows to answer (timeoutSeconds at most 30, default 10) in most cases.
     config.connect_timeout = Some(Duration::from_secs(5));
-    config.read_timeout = Some(Duration::from_secs(60));
+    config.read_timeout = Some(Duration::from_secs(25));
     kube::Client::try_from(config).map_err(|e| ClusterError::Kubeconfig {
         path: target.kubeconfig.display().to_string(),
         message: e.to_string(),

@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 const KUBERNETES_VERSION: &str = "1.20.2";
 /// Marks a folder as a control plane sprout made, for `list_owned`.
 const OWNER_FILE: &str = "sprout-owner";
+/// ClusterIPs on loopback (1.20 accepts a range inside 127.0.0.0/8).
+pub const SERVICE_CLUSTER_IP_RANGE: &str = "127.96.0.0/16";
 
 pub struct Binaries {
     etcd: PathBuf,
@@ -179,8 +181,14 @@ impl LocalControlPlane {
             "https://kubernetes.default.svc".into(),
             "--api-audiences".into(),
             "https://kubernetes.default.svc".into(),
+            // Nothing it dials may leave the machine. It calls webhooks and aggregated APIs at
+            // their Service's ClusterIP, and with no kube-proxy such a dial follows the default
+            // route: ClusterIPs come from a loopback range, so every such call stays here.
+            // Not `--enable-aggregator-routing`: it makes 1.20 call a Service's Endpoints
+            // instead, and Endpoints can never be loopback addresses (validation refuses them),
+            // so whenever some existed the call would leave loopback.
             "--service-cluster-ip-range".into(),
-            "10.96.0.0/16".into(),
+            SERVICE_CLUSTER_IP_RANGE.into(),
             "--allow-privileged".into(),
             "--disable-admission-plugins".into(),
             "ServiceAccount".into(),

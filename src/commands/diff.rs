@@ -35,6 +35,10 @@ pub fn run(context: &Context, args: &EnvArg) -> Result<()> {
                 Change::Prune => text.push_str(&format!("- {} (would be pruned)\n", d.object)),
                 Change::Conflict { message } => text.push_str(&format!("! {message}\n")),
                 Change::Update { diff } => text.push_str(&format!("~ {}\n{diff}", d.object)),
+                Change::Recreate { fields } => text.push_str(&format!(
+                    "± {} ({fields} cannot change: would be deleted and recreated, if it allows it)\n",
+                    d.object
+                )),
             }
         }
         if diffs.is_empty() {

@@ -38,6 +38,7 @@ pub fn show(context: &Context, env: &str, report: &SyncReport) -> Result<()> {
         c.pruned.len()
     );
     for (label, list) in [
+        ("recreated", &c.recreated),
         ("pruned", &c.pruned),
         ("kept", &c.kept),
         ("shared", &c.shared),

@@ -127,7 +127,7 @@ pub(super) async fn release(
             let target = cluster::target_for(project, env, session.user_kubeconfig())
                 .in_stage(&env.name, Stage::Cluster)?;
             let mut live = connect(&env.name, &target).await?;
-            held.guard_cluster(env, &live).await?;
+            held.guard_cluster(env, &mut live, None).await?;
             released.objects = Some(
                 sync::teardown(&mut live, &env.name, env.target_namespace())
                     .await

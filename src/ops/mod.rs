@@ -24,6 +24,7 @@ use crate::state::lease::LeaseLock;
 use crate::state::lock::Wait;
 use crate::state::{EnvironmentLock, Holder, StateStore};
 use crate::sync::live::Live;
+use crate::sync::{SyncOptions, SyncPlan};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -87,11 +88,30 @@ pub struct Held {
 }
 
 impl Held {
-    /// Takes the environment's Lease on its shared cluster, once; a no-op for environments on
-    /// clusters of their own (only this machine reaches those through sprout's kubeconfig).
-    pub async fn guard_cluster(&mut self, env: &Environment, live: &Live) -> Result<()> {
+    /// Takes the environment's Lease on its shared cluster, once, before anything is read for
+    /// a change; a no-op for environments on clusters of their own (only this machine reaches
+    /// those, through sprout's kubeconfig). The Lease lives in the environment's namespace:
+    /// when that does not exist yet, a sync (`first_sync`) is checked read-only first, so that
+    /// a refusal still comes before any write, and a teardown has nothing to lock.
+    pub async fn guard_cluster(
+        &mut self,
+        env: &Environment,
+        live: &mut Live,
+        first_sync: Option<(&SyncPlan<'_>, &SyncOptions)>,
+    ) -> Result<()> {
         if self.lease.is_some() || !env.on_shared_cluster() {
             return Ok(());
+        }
+        if !crate::state::lease::namespace_exists(live, env.target_namespace())
+            .await
+            .map_err(|e| e.into_error(&env.name))?
+        {
+            let Some((plan, options)) = first_sync else {
+                return Ok(());
+            };
+            crate::sync::preflight(live, plan, options)
+                .await
+                .in_stage(&env.name, Stage::Sync)?;
         }
         let lease = crate::state::lease::acquire(
             live,

@@ -58,8 +58,9 @@ pub async fn converge(
     let outcome = async {
         let mut live = connect(&env.name, target).await?;
         add_secret_copies(session, env, &live, desired).await?;
-        held.guard_cluster(env, &live).await?;
         let plan = SyncPlan::new(env, desired);
+        held.guard_cluster(env, &mut live, Some((&plan, options)))
+            .await?;
         sync::sync(&mut live, &plan, options)
             .await
             .in_stage(&env.name, Stage::Sync)
@@ -71,6 +72,9 @@ pub async fn converge(
         let changes = &mut report.changes;
         if let Some(at) = changes.configured.iter().position(|c| *c == name) {
             changes.configured.remove(at);
+            changes.created.insert(0, name);
+        } else if !changes.created.contains(&name) && changes.unchanged > 0 {
+            changes.unchanged -= 1;
             changes.created.insert(0, name);
         }
     }

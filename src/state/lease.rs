@@ -213,6 +213,15 @@ pub async fn acquire(
     })
 }
 
+/// Whether `namespace` exists (the Lease can only live in an existing one).
+pub async fn namespace_exists(live: &Live, namespace: &str) -> Result<bool, LeaseError> {
+    let api: Api<Namespace> = Api::all(live.client.clone());
+    api.get_opt(namespace)
+        .await
+        .map(|found| found.is_some())
+        .map_err(|e| LeaseError::Sync(live.call_error("read the environment's namespace", e)))
+}
+
 /// The namespace that holds the Lease: created (labelled as sync would label it) when missing;
 /// one that is not the environment's is refused exactly as sync's preflight refuses it.
 async fn ensure_namespace(

@@ -1,9 +1,17 @@
-//! Comparing desired and live objects without a write: the hash of what was last applied
-//! (kept in the inventory) and whether every field sprout sets still has its value live.
+//! Whether a desired object is unchanged live: the one comparison `sync`, `status` and `diff`
+//! share, so they never disagree.
 //!
-//! Both are needed. The subset check alone misses a field removed from git (live still has it);
-//! the hash alone misses a manual edit (the hash has not changed). Unchanged means both agree.
+//! The server's answer is the truth: an object is unchanged when a server-side apply of it would
+//! leave it as it is, which a dry-run apply shows. A dry run per object on every sync is a cost,
+//! so a cheap test comes first and settles the common case without a request: the hash of what
+//! was last applied (kept in the inventory) is the desired state's hash, and every field sprout
+//! sets still has its value live. Both are needed: the subset test alone misses a field removed
+//! from git (live still has it); the hash alone misses a manual edit. Only when the cheap test
+//! fails is the server asked — it also sees what the subset test cannot: values it normalizes
+//! (`cpu: 0.5` is `500m` live), fields this server version drops, defaults.
 
+use super::SyncError;
+use super::live::{Live, Resolved};
 use crate::object::Object;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
@@ -36,11 +44,14 @@ pub fn mask_secret_values(body: &mut Map<String, Value>, mask: impl Fn(&str) -> 
 }
 
 /// Whether every field of `desired` has the same value in `live` (lists element by element).
+/// A zero value (`false`, `0`, `""`, `[]`, `{}`, null) the server left out counts as present:
+/// the server omits such fields when it stores an object (`minReadySeconds: 0`,
+/// `readOnly: false`, `env: []`).
 pub fn is_subset(desired: &Value, live: &Value) -> bool {
     match (desired, live) {
-        (Value::Object(d), Value::Object(l)) => d.iter().all(|(key, value)| {
-            l.get(key).is_some_and(|lv| is_subset(value, lv))
-                || (value.is_null() && !l.contains_key(key))
+        (Value::Object(d), Value::Object(l)) => d.iter().all(|(key, value)| match l.get(key) {
+            Some(lv) => is_subset(value, lv),
+            None => is_zero(value),
         }),
         (Value::Array(d), Value::Array(l)) => {
             d.len() == l.len() && d.iter().zip(l).all(|(a, b)| is_subset(a, b))
@@ -50,12 +61,116 @@ pub fn is_subset(desired: &Value, live: &Value) -> bool {
     }
 }
 
-/// Whether `object` is unchanged live: applied with this exact desired state (`recorded_hash`)
-/// and not edited since.
-pub fn unchanged(object: &Object, recorded_hash: Option<&str>, live: Option<&Value>) -> bool {
-    let Some(live) = live else { return false };
+fn is_zero(value: &Value) -> bool {
+    match value {
+        Value::Null => true,
+        Value::Bool(b) => !b,
+        Value::Number(n) => n.as_f64() == Some(0.0),
+        Value::String(s) => s.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        Value::Object(o) => o.values().all(is_zero),
+    }
+}
+
+/// The cheap test: applied with this exact desired state (`recorded_hash`) and not edited since.
+fn evidently_unchanged(object: &Object, recorded_hash: Option<&str>, live: &Value) -> bool {
     recorded_hash == Some(desired_hash(object).as_str())
         && is_subset(&Value::Object(object.body.clone()), live)
+}
+
+/// What an apply of a desired object would do.
+pub enum Verdict {
+    /// Not in the cluster.
+    Missing,
+    Unchanged,
+    /// An apply would change it: the object now and as the apply would leave it.
+    Differs {
+        current: Value,
+        would_be: Value,
+    },
+    /// An apply would be refused: a field that cannot change after creation would change.
+    Immutable {
+        fields: String,
+    },
+}
+
+/// The comparison: the cheap test, then the server's dry run. `force` as the apply would use it
+/// (objects of the inventory). Conflicts with other field managers are errors, as in an apply.
+pub async fn judge(
+    live: &Live,
+    resolved: &Resolved,
+    object: &Object,
+    recorded_hash: Option<&str>,
+    current: Option<&Value>,
+    force: bool,
+) -> Result<Verdict, SyncError> {
+    let Some(current) = current else {
+        return Ok(Verdict::Missing);
+    };
+    if evidently_unchanged(object, recorded_hash, current) {
+        return Ok(Verdict::Unchanged);
+    }
+    let (current, would_be) =
+        match same_moment(live, resolved, object, force, current.clone()).await {
+            Ok(Some(pair)) => pair,
+            Ok(None) => return Ok(Verdict::Missing),
+            Err(SyncError::Immutable { fields, .. }) => return Ok(Verdict::Immutable { fields }),
+            Err(e) => return Err(e),
+        };
+    if comparable(&current) == comparable(&would_be) {
+        Ok(Verdict::Unchanged)
+    } else {
+        Ok(Verdict::Differs { current, would_be })
+    }
+}
+
+/// The object as it is and as an apply would leave it, both at one resourceVersion (`None`: it
+/// was deleted meanwhile). The live state was read before the dry run; a controller writing in
+/// between (a Deployment's revision annotation after a rollout) would otherwise show as drift.
+/// A dry run answers with the resourceVersion it started from, so a mismatch means: read again.
+async fn same_moment(
+    live: &Live,
+    resolved: &Resolved,
+    object: &Object,
+    force: bool,
+    mut current: Value,
+) -> Result<Option<(Value, Value)>, SyncError> {
+    let version = |v: &Value| v.pointer("/metadata/resourceVersion").cloned();
+    let mut attempts = 0;
+    loop {
+        let would_be = live.apply(resolved, object, force, true).await?;
+        attempts += 1;
+        if version(&would_be) == version(&current) || attempts == 5 {
+            return Ok(Some((current, would_be)));
+        }
+        match live.get(resolved, &object.object_ref()).await? {
+            Some(now) => current = now,
+            None => return Ok(None),
+        }
+    }
+}
+
+/// Fields the server writes that say nothing about drift.
+const VOLATILE_METADATA: &[&str] = &[
+    "managedFields",
+    "resourceVersion",
+    "generation",
+    "uid",
+    "creationTimestamp",
+    "selfLink",
+];
+
+/// A live or would-be object without what moves on its own: status (the controllers' report)
+/// and the metadata the server maintains.
+pub fn comparable(value: &Value) -> Map<String, Value> {
+    let mut map = value.as_object().cloned().unwrap_or_default();
+    map.remove("status");
+    if let Some(Value::Object(metadata)) = map.get_mut("metadata") {
+        for field in VOLATILE_METADATA {
+            metadata.remove(*field);
+        }
+    }
+    map
 }
 
 #[cfg(test)]
@@ -72,6 +187,24 @@ mod tests {
         assert!(!is_subset(&desired, &edited));
         let more_ports = json!({"spec": {"ports": [{"port": 80}, {"port": 81}], "replicas": 1}});
         assert!(!is_subset(&desired, &more_ports));
+    }
+
+    #[test]
+    fn zero_values_the_server_omits_are_not_differences() {
+        let desired = json!({"spec": {"minReadySeconds": 0, "template": {"spec": {"containers": [
+            {"name": "a", "env": [], "volumeMounts": [{"name": "v", "readOnly": false}], "args": [""]}]}}}});
+        let live = json!({"spec": {"template": {"spec": {"containers": [
+            {"name": "a", "volumeMounts": [{"name": "v"}], "args": [""]}]}}}});
+        assert!(is_subset(&desired, &live));
+        let set_live = json!({"spec": {"minReadySeconds": 5}});
+        assert!(
+            !is_subset(&json!({"spec": {"minReadySeconds": 0}}), &set_live),
+            "a zero is compared when the server has a value"
+        );
+        assert!(
+            !is_subset(&json!({"spec": {"paused": true}}), &json!({"spec": {}})),
+            "a non-zero value missing live is a difference"
+        );
     }
 
     #[test]

@@ -1,7 +1,8 @@
-//! `diff`: desired against live, per object, by asking the server what an apply would produce
-//! (server-side dry run) and comparing that with what is there. Secret values are masked.
+//! `diff`: desired against live, per object, by the comparison sync uses (see `compare.rs`):
+//! what a server-side apply would change, as the server's dry run answers it. Secret values are
+//! masked, and so is every annotation of a Secret that can carry them.
 
-use super::compare::{is_secret, mask_secret_values};
+use super::compare::{Verdict, comparable, is_secret, judge, mask_secret_values};
 use super::live::Live;
 use super::{SyncError, SyncPlan};
 use crate::object::{Object, ObjectRef};
@@ -16,6 +17,8 @@ pub enum Change {
     Create,
     /// In the cluster, different: a unified diff of live → desired (YAML).
     Update { diff: String },
+    /// A field that cannot change would change: sync deletes and recreates it (or refuses).
+    Recreate { fields: String },
     /// In the inventory, no longer desired: sync would delete it.
     Prune,
     /// Sync would stop on a conflict with another field manager.
@@ -29,14 +32,12 @@ pub struct ObjectDiff {
     pub change: Change,
 }
 
-/// Fields the server writes that say nothing about drift.
-const VOLATILE_METADATA: &[&str] = &[
-    "managedFields",
-    "resourceVersion",
-    "generation",
-    "uid",
-    "creationTimestamp",
-    "selfLink",
+/// Annotations that hold a copy of the whole object as last applied by a tool: for a Secret,
+/// its values.
+const OBJECT_COPY_ANNOTATIONS: &[&str] = &[
+    "kubectl.kubernetes.io/last-applied-configuration",
+    "kapp.k14s.io/original",
+    "kapp.k14s.io/original-diff",
 ];
 
 pub async fn diff(live: &mut Live, plan: &SyncPlan<'_>) -> Result<Vec<ObjectDiff>, SyncError> {
@@ -71,14 +72,17 @@ pub async fn diff(live: &mut Live, plan: &SyncPlan<'_>) -> Result<Vec<ObjectDiff
             continue;
         }
         let resolved = live.resolve(object)?;
-        let change = match same_moment(live, &resolved, object, force, current.clone()).await {
-            Ok(None) => Some(Change::Create),
-            Ok(Some((current, would_be))) => {
-                let (before, after) = comparable(object, &current, &would_be);
-                (before != after).then(|| Change::Update {
+        let recorded = inventory.hash_of(&reference);
+        let change = match judge(live, &resolved, object, recorded, Some(current), force).await {
+            Ok(Verdict::Missing) => Some(Change::Create),
+            Ok(Verdict::Unchanged) => None,
+            Ok(Verdict::Differs { current, would_be }) => {
+                let (before, after) = shown(object, &current, &would_be);
+                Some(Change::Update {
                     diff: unified(&reference, &before, &after),
                 })
             }
+            Ok(Verdict::Immutable { fields }) => Some(Change::Recreate { fields }),
             Err(e @ (SyncError::Conflict { .. } | SyncError::NotOurs { .. })) => {
                 Some(Change::Conflict {
                     message: e.to_string(),
@@ -103,47 +107,11 @@ pub async fn diff(live: &mut Live, plan: &SyncPlan<'_>) -> Result<Vec<ObjectDiff
     Ok(diffs)
 }
 
-/// The object as it is and as an apply would leave it, both at one resourceVersion (`None`: it
-/// was deleted meanwhile). The live state was read before the dry run; a controller writing in
-/// between (a Deployment's revision annotation after a rollout) would otherwise show as drift.
-/// A dry run answers with the resourceVersion it started from, so a mismatch means: read again.
-async fn same_moment(
-    live: &Live,
-    resolved: &super::live::Resolved,
-    object: &Object,
-    force: bool,
-    mut current: Value,
-) -> Result<Option<(Value, Value)>, SyncError> {
-    let version = |v: &Value| v.pointer("/metadata/resourceVersion").cloned();
-    let mut attempts = 0;
-    loop {
-        let would_be = live.apply(resolved, object, force, true).await?;
-        attempts += 1;
-        if version(&would_be) == version(&current) || attempts == 5 {
-            return Ok(Some((current, would_be)));
-        }
-        match live.get(resolved, &object.object_ref()).await? {
-            Some(now) => current = now,
-            None => return Ok(None),
-        }
-    }
-}
-
-/// Live and would-be objects as YAML, without volatile fields, Secret values masked.
-fn comparable(object: &Object, live: &Value, would_be: &Value) -> (String, String) {
-    let clean = |value: &Value| -> Map<String, Value> {
-        let mut map = value.as_object().cloned().unwrap_or_default();
-        // Status is the controllers' report, not desired state (and moves while we look).
-        map.remove("status");
-        if let Some(Value::Object(metadata)) = map.get_mut("metadata") {
-            for field in VOLATILE_METADATA {
-                metadata.remove(*field);
-            }
-        }
-        map
-    };
-    let mut before = clean(live);
-    let mut after = clean(would_be);
+/// Live and would-be objects as YAML, without volatile fields; for a Secret, its values and
+/// every annotation that may hold them masked.
+fn shown(object: &Object, live: &Value, would_be: &Value) -> (String, String) {
+    let mut before = comparable(live);
+    let mut after = comparable(would_be);
     if is_secret(object.kind(), object.group()) {
         let old_values = secret_values(&before);
         let new_values = secret_values(&after);
@@ -156,9 +124,51 @@ fn comparable(object: &Object, live: &Value, would_be: &Value) -> (String, Strin
                 "***".into()
             })
         });
+        let values: Vec<String> = old_values
+            .values()
+            .chain(new_values.values())
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect();
+        mask_annotations(&mut before, &values);
+        mask_annotations(&mut after, &values);
     }
     let yaml = |map: &Map<String, Value>| serde_yaml::to_string(map).expect("JSON maps serialize");
     (yaml(&before), yaml(&after))
+}
+
+/// Masks the annotations of a Secret that can carry its values: the known copies of the whole
+/// object, and any other whose text holds one of `values` (as stored, base64) or mentions
+/// `data`/`stringData` the way an embedded manifest does.
+fn mask_annotations(secret: &mut Map<String, Value>, values: &[String]) {
+    let Some(Value::Object(annotations)) = secret
+        .get_mut("metadata")
+        .and_then(|m| m.get_mut("annotations"))
+    else {
+        return;
+    };
+    let decoded: Vec<String> = values.iter().filter_map(|v| decode(v)).collect();
+    for (key, value) in annotations.iter_mut() {
+        let text = value.as_str().unwrap_or_default();
+        let holds_values = values
+            .iter()
+            .chain(&decoded)
+            .any(|v| v.len() >= 3 && text.contains(v.as_str()));
+        let embeds_object = text.contains("\"data\"")
+            || text.contains("\"stringData\"")
+            || text.contains("data:")
+            || text.contains("stringData:");
+        if OBJECT_COPY_ANNOTATIONS.contains(&key.as_str()) || holds_values || embeds_object {
+            *value = Value::String("*** (may hold Secret values)".into());
+        }
+    }
+}
+
+fn decode(text: &str) -> Option<String> {
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .ok()?;
+    String::from_utf8(bytes).ok()
 }
 
 fn secret_values(map: &Map<String, Value>) -> Map<String, Value> {

@@ -2,11 +2,19 @@
 //! reference, with errors that name the object.
 //!
 //! Retries: kube's client already retries 429, 503 and 504 with backoff and honours
-//! `Retry-After`; on top of that, calls here retry 500 and 502 answers and transport failures
-//! (connection reset, timeouts) a few times with exponential backoff and jitter, so one blip does
-//! not fail a sync of a thousand objects.
+//! `Retry-After`; on top of that, calls here retry what may pass by itself — a 502, a 500 that
+//! gives no reason or says the server timed out, a connection reset or refused — a few times
+//! with exponential backoff and jitter, so one blip does not fail a sync of a thousand objects.
+//! A definite answer (a 4xx, a 500 with a reason) is final: asking again gets the same answer.
+//! Neither is a request that got no answer in time: the server is treated as unreachable at once
+//! (connect and TLS within 5 s, each read within 25 s, see `cluster::connect`).
+//!
+//! "Unreachable" means the server did not answer at all (refused, timed out, TLS failed); any
+//! answer, however bad, is reported as the error of the object or call it belongs to.
 
 use super::SyncError;
+use super::compare::is_secret;
+use super::messages::{MESSAGE_LIMIT, bounded, without_secret_values};
 use crate::object::{Object, ObjectRef};
 use kube::api::{
     Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, Preconditions,
@@ -84,7 +92,50 @@ impl Live {
             .ok_or_else(|| SyncError::UnknownKind {
                 object: object.object_ref().to_string(),
                 api_version: object.api_version().to_string(),
+                hint: self.unserved_hint(object.api_version(), object.kind()),
             })
+    }
+
+    /// What to do about a kind the server does not serve: the versions it does serve of the
+    /// group, or, for a group it does not serve at all, its CRD (built-in groups have none).
+    pub fn unserved_hint(&self, api_version: &str, kind: &str) -> String {
+        let group = api_version.split_once('/').map_or("", |(g, _)| g);
+        let served: Vec<String> = self
+            .discovery
+            .as_ref()
+            .and_then(|d| d.get(group))
+            .map(|g| {
+                g.versions()
+                    .filter(|v| {
+                        g.versioned_resources(v)
+                            .iter()
+                            .any(|(resource, _)| resource.kind == kind)
+                    })
+                    .map(|v| {
+                        if group.is_empty() {
+                            v.to_string()
+                        } else {
+                            format!("{group}/{v}")
+                        }
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let group_served = self.discovery.as_ref().is_some_and(|d| d.has_group(group));
+        if !served.is_empty() {
+            format!(
+                "the server serves {kind} as {}; change apiVersion",
+                served.join(", ")
+            )
+        } else if group_served {
+            format!("the server serves group {group} but no kind {kind} in it; check the kind")
+        } else if is_built_in_group(group) {
+            format!(
+                "group {group} is built into Kubernetes but this server does not serve it (too old or too new for it); use an API version the server serves"
+            )
+        } else {
+            "apply its CustomResourceDefinition first or drop the kind".into()
+        }
     }
 
     fn api(&self, resolved: &Resolved, namespace: &str) -> Api<DynamicObject> {
@@ -145,7 +196,11 @@ impl Live {
         let mut params = PatchParams::apply(FIELD_MANAGER);
         params.force = force;
         params.dry_run = dry_run;
-        let body = Value::Object(object.body.clone());
+        let body = Value::Object(super::server_defaults::completed(
+            object.group(),
+            object.kind(),
+            &object.body,
+        ));
         let patch = Patch::Apply(&body);
         let applied = retrying(|| api.patch(object.name(), &params, &patch))
             .await
@@ -187,10 +242,10 @@ impl Live {
     }
 
     pub fn call_error(&self, what: &str, error: kube::Error) -> SyncError {
-        if is_transport(&error) {
+        if let Some(reason) = no_answer(&error) {
             return SyncError::Unreachable {
                 server: self.server.clone(),
-                message: error.to_string(),
+                message: reason,
             };
         }
         SyncError::Api {
@@ -200,7 +255,7 @@ impl Live {
     }
 
     fn object_error(&self, reference: &ObjectRef, verb: &str, error: kube::Error) -> SyncError {
-        if is_transport(&error) {
+        if no_answer(&error).is_some() {
             return self.call_error(verb, error);
         }
         SyncError::Object {
@@ -210,34 +265,95 @@ impl Live {
     }
 
     fn apply_error(&self, object: &Object, error: kube::Error) -> SyncError {
-        if let kube::Error::Api(status) = &error
-            && status.code == 409
-        {
-            let causes: Vec<String> = status
-                .details
-                .as_ref()
-                .map(|d| {
-                    d.causes
-                        .iter()
-                        .map(|c| format!("{} ({})", c.field, c.message))
-                        .collect()
-                })
-                .unwrap_or_default();
-            let managers: BTreeSet<String> = status
-                .details
-                .iter()
-                .flat_map(|d| d.causes.iter())
-                .filter_map(|c| manager_in(&c.message))
-                .chain(manager_in(&status.message))
-                .collect();
-            return SyncError::Conflict {
-                object: object.object_ref().to_string(),
-                managers: managers.into_iter().collect(),
-                fields: causes,
+        let secret = is_secret(object.kind(), object.group());
+        let clean = |text: &str| {
+            let text = if secret {
+                without_secret_values(text, &object.body)
+            } else {
+                text.to_string()
             };
+            bounded(&text, MESSAGE_LIMIT)
+        };
+        if let kube::Error::Api(status) = &error {
+            let causes = status.details.iter().flat_map(|d| d.causes.iter());
+            if status.code == 409 {
+                let fields: Vec<String> = causes
+                    .clone()
+                    .map(|c| format!("{} ({})", c.field, clean(&c.message)))
+                    .collect();
+                let managers: BTreeSet<String> = causes
+                    .filter_map(|c| manager_in(&c.message))
+                    .chain(manager_in(&status.message))
+                    .collect();
+                return SyncError::Conflict {
+                    object: object.object_ref().to_string(),
+                    managers: managers.into_iter().collect(),
+                    fields: super::messages::capped(&fields),
+                };
+            }
+            if status.code == 422 && is_immutable(&status.message) {
+                // The message quotes the whole old and new value (kilobytes); the fields say it.
+                let mut fields: Vec<String> = causes
+                    .filter(|c| is_immutable(&c.message))
+                    .map(|c| c.field.clone())
+                    .filter(|f| !f.is_empty())
+                    .collect();
+                fields.dedup();
+                if fields.is_empty() {
+                    fields.push("spec".into());
+                }
+                return SyncError::Immutable {
+                    object: object.object_ref().to_string(),
+                    fields: super::messages::capped(&fields).join(", "),
+                    remedy: super::replace::REMEDY.into(),
+                };
+            }
+            if secret {
+                return SyncError::Object {
+                    object: object.object_ref().to_string(),
+                    message: format!("apply: {} ({})", clean(&status.message), status.code),
+                };
+            }
         }
         self.object_error(&object.object_ref(), "apply", error)
     }
+}
+
+/// Whether a 422 says a field cannot change after creation (Jobs' templates, StatefulSets'
+/// volumeClaimTemplates, selectors, a Service's clusterIP, ...).
+fn is_immutable(message: &str) -> bool {
+    message.contains("field is immutable")
+        || message.contains("is immutable after creation")
+        || message.contains("updates to statefulset spec for fields other than")
+}
+
+/// Groups Kubernetes itself serves (or once served); no CRD can define a kind in them.
+fn is_built_in_group(group: &str) -> bool {
+    !group.contains('.')
+        || matches!(
+            group.strip_suffix(".k8s.io"),
+            Some(
+                "admissionregistration"
+                    | "apiextensions"
+                    | "apiregistration"
+                    | "authentication"
+                    | "authorization"
+                    | "certificates"
+                    | "coordination"
+                    | "discovery"
+                    | "events"
+                    | "flowcontrol.apiserver"
+                    | "internal.apiserver"
+                    | "networking"
+                    | "node"
+                    | "rbac"
+                    | "resource"
+                    | "scheduling"
+                    | "storage"
+                    | "storagemigration"
+                    | "metrics"
+            )
+        )
 }
 
 fn display_ns(namespace: &str) -> &str {
@@ -256,24 +372,84 @@ fn manager_in(message: &str) -> Option<String> {
 }
 
 fn api_message(error: &kube::Error) -> String {
-    match error {
+    let text = match error {
+        kube::Error::Api(status) if status.message.is_empty() => {
+            format!("{} ({})", status.reason, status.code)
+        }
         kube::Error::Api(status) => format!("{} ({})", status.message, status.code),
         other => other.to_string(),
+    };
+    bounded(&text, MESSAGE_LIMIT)
+}
+
+/// Why a request got no answer from the server at all (refused, timed out, TLS failed), or None
+/// when it did get one.
+fn no_answer(error: &kube::Error) -> Option<String> {
+    if !matches!(error, kube::Error::HyperError(_) | kube::Error::Service(_)) {
+        return None;
     }
+    let mut chain: Vec<String> = Vec::new();
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = source {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            match io.kind() {
+                std::io::ErrorKind::TimedOut => {
+                    return Some(
+                        "no answer in time (it accepts connections but does not respond)".into(),
+                    );
+                }
+                std::io::ErrorKind::ConnectionRefused => return Some("connection refused".into()),
+                _ => {}
+            }
+        }
+        chain.push(e.to_string());
+        source = e.source();
+    }
+    let text = chain.join(": ").to_lowercase();
+    [
+        "connect",
+        "tls",
+        "certificate",
+        "handshake",
+        "dns",
+        "resolve",
+        "timed out",
+        "deadline",
+    ]
+    .iter()
+    .any(|word| text.contains(word))
+    .then(|| bounded(chain.last().map_or("", String::as_str), MESSAGE_LIMIT))
 }
 
-fn is_transport(error: &kube::Error) -> bool {
-    matches!(error, kube::Error::HyperError(_) | kube::Error::Service(_))
-}
-
+/// Whether asking again may get another answer: a 502, a 500 without a reason or one that says
+/// the server timed out, a connection reset or refused. Not a request that timed out: a server
+/// that did not answer once is not given four more chances to keep a command waiting.
 fn is_retryable(error: &kube::Error) -> bool {
     match error {
-        kube::Error::Api(status) => matches!(status.code, 500 | 502),
-        other => is_transport(other),
+        kube::Error::Api(status) => match status.code {
+            502 => true,
+            500 => {
+                let message = status.message.to_lowercase();
+                message.is_empty()
+                    || [
+                        "timed out",
+                        "deadline exceeded",
+                        "try again",
+                        "leader changed",
+                    ]
+                    .iter()
+                    .any(|w| message.contains(w))
+            }
+            _ => false,
+        },
+        kube::Error::HyperError(_) | kube::Error::Service(_) => {
+            no_answer(error).is_none_or(|why| why == "connection refused")
+        }
+        _ => false,
     }
 }
 
-/// Retries `call` on 500/502 and transport errors: 4 attempts, 200 ms doubling, with jitter.
+/// Retries `call` while [`is_retryable`]: 4 attempts, 200 ms doubling, with jitter.
 pub async fn retrying<T, F, Fut>(mut call: F) -> Result<T, kube::Error>
 where
     F: FnMut() -> Fut,

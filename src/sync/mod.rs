@@ -7,6 +7,8 @@
 //! 3. apply CRDs and Namespaces, record the grown inventory, wait until CRDs are established;
 //! 4. apply the rest in three tiers (what pods refer to; workloads and the rest; webhooks),
 //!    `concurrency` requests in flight, skipping every object that is unchanged (no request);
+//!    an object whose change touches a field that cannot change (a Job's template) is deleted
+//!    and created again when it allows that (see [`replace`]);
 //! 5. prune inventory entries no longer desired, in reverse order (see `prune.rs`);
 //! 6. record the inventory, then wait for health.
 //!
@@ -18,8 +20,11 @@ pub mod diff;
 pub mod health;
 pub mod inventory;
 pub mod live;
+mod messages;
 mod prune;
+mod replace;
 pub mod secret_copies;
+mod server_defaults;
 mod snapshot;
 
 use crate::fork::ownership::ENVIRONMENT_LABEL;
@@ -44,10 +49,28 @@ pub enum SyncError {
     Api { what: String, message: String },
     #[error("{object}: {message}")]
     Object { object: String, message: String },
+    #[error("{object}: kind not served by the cluster ({api_version}); {hint}")]
+    UnknownKind {
+        object: String,
+        api_version: String,
+        hint: String,
+    },
+    #[error("{} kind(s) not served by the cluster:\n  {}", kinds.len(), messages::capped(kinds).join("\n  "))]
+    Unserved { kinds: Vec<String> },
+    #[error("{object}: {fields} cannot change once created; {remedy}")]
+    Immutable {
+        object: String,
+        fields: String,
+        remedy: String,
+    },
     #[error(
-        "{object}: kind not served by the cluster ({api_version}); apply its CustomResourceDefinition first or drop the kind"
+        "{object}: {size} serialized, more than the {limit} the API server stores per object (etcd's request limit); split it or move the data out (a volume, an image)"
     )]
-    UnknownKind { object: String, api_version: String },
+    TooLarge {
+        object: String,
+        size: String,
+        limit: String,
+    },
     #[error("{object}: conflict with field manager {} over {}; sprout does not force changes to objects outside its inventory (remove the other manager's fields or the object)", managers.join(", "), fields.join("; "))]
     Conflict {
         object: String,
@@ -60,7 +83,7 @@ pub enum SyncError {
     NotOurs { object: String, owner: String },
     #[error("inventory: {message}")]
     Inventory { message: String },
-    #[error("{} objects failed:\n  {}", errors.len(), errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n  "))]
+    #[error("{} objects failed:\n  {}", errors.len(), messages::capped(&errors.iter().map(|e| e.to_string()).collect::<Vec<_>>()).join("\n  "))]
     Several { errors: Vec<SyncError> },
     #[error("not healthy after {}s:\n  {}", timeout.as_secs(), stuck.join("\n  "))]
     HealthTimeout {
@@ -91,6 +114,8 @@ impl Default for SyncOptions {
 pub struct ChangeSet {
     pub created: Vec<String>,
     pub configured: Vec<String>,
+    /// Deleted and created again: a field that cannot change had changed (see `replace.rs`).
+    pub recreated: Vec<String>,
     pub unchanged: usize,
     pub pruned: Vec<String>,
     /// Stale objects left in place, with the reason (an opt-out annotation, a changed label).
@@ -175,7 +200,125 @@ enum Action {
     Configure {
         force: bool,
     },
+    /// Delete the object with this uid, then create it (an immutable field changes).
+    Recreate {
+        uid: String,
+    },
     Shared,
+}
+
+/// The most bytes of JSON one object may take: etcd refuses requests over 1.5 MiB by default,
+/// and the stored object (with managedFields) is no smaller than what is sent.
+const OBJECT_SIZE_LIMIT: usize = 1536 * 1024;
+
+/// Every kind is served (or defined by a CRD being applied), and no object is too large to
+/// store. Every problem is reported at once, before the first write.
+fn preflight_kinds(live: &Live, objects: &[Object]) -> Result<(), SyncError> {
+    let defined_by_crds = kinds_defined_by(objects);
+    let mut unserved: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
+    let mut too_large = Vec::new();
+    for object in objects {
+        let pending_crd =
+            defined_by_crds.contains(&(object.group().to_string(), object.kind().to_string()));
+        if live
+            .resolve_kind(object.api_version(), object.kind())
+            .is_none()
+            && !pending_crd
+        {
+            unserved
+                .entry((object.api_version().to_string(), object.kind().to_string()))
+                .or_default()
+                .push(object.object_ref().to_string());
+        }
+        let size = serde_json::to_vec(&object.body).map_or(0, |b| b.len());
+        if size > OBJECT_SIZE_LIMIT {
+            too_large.push(SyncError::TooLarge {
+                object: object.object_ref().to_string(),
+                size: mebibytes(size),
+                limit: mebibytes(OBJECT_SIZE_LIMIT),
+            });
+        }
+    }
+    if !unserved.is_empty() {
+        let kinds = unserved
+            .into_iter()
+            .map(|((api_version, kind), objects)| {
+                let example = match objects.len() {
+                    1 => objects[0].clone(),
+                    n => format!("{} and {} more", objects[0], n - 1),
+                };
+                format!(
+                    "{kind} {api_version} ({example}): {}",
+                    live.unserved_hint(&api_version, &kind)
+                )
+            })
+            .collect();
+        too_large.insert(0, SyncError::Unserved { kinds });
+    }
+    if too_large.is_empty() {
+        Ok(())
+    } else {
+        Err(several(too_large))
+    }
+}
+
+fn mebibytes(bytes: usize) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
+
+/// What to do with every desired object, by the comparison `status` and `diff` use (dry runs
+/// where the cheap test cannot tell, `concurrency` at a time). Every refusal is reported at once.
+async fn decide_all(
+    live: &Live,
+    plan: &SyncPlan<'_>,
+    inventory: &Inventory,
+    snapshot: &Snapshot,
+    concurrency: usize,
+) -> Result<BTreeMap<ObjectRef, Action>, SyncError> {
+    let decisions: Vec<(ObjectRef, Result<Action, SyncError>)> =
+        futures::stream::iter(plan.objects)
+            .map(|object| async move {
+                let reference = object.object_ref();
+                let action = decide(live, object, inventory, snapshot.get(&reference), plan).await;
+                (reference, action)
+            })
+            .buffer_unordered(concurrency.max(1))
+            .collect()
+            .await;
+    let mut actions = BTreeMap::new();
+    let mut refusals = Vec::new();
+    for (reference, decision) in decisions {
+        match decision {
+            Ok(action) => {
+                actions.insert(reference, action);
+            }
+            Err(e) => refusals.push(e),
+        }
+    }
+    if refusals.is_empty() {
+        Ok(actions)
+    } else {
+        refusals.sort_by_key(|e| e.to_string());
+        Err(several(refusals))
+    }
+}
+
+/// The checks `sync` makes before its first write, alone and read-only: for a caller that must
+/// write something of its own first (the environment's lock on a shared cluster, whose
+/// namespace may not exist yet) and wants a refusal to come before that write too.
+pub async fn preflight(
+    live: &mut Live,
+    plan: &SyncPlan<'_>,
+    options: &SyncOptions,
+) -> Result<(), SyncError> {
+    let LiveView {
+        inventory,
+        snapshot,
+        ..
+    } = read_live(live, plan).await?;
+    preflight_kinds(live, plan.objects)?;
+    decide_all(live, plan, &inventory, &snapshot, options.concurrency).await?;
+    Ok(())
 }
 
 pub async fn sync(
@@ -199,38 +342,8 @@ pub async fn sync(
     lap("inventory, discovery and live state read");
 
     // Preflight: nothing is written unless every object can be applied.
-    let defined_by_crds = kinds_defined_by(plan.objects);
-    for object in plan.objects {
-        let pending_crd =
-            defined_by_crds.contains(&(object.group().to_string(), object.kind().to_string()));
-        if live
-            .resolve_kind(object.api_version(), object.kind())
-            .is_none()
-            && !pending_crd
-        {
-            live.resolve(object)?;
-        }
-    }
-    let mut actions: BTreeMap<ObjectRef, Action> = BTreeMap::new();
-    let mut refusals = Vec::new();
-    for object in plan.objects {
-        let reference = object.object_ref();
-        match decide(
-            object,
-            &old,
-            snapshot.get(&reference),
-            plan.env,
-            plan.shared_cluster,
-        ) {
-            Ok(action) => {
-                actions.insert(reference, action);
-            }
-            Err(e) => refusals.push(e),
-        }
-    }
-    if !refusals.is_empty() {
-        return Err(several(refusals));
-    }
+    preflight_kinds(live, plan.objects)?;
+    let actions = decide_all(live, plan, &old, &snapshot, options.concurrency).await?;
     lap("preflight done (live state read)");
 
     let mut changes = ChangeSet::default();
@@ -445,6 +558,9 @@ pub struct LiveStatus {
     pub health: HealthReport,
 }
 
+/// Dry runs `status` has in flight at once.
+const OBSERVE_CONCURRENCY: usize = 16;
+
 pub async fn observe(live: &mut Live, plan: &SyncPlan<'_>) -> Result<LiveStatus, SyncError> {
     let LiveView {
         inventory,
@@ -452,24 +568,55 @@ pub async fn observe(live: &mut Live, plan: &SyncPlan<'_>) -> Result<LiveStatus,
         ..
     } = read_live(live, plan).await?;
     let has_nodes = live.count_nodes().await? > 0;
-    let mut drift = Vec::new();
-    let mut healths = Vec::new();
-    for object in plan.objects {
-        let reference = object.object_ref();
-        let current = snapshot.get(&reference);
-        let shared = current.is_some() && is_shared(object, plan.shared_cluster);
-        if !shared && !compare::unchanged(object, inventory.hash_of(&reference), current) {
-            drift.push(match current {
-                None => format!("{reference} (missing)"),
-                Some(_) => format!("{reference} (differs)"),
-            });
-        }
-        let health = match current {
-            Some(value) => health::assess(object.kind(), value, has_nodes),
-            None => Health::Progressing("not found".into()),
-        };
-        healths.push((reference, health));
-    }
+    let live = &*live;
+    let inventory = &inventory;
+    let snapshot = &snapshot;
+    // Drift by sync's own comparison (dry runs where the cheap test cannot tell), so status,
+    // diff and sync agree.
+    let drifts: Vec<Option<String>> = futures::stream::iter(plan.objects)
+        .map(|object| async move {
+            let reference = object.object_ref();
+            let current = snapshot.get(&reference);
+            if current.is_some() && is_shared(object, plan.shared_cluster) {
+                return Ok(None);
+            }
+            let Some(resolved) = live.resolve_kind(object.api_version(), object.kind()) else {
+                return Ok(Some(format!("{reference} (missing)")));
+            };
+            let force = inventory.entries.contains_key(&reference);
+            let recorded = inventory.hash_of(&reference);
+            let verdict = compare::judge(live, &resolved, object, recorded, current, force).await;
+            Ok(match verdict {
+                Ok(compare::Verdict::Unchanged) => None,
+                Ok(compare::Verdict::Missing) => Some(format!("{reference} (missing)")),
+                Ok(compare::Verdict::Differs { .. }) => Some(format!("{reference} (differs)")),
+                Ok(compare::Verdict::Immutable { .. }) => Some(format!(
+                    "{reference} (differs in a field that cannot change)"
+                )),
+                Err(SyncError::Conflict { .. }) => Some(format!(
+                    "{reference} (differs; another field manager owns fields)"
+                )),
+                Err(e) => return Err(e),
+            })
+        })
+        .buffered(OBSERVE_CONCURRENCY)
+        .collect::<Vec<Result<Option<String>, SyncError>>>()
+        .await
+        .into_iter()
+        .collect::<Result<_, _>>()?;
+    let mut drift: Vec<String> = drifts.into_iter().flatten().collect();
+    let healths: Vec<(ObjectRef, Health)> = plan
+        .objects
+        .iter()
+        .map(|object| {
+            let reference = object.object_ref();
+            let health = match snapshot.get(&reference) {
+                Some(value) => health::assess(object.kind(), value, has_nodes),
+                None => Health::Progressing("not found".into()),
+            };
+            (reference, health)
+        })
+        .collect();
     let desired: BTreeSet<ObjectRef> = plan.objects.iter().map(Object::object_ref).collect();
     drift.extend(
         inventory
@@ -479,7 +626,7 @@ pub async fn observe(live: &mut Live, plan: &SyncPlan<'_>) -> Result<LiveStatus,
             .map(|r| format!("{r} (no longer desired)")),
     );
     Ok(LiveStatus {
-        synced_commit: inventory.commit,
+        synced_commit: inventory.commit.clone(),
         drift,
         health: HealthReport::from(&healths),
     })
@@ -528,34 +675,55 @@ fn owner_description(live: &Value) -> String {
 }
 
 /// What to do with one desired object, given the inventory and its live state.
-fn decide(
+async fn decide(
+    live: &Live,
     object: &Object,
     inventory: &Inventory,
-    live: Option<&Value>,
-    env: &str,
-    shared_cluster: bool,
+    current: Option<&Value>,
+    plan: &SyncPlan<'_>,
 ) -> Result<Action, SyncError> {
     let reference = object.object_ref();
-    let Some(live) = live else {
+    let Some(current) = current else {
         return Ok(Action::Create);
     };
-    if is_shared(object, shared_cluster) {
+    if is_shared(object, plan.shared_cluster) {
         return Ok(Action::Shared);
     }
-    let ours = owned_by(live, env);
-    let in_inventory = inventory.entries.contains_key(&reference);
-    if !ours && !in_inventory {
+    let ours = owned_by(current, plan.env);
+    let force = inventory.entries.contains_key(&reference);
+    if !ours && !force {
         return Err(SyncError::NotOurs {
             object: reference.to_string(),
-            owner: owner_description(live),
+            owner: owner_description(current),
         });
     }
-    if compare::unchanged(object, inventory.hash_of(&reference), Some(live)) {
-        return Ok(Action::Unchanged);
+    let resolved = live.resolve(object)?;
+    let recorded = inventory.hash_of(&reference);
+    match compare::judge(live, &resolved, object, recorded, Some(current), force).await? {
+        compare::Verdict::Unchanged => Ok(Action::Unchanged),
+        compare::Verdict::Missing => Ok(Action::Create),
+        compare::Verdict::Differs { .. } => Ok(Action::Configure { force }),
+        compare::Verdict::Immutable { fields } => {
+            let refuse = |remedy: String| SyncError::Immutable {
+                object: reference.to_string(),
+                fields: fields.clone(),
+                remedy,
+            };
+            if !replace::allows_replace(object) {
+                return Err(refuse(replace::REMEDY.into()));
+            }
+            if let Some(why) = replace::refusal(object, current) {
+                return Err(refuse(why));
+            }
+            let uid = current
+                .pointer("/metadata/uid")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            Ok(Action::Recreate {
+                uid: uid.to_string(),
+            })
+        }
     }
-    Ok(Action::Configure {
-        force: in_inventory,
-    })
 }
 
 async fn apply_batch(
@@ -572,32 +740,46 @@ async fn apply_batch(
         match actions.get(&object.object_ref()) {
             Some(Action::Unchanged) => changes.unchanged += 1,
             Some(Action::Shared) => changes.shared.push(object.object_ref().to_string()),
-            Some(Action::Create) => work.push((*object, false, true)),
-            Some(Action::Configure { force }) => work.push((*object, *force, false)),
+            Some(
+                action @ (Action::Create | Action::Configure { .. } | Action::Recreate { .. }),
+            ) => work.push((*object, Some(action))),
             // Custom resources whose CRD was applied in this sync: new by definition.
-            None => work.push((*object, false, true)),
+            None => work.push((*object, None)),
         }
     }
     let results: Vec<_> = futures::stream::iter(work)
-        .map(|(object, force, created)| async move {
-            let result = match live.resolve(object) {
-                Ok(resolved) => live.apply(&resolved, object, force, false).await,
-                Err(e) => Err(e),
+        .map(|(object, action)| async move {
+            let resolved = match live.resolve(object) {
+                Ok(resolved) => resolved,
+                Err(e) => return (object, action, 0, Err(e)),
             };
-            (object, created, result)
+            match action {
+                Some(Action::Recreate { uid }) => {
+                    let result = replace::recreate(live, &resolved, object, uid).await;
+                    (object, action, 2, result)
+                }
+                Some(Action::Configure { force }) => {
+                    let result = live.apply(&resolved, object, *force, false).await;
+                    (object, action, 1, result)
+                }
+                _ => {
+                    let result = live.apply(&resolved, object, false, false).await;
+                    (object, action, 1, result)
+                }
+            }
         })
         .buffer_unordered(concurrency.max(1))
         .collect()
         .await;
-    for (object, created, result) in results {
-        changes.writes += 1;
+    for (object, action, writes, result) in results {
+        changes.writes += writes;
         match result {
             Ok(applied) => {
                 let name = object.object_ref().to_string();
-                if created {
-                    changes.created.push(name)
-                } else {
-                    changes.configured.push(name)
+                match action {
+                    Some(Action::Configure { .. }) => changes.configured.push(name),
+                    Some(Action::Recreate { .. }) => changes.recreated.push(name),
+                    _ => changes.created.push(name),
                 }
                 snapshot.insert(object.object_ref(), applied);
             }
@@ -606,6 +788,7 @@ async fn apply_batch(
     }
     changes.created.sort();
     changes.configured.sort();
+    changes.recreated.sort();
     failures
 }
 
@@ -639,7 +822,9 @@ fn failed_object(error: &SyncError) -> Option<String> {
         SyncError::Object { object, .. }
         | SyncError::Conflict { object, .. }
         | SyncError::NotOurs { object, .. }
-        | SyncError::UnknownKind { object, .. } => Some(object.clone()),
+        | SyncError::UnknownKind { object, .. }
+        | SyncError::Immutable { object, .. }
+        | SyncError::TooLarge { object, .. } => Some(object.clone()),
         _ => None,
     }
 }

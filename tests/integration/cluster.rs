@@ -100,7 +100,8 @@ impl ControlPlane {
     }
 
     /// Write requests (create, update, patch, delete) sprout sent since `mark` that touched
-    /// `namespace` (objects in it, or the Namespace itself), as the server recorded them.
+    /// `namespace` (objects in it, or the Namespace itself), as the server recorded them. Dry
+    /// runs change nothing and are not counted.
     pub fn writes_since(&self, mark: usize, namespace: &str) -> Vec<String> {
         let text = std::fs::read_to_string(&self.audit_log).unwrap_or_default();
         text.lines()
@@ -119,6 +120,11 @@ impl ControlPlane {
             })
             // The environment's lock (a Lease) is bookkeeping, not a change to its objects.
             .filter(|event| event["objectRef"]["resource"] != "leases")
+            .filter(|event| {
+                !event["requestURI"]
+                    .as_str()
+                    .is_some_and(|uri| uri.contains("dryRun=All"))
+            })
             .filter(|event| {
                 let object = &event["objectRef"];
                 object["namespace"] == namespace

@@ -50,7 +50,7 @@ fn boutique_on_control_plane(env: &str) -> TestRepo {
 
 /// A project whose production is one file, and environment `env` forked from it onto the
 /// test control plane.
-fn project_on_control_plane(env: &str, file: &str, text: &str) -> TestRepo {
+pub fn project_on_control_plane(env: &str, file: &str, text: &str) -> TestRepo {
     let mut repo = TestRepo::new();
     repo.write(file, text)
         .write("environments/production.yaml", PRODUCTION)

@@ -1,0 +1,194 @@
+//! Errors people can act on, on the real control plane: every unserved kind at once with what
+//! the server serves instead, objects too large refused before the first write, server
+//! messages bounded, definite answers not retried, and a server that never answers given up on
+//! in seconds.
+
+use crate::cluster::{control_plane, unique};
+use crate::sync::{expect_exit, project_on_control_plane};
+use crate::util::stderr_of;
+use std::time::{Duration, Instant};
+
+#[test]
+fn every_unserved_kind_is_named_at_once_with_the_versions_served() {
+    let cp = control_plane();
+    let env = &unique("errors-kinds");
+    let text = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: fine}\n---\n\
+                apiVersion: apps/v1beta1\nkind: Deployment\nmetadata: {name: old}\nspec: {}\n---\n\
+                apiVersion: apps/v1beta1\nkind: Deployment\nmetadata: {name: older}\nspec: {}\n---\n\
+                apiVersion: batch/v1\nkind: CronJob\nmetadata: {name: nightly}\nspec: {}\n---\n\
+                apiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata: {name: pdb}\nspec: {}\n---\n\
+                apiVersion: resource.k8s.io/v1\nkind: ResourceClaim\nmetadata: {name: claim}\nspec: {}\n---\n\
+                apiVersion: widgets.example.com/v1\nkind: Widget\nmetadata: {name: w}\n";
+    let repo = project_on_control_plane(env, "deploy/app.yaml", text);
+    let mark = cp.audit_mark();
+    let (_, stderr) = expect_exit(&repo, &cp, &["sync", env], 1);
+    for line in [
+        format!(
+            "Deployment apps/v1beta1 (Deployment/{env}/old and 1 more): the server serves Deployment as apps/v1; change apiVersion"
+        ),
+        format!(
+            "CronJob batch/v1 (CronJob/{env}/nightly): the server serves CronJob as batch/v1beta1"
+        ),
+        format!(
+            "PodDisruptionBudget policy/v1 (PodDisruptionBudget/{env}/pdb): the server serves PodDisruptionBudget as policy/v1beta1"
+        ),
+        format!(
+            "ResourceClaim resource.k8s.io/v1 (ResourceClaim/{env}/claim): group resource.k8s.io is built into Kubernetes but this server does not serve it"
+        ),
+        format!(
+            "Widget widgets.example.com/v1 (Widget/{env}/w): apply its CustomResourceDefinition first"
+        ),
+    ] {
+        assert!(stderr.contains(&line), "missing «{line}» in:\n{stderr}");
+    }
+    assert!(stderr.contains("5 kind(s) not served"), "{stderr}");
+    assert_eq!(cp.writes_since(mark, env), Vec::<String>::new());
+}
+
+#[test]
+fn an_object_too_large_for_the_server_fails_before_the_first_write() {
+    let cp = control_plane();
+    let env = &unique("errors-large");
+    let big = "x".repeat(1_700_000);
+    let text = format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: small}}\ndata: {{a: b}}\n---\n\
+         apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: huge}}\ndata: {{blob: {big}}}\n"
+    );
+    let repo = project_on_control_plane(env, "deploy/app.yaml", &text);
+    let mark = cp.audit_mark();
+    let (_, stderr) = expect_exit(&repo, &cp, &["sync", env], 1);
+    assert!(
+        stderr.contains(&format!(
+            "ConfigMap/{env}/huge: 1.6 MiB serialized, more than the 1.5 MiB the API server stores per object"
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.len() < 1000, "{stderr}");
+    assert_eq!(cp.writes_since(mark, env), Vec::<String>::new());
+    assert!(!cp.exists("configmap", env, "small"));
+}
+
+/// A CRD whose schema breaks one rule in each of its many properties: the server lists them
+/// all in one message, which sprout cuts short. The answer is definite, so it is asked once.
+#[test]
+fn long_server_messages_are_bounded_and_definite_answers_not_retried() {
+    let cp = control_plane();
+    let env = &unique("errors-long");
+    let properties: String = (0..400)
+        .map(|i| format!("          property{i}: {{description: \"the field number {i}\"}}\n"))
+        .collect();
+    let text = format!(
+        "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata: {{name: things.{env}.sprout.test}}\n\
+         spec:\n  group: {env}.sprout.test\n  scope: Namespaced\n  names: {{kind: Thing, plural: things}}\n  versions:\n  \
+         - name: v1\n    served: true\n    storage: true\n    schema:\n      openAPIV3Schema:\n        type: object\n        \
+         properties:\n{properties}"
+    );
+    let repo = project_on_control_plane(env, "deploy/crd.yaml", &text);
+    let mark = cp.audit_mark();
+    let (_, stderr) = expect_exit(&repo, &cp, &["sync", env], 1);
+    assert!(
+        stderr.contains(&format!(
+            "CustomResourceDefinition/things.{env}.sprout.test: apply:"
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains("more characters)"), "{stderr}");
+    assert!(stderr.len() < 1500, "{} bytes: {stderr}", stderr.len());
+    let text = std::fs::read_to_string(cp.kubeconfig.parent().unwrap().join("audit.log")).unwrap();
+    let applies = text
+        .lines()
+        .skip(mark)
+        .filter(|l| {
+            l.contains("\"userAgent\":\"sprout/")
+                && l.contains(&format!("customresourcedefinitions/things.{env}"))
+                && l.contains("\"verb\":\"patch\"")
+        })
+        .count();
+    assert_eq!(applies, 1, "a 422 is final: asked once");
+}
+
+/// A TLS server on loopback that completes the handshake, reads the request and never answers
+/// (a hung API server behind a load balancer that terminates TLS); its URL.
+fn silent_tls_server() -> String {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    let key =
+        rustls::pki_types::PrivateKeyDer::try_from(certified.signing_key.serialize_der()).unwrap();
+    let config = std::sync::Arc::new(
+        rustls::ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(vec![certified.cert.der().clone()], key)
+            .unwrap(),
+    );
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("https://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let config = config.clone();
+            std::thread::spawn(move || {
+                let connection = rustls::ServerConnection::new(config).unwrap();
+                let mut tls = rustls::StreamOwned::new(connection, stream);
+                let mut buffer = [0u8; 4096];
+                // Read requests for as long as the client sends them; answer none.
+                while matches!(std::io::Read::read(&mut tls, &mut buffer), Ok(n) if n > 0) {}
+            });
+        }
+    });
+    url
+}
+
+/// A server that accepts connections and never says a word: one that swallows the TLS
+/// handshake (a firewall, a hung process) and one that completes it and never answers. Every
+/// command gives up within 30 s and names the server.
+#[test]
+fn a_server_that_never_answers_is_given_up_on_within_30_seconds() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let swallower = format!("https://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    let env = "silent";
+    let repo = project_on_control_plane(
+        env,
+        "deploy/app.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: app}\n",
+    );
+    for server in [swallower, silent_tls_server()] {
+        let kubeconfig = repo.path().join("silent.kubeconfig");
+        std::fs::write(
+            &kubeconfig,
+            format!("apiVersion: v1\nkind: Config\nclusters: [{{name: c, cluster: {{server: \"{server}\", insecure-skip-tls-verify: true}}}}]\n\
+                     users: [{{name: u, user: {{token: t}}}}]\ncontexts: [{{name: envtest, context: {{cluster: c, user: u}}}}]\ncurrent-context: envtest\n"),
+        )
+        .unwrap();
+        for command in [["sync", env], ["status", env]] {
+            let started = Instant::now();
+            let output = repo
+                .sprout()
+                .env("KUBECONFIG", &kubeconfig)
+                .args(command)
+                .timeout(Duration::from_secs(120))
+                .output()
+                .unwrap();
+            let took = started.elapsed();
+            // `status` shows the stored state and notes why the live state is missing.
+            let text = stderr_of(&output) + &crate::util::stdout_of(&output);
+            assert!(
+                took < Duration::from_secs(30),
+                "{command:?} on {server} took {took:?}: {text}"
+            );
+            assert!(
+                text.contains(&format!(
+                    "cluster {server} is unreachable: no answer in time"
+                )),
+                "{command:?}: {text}"
+            );
+            if command[0] == "sync" {
+                assert_eq!(output.status.code(), Some(1), "{command:?}: {text}");
+            }
+        }
+    }
+}
