@@ -10,5 +10,6 @@ mod init;
 mod providers;
 mod retry;
 mod secret_copies;
+mod serve;
 mod sync;
 mod util;
