@@ -22,7 +22,10 @@ pub struct Settings {
     #[serde(default = "default_max_delete_percent")]
     pub max_delete_percent: u32,
     /// Where `sprout serve` finds previews to make (see [`crate::serve::config`]).
-    #[serde(default)]
+    #[serde(
+        default,
+        deserialize_with = "crate::serve::config::deserialize_generators"
+    )]
     pub generators: Vec<crate::serve::config::Generator>,
     /// Namespaces that `overlay.secrets: copy` may read Secrets from; nothing else is read.
     #[serde(default)]
@@ -88,8 +91,12 @@ impl Project {
         let settings = if settings_text.trim().is_empty() {
             Settings::default()
         } else {
-            serde_yaml::from_str(&settings_text)
-                .map_err(|e| crate::spec::yaml_error(SETTINGS_FILE, &e))?
+            serde_yaml::from_str(&settings_text).map_err(|e| {
+                crate::serve::config::locate_generator_error(
+                    &settings_text,
+                    crate::spec::yaml_error(SETTINGS_FILE, &e),
+                )
+            })?
         };
         if let Err(e) = humantime::parse_duration(&settings.grace_period) {
             return Err(SpecError::Invalid {

@@ -12,7 +12,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 /// One entry of `generators:`, checked: exactly one source, and only the filters that source
-/// understands.
+/// understands. (Deserializable alone too; in sprout.yaml, [`deserialize_generators`] reads the
+/// list so that errors point at the item's line.)
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(try_from = "RawGenerator")]
 pub struct Generator {
@@ -128,6 +129,94 @@ struct RawGenerator {
     target_branch: Option<String>,
     #[serde(default)]
     max: Option<u32>,
+}
+
+/// `generators:` of sprout.yaml. Shape errors (unknown fields) carry their line from the YAML
+/// parser; a checked rule (exactly one source, …) is reported as `generators[i]: …`, which
+/// [`locate_generator_error`] turns into the line of item `i`.
+pub(crate) fn deserialize_generators<'de, D>(deserializer: D) -> Result<Vec<Generator>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let raw = Vec::<RawGenerator>::deserialize(deserializer)?;
+    raw.into_iter()
+        .enumerate()
+        .map(|(index, raw)| {
+            Generator::try_from(raw).map_err(|message| {
+                serde::de::Error::custom(format!("generators[{index}]: {message}"))
+            })
+        })
+        .collect()
+}
+
+/// Points an error about `generators[i]` at the line where item `i` starts (the parser only
+/// knows where the list starts).
+pub(crate) fn locate_generator_error(text: &str, error: SpecError) -> SpecError {
+    let SpecError::Invalid {
+        file,
+        line,
+        message,
+    } = error
+    else {
+        return error;
+    };
+    let Some(start) = message.find("generators[") else {
+        return SpecError::Invalid {
+            file,
+            line,
+            message,
+        };
+    };
+    let rest = &message[start + "generators[".len()..];
+    let Some(index) = rest
+        .split_once(']')
+        .and_then(|(index, _)| index.parse::<usize>().ok())
+    else {
+        return SpecError::Invalid {
+            file,
+            line,
+            message,
+        };
+    };
+    let line = generator_item_line(text, index).unwrap_or(line);
+    let message = format!(
+        "generators: {}",
+        rest.split_once("]: ").map_or(rest, |(_, m)| m)
+    );
+    SpecError::Invalid {
+        file,
+        line,
+        message,
+    }
+}
+
+/// The 1-based line where item `index` of the block list under the top-level `generators:`
+/// starts.
+fn generator_item_line(text: &str, index: usize) -> Option<usize> {
+    let lines: Vec<&str> = text.lines().collect();
+    let key = lines.iter().position(|l| l.starts_with("generators:"))?;
+    let mut item_indent = None;
+    let mut seen = 0;
+    for (offset, line) in lines.iter().enumerate().skip(key + 1) {
+        let trimmed = line.trim_start();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            continue;
+        }
+        let indent = line.len() - trimmed.len();
+        if indent == 0 && !trimmed.starts_with('-') {
+            return None;
+        }
+        if trimmed.starts_with("- ") || trimmed == "-" {
+            let item = *item_indent.get_or_insert(indent);
+            if indent == item {
+                if seen == index {
+                    return Some(offset + 1);
+                }
+                seen += 1;
+            }
+        }
+    }
+    None
 }
 
 impl TryFrom<RawGenerator> for Generator {
@@ -317,11 +406,12 @@ mod tests {
         #[derive(Deserialize)]
         #[serde(deny_unknown_fields)]
         struct Doc {
+            #[serde(deserialize_with = "deserialize_generators")]
             generators: Vec<Generator>,
         }
         serde_yaml::from_str::<Doc>(text)
             .map(|d| d.generators)
-            .map_err(|e| crate::spec::yaml_error(SETTINGS_FILE, &e))
+            .map_err(|e| locate_generator_error(text, crate::spec::yaml_error(SETTINGS_FILE, &e)))
     }
 
     #[test]
@@ -407,7 +497,7 @@ mod tests {
                 panic!("{err}")
             };
             assert!(message.contains(needle), "{text}: {message}");
-            assert!(*got >= line, "{text}: line {got} in {err}");
+            assert_eq!(*got, line, "{text}: {err}");
         }
     }
 

@@ -2,6 +2,7 @@
 //! GitHub/GitLab, the webhook router over real HTTP, branch listings of real git remotes.
 
 mod branches;
+mod config;
 pub mod fake_scm;
 mod fuzz;
 mod scm;
