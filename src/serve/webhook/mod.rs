@@ -15,16 +15,18 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use hmac::{Hmac, Mac};
 use http_body_util::{BodyExt, Limited};
-use serde::Deserialize;
-use sha2::{Digest, Sha256};
 use std::collections::{HashSet, VecDeque};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use subtle::ConstantTimeEq;
 use tokio::sync::mpsc;
+
+mod payload;
+mod signature;
+
+pub use payload::{Hint, Provider, parse_github, parse_gitlab};
+pub use signature::{verify_github, verify_gitlab};
 
 /// Deliveries larger than this are refused unread (GitHub caps its own at 25 MB; pull request
 /// and push events of interest are far smaller).
@@ -34,37 +36,6 @@ const REMEMBERED_DELIVERIES: usize = 4096;
 
 pub const GITHUB_SECRET_VARIABLE: &str = "SPROUT_GITHUB_WEBHOOK_SECRET";
 pub const GITLAB_TOKEN_VARIABLE: &str = "SPROUT_GITLAB_WEBHOOK_TOKEN";
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Provider {
-    GitHub,
-    GitLab,
-}
-
-impl Provider {
-    pub fn name(self) -> &'static str {
-        match self {
-            Provider::GitHub => "github",
-            Provider::GitLab => "gitlab",
-        }
-    }
-
-    fn variable(self) -> &'static str {
-        match self {
-            Provider::GitHub => GITHUB_SECRET_VARIABLE,
-            Provider::GitLab => GITLAB_TOKEN_VARIABLE,
-        }
-    }
-}
-
-/// "Re-read this repository (and this pull/merge request) soon."
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Hint {
-    pub provider: Provider,
-    /// `owner/name` (GitHub) or the project's path with namespace (GitLab).
-    pub repository: String,
-    pub number: Option<u64>,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum WebhookError {
@@ -81,6 +52,13 @@ pub enum WebhookError {
         file: String,
         message: String,
     },
+}
+
+fn secret_variable(provider: Provider) -> &'static str {
+    match provider {
+        Provider::GitHub => GITHUB_SECRET_VARIABLE,
+        Provider::GitLab => GITLAB_TOKEN_VARIABLE,
+    }
 }
 
 /// The secrets of the webhook routes; a provider without one has no route.
@@ -105,7 +83,7 @@ impl WebhookSecrets {
     ) -> Result<Self, WebhookError> {
         let mut secrets = WebhookSecrets::default();
         for provider in wanted {
-            let variable = provider.variable();
+            let variable = secret_variable(*provider);
             let value = match (lookup(variable), lookup(&format!("{variable}_FILE"))) {
                 (Some(value), _) => value,
                 (None, Some(file)) => std::fs::read_to_string(root.join(&file)).map_err(|e| {
@@ -229,7 +207,7 @@ async fn github(State(hooks): State<Arc<Hooks>>, headers: HeaderMap, body: Body)
         .expect("route only with a secret");
     let signature = header_text(&headers, "x-hub-signature-256");
     receive(&hooks, Provider::GitHub, &headers, body, |raw| {
-        verify_github(secret, signature.as_deref(), raw)
+        verify_github(secret.expose().as_bytes(), signature.as_deref(), raw)
     })
     .await
 }
@@ -242,7 +220,7 @@ async fn gitlab(State(hooks): State<Arc<Hooks>>, headers: HeaderMap, body: Body)
         .expect("route only with a secret");
     let token = header_text(&headers, "x-gitlab-token");
     receive(&hooks, Provider::GitLab, &headers, body, |_| {
-        verify_gitlab(secret, token.as_deref())
+        verify_gitlab(secret.expose().as_bytes(), token.as_deref())
     })
     .await
 }
@@ -333,198 +311,9 @@ async fn receive(
     }
 }
 
-/// `X-Hub-Signature-256: sha256=<hex>` against HMAC-SHA256 of the raw body, compared in
-/// constant time.
-pub fn verify_github(secret: &Secret, header: Option<&str>, body: &[u8]) -> bool {
-    let Some(hex) = header.and_then(|h| h.strip_prefix("sha256=")) else {
-        return false;
-    };
-    let Some(expected) = decode_hex(hex) else {
-        return false;
-    };
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.expose().as_bytes())
-        .expect("HMAC takes keys of any length");
-    mac.update(body);
-    mac.verify_slice(&expected).is_ok()
-}
-
-/// `X-Gitlab-Token` against the configured token, compared in constant time (over digests, so
-/// not even the length leaks).
-pub fn verify_gitlab(secret: &Secret, header: Option<&str>) -> bool {
-    let Some(given) = header else {
-        return false;
-    };
-    let given = Sha256::digest(given.as_bytes());
-    let expected = Sha256::digest(secret.expose().as_bytes());
-    given.ct_eq(&expected).into()
-}
-
-fn decode_hex(hex: &str) -> Option<Vec<u8>> {
-    if !hex.len().is_multiple_of(2) || !hex.is_ascii() {
-        return None;
-    }
-    (0..hex.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).ok())
-        .collect()
-}
-
-#[derive(Deserialize)]
-struct GitHubPayload {
-    repository: Option<GitHubRepository>,
-    number: Option<u64>,
-}
-
-#[derive(Deserialize)]
-struct GitHubRepository {
-    full_name: String,
-}
-
-/// The hint in a verified GitHub delivery of event `event`: `pull_request` names the pull
-/// request, `push` the repository; `ping` and other events give none. Malformed → `Err`.
-pub fn parse_github(event: &str, body: &[u8]) -> Result<Option<Hint>, String> {
-    let payload: GitHubPayload =
-        serde_json::from_slice(body).map_err(|e| format!("not a GitHub event payload: {e}"))?;
-    let repository = || {
-        payload
-            .repository
-            .as_ref()
-            .map(|r| r.full_name.clone())
-            .filter(|name| !name.is_empty())
-            .ok_or_else(|| format!("{event} event without repository.full_name"))
-    };
-    match event {
-        "pull_request" => Ok(Some(Hint {
-            provider: Provider::GitHub,
-            repository: repository()?,
-            number: Some(
-                payload
-                    .number
-                    .ok_or("pull_request event without a number")?,
-            ),
-        })),
-        "push" => Ok(Some(Hint {
-            provider: Provider::GitHub,
-            repository: repository()?,
-            number: None,
-        })),
-        _ => Ok(None),
-    }
-}
-
-#[derive(Deserialize)]
-struct GitLabPayload {
-    object_kind: String,
-    project: Option<GitLabProject>,
-    object_attributes: Option<GitLabAttributes>,
-}
-
-#[derive(Deserialize)]
-struct GitLabProject {
-    path_with_namespace: String,
-}
-
-#[derive(Deserialize)]
-struct GitLabAttributes {
-    iid: Option<u64>,
-}
-
-/// The hint in a verified GitLab delivery: a merge request event names the merge request, a
-/// push the project; other kinds give none. Malformed → `Err`.
-pub fn parse_gitlab(body: &[u8]) -> Result<Option<Hint>, String> {
-    let payload: GitLabPayload =
-        serde_json::from_slice(body).map_err(|e| format!("not a GitLab event payload: {e}"))?;
-    let project = || {
-        payload
-            .project
-            .as_ref()
-            .map(|p| p.path_with_namespace.clone())
-            .filter(|path| !path.is_empty())
-            .ok_or_else(|| {
-                format!(
-                    "{} event without project.path_with_namespace",
-                    payload.object_kind
-                )
-            })
-    };
-    match payload.object_kind.as_str() {
-        "merge_request" => Ok(Some(Hint {
-            provider: Provider::GitLab,
-            repository: project()?,
-            number: Some(
-                payload
-                    .object_attributes
-                    .as_ref()
-                    .and_then(|a| a.iid)
-                    .ok_or("merge_request event without object_attributes.iid")?,
-            ),
-        })),
-        "push" => Ok(Some(Hint {
-            provider: Provider::GitLab,
-            repository: project()?,
-            number: None,
-        })),
-        _ => Ok(None),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn sign(secret: &str, body: &[u8]) -> String {
-        let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
-        mac.update(body);
-        let bytes = mac.finalize().into_bytes();
-        format!(
-            "sha256={}",
-            bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
-        )
-    }
-
-    #[test]
-    fn github_signatures_are_checked_over_the_raw_body() {
-        let secret = Secret::new("It's a Secret to Everybody");
-        // GitHub's documented example.
-        let body = b"Hello, World!";
-        let documented = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17";
-        assert!(verify_github(&secret, Some(documented), body));
-        assert_eq!(sign("It's a Secret to Everybody", body), documented);
-        assert!(!verify_github(&secret, Some(documented), b"Hello, World?"));
-        assert!(!verify_github(&secret, None, body));
-        assert!(!verify_github(&secret, Some("sha1=abc"), body));
-        assert!(!verify_github(&secret, Some("sha256=zz"), body));
-        assert!(!verify_github(&secret, Some("sha256=ü7"), body));
-    }
-
-    #[test]
-    fn gitlab_tokens_must_match_exactly() {
-        let secret = Secret::new("t0ken");
-        assert!(verify_gitlab(&secret, Some("t0ken")));
-        assert!(!verify_gitlab(&secret, Some("t0ken ")));
-        assert!(!verify_gitlab(&secret, None));
-    }
-
-    #[test]
-    fn payloads_give_hints_or_errors() {
-        let pr = br#"{"action":"closed","number":7,"repository":{"full_name":"acme/shop"}}"#;
-        assert_eq!(
-            parse_github("pull_request", pr).unwrap(),
-            Some(Hint {
-                provider: Provider::GitHub,
-                repository: "acme/shop".into(),
-                number: Some(7)
-            })
-        );
-        assert_eq!(parse_github("ping", br#"{"zen":"x"}"#).unwrap(), None);
-        assert!(parse_github("pull_request", br#"{"repository":{"full_name":"a/b"}}"#).is_err());
-        assert!(parse_github("push", br#"{"ref":"x"}"#).is_err());
-        assert!(parse_github("push", b"[1,").is_err());
-        let mr = br#"{"object_kind":"merge_request","project":{"path_with_namespace":"acme/shop"},"object_attributes":{"iid":3}}"#;
-        assert_eq!(parse_gitlab(mr).unwrap().unwrap().number, Some(3));
-        assert!(parse_gitlab(br#"{"object_kind":"merge_request"}"#).is_err());
-        assert_eq!(parse_gitlab(br#"{"object_kind":"note"}"#).unwrap(), None);
-    }
 
     #[test]
     fn missing_secrets_stop_the_start() {
