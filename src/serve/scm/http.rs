@@ -19,6 +19,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// A response larger than this is refused (a page of 100 GitHub pull requests is about 2.5 MB).
 const MAX_RESPONSE_BYTES: usize = 32 << 20;
+/// Pages remembered for conditional requests; past this, one is forgotten (it costs one full
+/// answer later), so a long-running daemon's memory stays bounded.
+const MAX_CACHED_PAGES: usize = 1024;
 /// The longest pause a provider's headers may impose; a reset further out is not believed.
 const MAX_BACKOFF: Duration = Duration::from_secs(3600);
 
@@ -201,7 +204,14 @@ impl Http {
             };
         }
         if let Some(etag) = response_headers.get(http::header::ETAG) {
-            self.etags.lock().unwrap().insert(
+            let mut etags = self.etags.lock().unwrap();
+            if etags.len() >= MAX_CACHED_PAGES
+                && !etags.contains_key(url)
+                && let Some(victim) = etags.keys().next().cloned()
+            {
+                etags.remove(&victim);
+            }
+            etags.insert(
                 url.to_string(),
                 Cached {
                     etag: etag.clone(),
