@@ -47,6 +47,14 @@ impl ShrinkGuard {
     }
 
     pub(crate) fn check<T>(&mut self, items: Vec<T>, id: impl Fn(&T) -> String) -> Listing<T> {
+        // An item on two pages means the list moved while it was paged through, so another
+        // item may have slipped between two pages unseen.
+        let mut seen = std::collections::HashSet::new();
+        if let Some(twice) = items.iter().map(&id).find(|key| !seen.insert(key.clone())) {
+            return Listing::unknown(format!(
+                "item {twice} came twice: the list changed while it was read page by page"
+            ));
+        }
         let previous = self.previous.unwrap_or(0);
         let shrank = items.len() * 2 < previous || (items.is_empty() && previous > 0);
         if shrank {
@@ -94,6 +102,13 @@ mod tests {
         let mut guard = ShrinkGuard::default();
         assert!(check(&mut guard, &[1, 2, 3, 4]).is_known());
         assert!(check(&mut guard, &[1, 2]).is_known());
+    }
+
+    #[test]
+    fn an_item_on_two_pages_makes_the_listing_unknown() {
+        let mut guard = ShrinkGuard::default();
+        assert!(!check(&mut guard, &[1, 2, 2, 3]).is_known());
+        assert!(check(&mut guard, &[1, 2, 3]).is_known());
     }
 
     #[test]

@@ -36,6 +36,9 @@ pub enum Misbehaviour {
     SecondPageHangs,
     /// Page 2 comes without a next link although page 1 promised more pages.
     SecondPageCutShort,
+    /// A new item is opened between page 1 and page 2 (newest first), so page 2 starts with
+    /// the last item of page 1.
+    OpenedWhilePaging,
 }
 
 /// A pull request (GitHub) or merge request (GitLab) the fake holds.
@@ -337,6 +340,10 @@ fn listing_page(
     misbehave: bool,
     links: impl Fn(usize, usize, usize, bool) -> Vec<(&'static str, String)>,
 ) -> Answer {
+    let mut items = items;
+    if misbehave && data.misbehaviour == Some(Misbehaviour::OpenedWhilePaging) && page >= 2 {
+        items.insert(0, json!({"number": 999_999}));
+    }
     let size = data.page_size.max(1);
     let pages = items.len().div_ceil(size).max(1);
     let chunk: Vec<Value> = items

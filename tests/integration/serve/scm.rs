@@ -84,6 +84,7 @@ fn every_misbehaviour_is_unknown_and_loses_no_item() {
             (Misbehaviour::SecondPageFails, "page 2"),
             (Misbehaviour::SecondPageHangs, "no answer within"),
             (Misbehaviour::SecondPageCutShort, "promised 3 pages"),
+            (Misbehaviour::OpenedWhilePaging, "came twice"),
         ];
         for provider in ["github", "gitlab"] {
             let fake = FakeScm::start().await;
