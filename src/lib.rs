@@ -21,6 +21,7 @@ pub mod output;
 pub mod process;
 pub mod progress;
 pub mod project;
+pub mod serve;
 pub mod source;
 pub mod spec;
 pub mod state;

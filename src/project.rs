@@ -25,8 +25,12 @@ pub struct Settings {
     pub grace_period: String,
     #[serde(default = "default_max_delete_percent")]
     pub max_delete_percent: u32,
-    #[serde(default)]
-    pub generators: Vec<serde_json::Value>,
+    /// Where `sprout serve` finds previews to make (see [`crate::serve::config`]).
+    #[serde(
+        default,
+        deserialize_with = "crate::serve::config::deserialize_generators"
+    )]
+    pub generators: Vec<crate::serve::config::Generator>,
     /// Namespaces that `overlay.secrets: copy` may read Secrets from; nothing else is read.
     #[serde(default)]
     pub secret_sources: Vec<SecretSource>,
@@ -74,6 +78,8 @@ impl Default for Settings {
 pub struct Project {
     pub root: PathBuf,
     pub settings: Settings,
+    /// sprout.yaml as read (empty when absent), to locate errors found after parsing.
+    settings_text: String,
     specs: SpecLoader,
 }
 
@@ -82,21 +88,27 @@ impl Project {
     pub fn open(root: &Path) -> Result<Self, SpecError> {
         let root = root.to_path_buf();
         let settings_path = root.join(SETTINGS_FILE);
-        let settings = match std::fs::read_to_string(&settings_path) {
-            Ok(text) if text.trim().is_empty() => Settings::default(),
-            Ok(text) => {
-                let settings = serde_yaml::from_str(&text)
-                    .map_err(|e| crate::spec::yaml_error(SETTINGS_FILE, &e))?;
-                crate::spec::reject_duplicate_keys(SETTINGS_FILE, &text)?;
-                settings
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Settings::default(),
+        let settings_text = match std::fs::read_to_string(&settings_path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
             Err(source) => {
                 return Err(SpecError::Read {
                     file: SETTINGS_FILE.into(),
                     source,
                 });
             }
+        };
+        let settings = if settings_text.trim().is_empty() {
+            Settings::default()
+        } else {
+            let settings = serde_yaml::from_str(&settings_text).map_err(|e| {
+                crate::serve::config::locate_generator_error(
+                    &settings_text,
+                    crate::spec::yaml_error(SETTINGS_FILE, &e),
+                )
+            })?;
+            crate::spec::reject_duplicate_keys(SETTINGS_FILE, &settings_text)?;
+            settings
         };
         if let Err(e) = humantime::parse_duration(&settings.grace_period) {
             return Err(SpecError::Invalid {
@@ -109,6 +121,7 @@ impl Project {
         Ok(Project {
             root,
             settings,
+            settings_text,
             specs,
         })
     }
@@ -146,11 +159,12 @@ impl Project {
         let text = format!(
             "# This project's identity: sprout labels everything it creates with it. Keep it.\nproject: {identity}\n{existing}"
         );
-        std::fs::write(&path, text).map_err(|source| SpecError::Read {
+        std::fs::write(&path, &text).map_err(|source| SpecError::Read {
             file: SETTINGS_FILE.into(),
             source,
         })?;
         self.settings.project = Some(identity.clone());
+        self.settings_text = text;
         Ok(Some(identity))
     }
 
@@ -198,6 +212,16 @@ impl Project {
 
     pub fn spec_path(&self, name: &str) -> PathBuf {
         self.specs.path_of(name)
+    }
+
+    /// The API token of each generator, in order, read now (for `serve` at start): a missing
+    /// variable or unreadable file is an error with sprout.yaml's line.
+    pub fn generator_tokens(&self) -> Result<Vec<Option<crate::serve::config::Secret>>, SpecError> {
+        self.settings
+            .generators
+            .iter()
+            .map(|generator| generator.token(&self.root, &self.settings_text))
+            .collect()
     }
 
     pub fn state_dir(&self) -> PathBuf {

@@ -17,5 +17,6 @@ mod providers;
 mod retry;
 mod secret_copies;
 mod secret_values;
+mod serve;
 mod sync;
 mod util;
