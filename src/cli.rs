@@ -66,6 +66,8 @@ pub enum Command {
     Sleep(EnvArg),
     /// Bring an asleep environment back from git, at the commit its ref points to now.
     Wake(SyncArgs),
+    /// The preview service: generators, schedules, webhooks, /metrics, /healthz.
+    Serve(ServeArgs),
     /// A credential for EKS clusters (the kubeconfig's exec plugin runs this).
     #[command(hide = true)]
     EksToken {
@@ -242,4 +244,38 @@ pub struct ExtendArgs {
     /// Also skip the next scheduled teardown.
     #[arg(long)]
     pub skip_next: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Where the webhooks, /healthz, /readyz and /metrics answer.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: std::net::SocketAddr,
+    /// How often generators are polled (webhooks only make the next pass come sooner).
+    #[arg(long, default_value = "3m", value_parser = humantime::parse_duration)]
+    pub interval: std::time::Duration,
+    /// Run exactly one pass (generators, schedules, TTLs) and exit; non-zero if an operation failed.
+    #[arg(long)]
+    pub once: bool,
+    /// Serve the webhook route of PROVIDER; its secret must be set
+    /// (SPROUT_GITHUB_WEBHOOK_SECRET, SPROUT_GITLAB_WEBHOOK_TOKEN, or the same with _FILE).
+    #[arg(long = "webhook", value_enum, value_name = "PROVIDER")]
+    pub webhooks: Vec<WebhookProvider>,
+    /// Log lines as text or as JSON objects.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    #[command(flatten)]
+    pub converge: ConvergeArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum WebhookProvider {
+    Github,
+    Gitlab,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }

@@ -71,6 +71,8 @@ pub enum Error {
     },
     #[error("gc: {failed} action(s) failed (see above)")]
     GcFailed { failed: usize },
+    #[error("serve: {failed} operation(s) failed in the pass (see the log)")]
+    ServeFailed { failed: usize },
     #[error(transparent)]
     Cluster(#[from] crate::cluster::ClusterError),
     #[error(transparent)]
@@ -99,6 +101,7 @@ impl Error {
             | Error::Drift { .. }
             | Error::MassDelete { .. }
             | Error::GcFailed { .. }
+            | Error::ServeFailed { .. }
             | Error::Unhealthy { .. } => 1,
             Error::Source(e) if e.is_invalid_input() => 2,
             Error::Source(_) | Error::Io { .. } => 1,

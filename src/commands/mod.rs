@@ -8,6 +8,7 @@ mod helpers;
 mod init;
 mod list;
 mod render;
+mod serve;
 mod sleep;
 mod status;
 mod sync;
@@ -89,6 +90,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Extend(args) => extend::run(&context, &args),
         Command::Sleep(args) => sleep::sleep(&context, &args),
         Command::Wake(args) => sleep::wake(&context, &args),
+        Command::Serve(args) => serve::run(&context, &args),
         Command::EksToken { cluster, region } => helpers::eks_token(&cluster, &region),
         Command::ControlPlane { action, dir, audit } => {
             helpers::control_plane(&action, &dir, audit)

@@ -96,7 +96,15 @@ pub fn outlook_of(
 
 /// The branch line: present, missing since, or frozen.
 pub fn branch_state(state: &EnvironmentState) -> Option<String> {
-    let watch = &state.branch;
+    watch_state(&state.branch)
+}
+
+/// What `serve`'s generator listings said about the item a preview is made from.
+pub fn listing_state(state: &EnvironmentState) -> Option<String> {
+    watch_state(&state.listed)
+}
+
+fn watch_state(watch: &crate::state::BranchWatch) -> Option<String> {
     if let Some(why) = &watch.frozen {
         return Some(format!("frozen (listing failed: {why})"));
     }
@@ -181,6 +189,9 @@ fn describe(v: &StatusView, now: DateTime<Utc>) -> String {
     }
     if let Some(branch) = branch_state(s) {
         text.push_str(&format!("  branch: {branch}\n"));
+    }
+    if let Some(listing) = listing_state(s) {
+        text.push_str(&format!("  generator listing: {listing}\n"));
     }
     if let Some(error) = &s.last_error {
         text.push_str(&format!("  last error: {error}\n"));

@@ -26,6 +26,7 @@ pub fn run(context: &Context, args: &UpArgs) -> Result<()> {
         teardown: args.teardown.clone(),
         images: args.images.clone(),
         sync: sync_options(&args.converge),
+        generated: None,
     };
     let plan = up::plan(&mut session, &request)?;
     if args.dry_run {

@@ -160,6 +160,44 @@ pub struct Prepared {
     pub desired: DesiredState,
 }
 
+/// Where an environment answers: the hosts of its Ingresses, `https://` where TLS covers them.
+pub fn urls_of(objects: &[crate::object::Object]) -> Vec<String> {
+    let mut urls = Vec::new();
+    for ingress in objects.iter().filter(|o| o.kind() == "Ingress") {
+        let body = &ingress.body;
+        let tls_hosts: Vec<&str> = body
+            .get("spec")
+            .and_then(|s| s.get("tls"))
+            .and_then(|t| t.as_array())
+            .into_iter()
+            .flatten()
+            .filter_map(|t| t.get("hosts")?.as_array())
+            .flatten()
+            .filter_map(|h| h.as_str())
+            .collect();
+        let rules = body
+            .get("spec")
+            .and_then(|s| s.get("rules"))
+            .and_then(|r| r.as_array());
+        for host in rules
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r.get("host")?.as_str())
+        {
+            let scheme = if tls_hosts.contains(&host) {
+                "https"
+            } else {
+                "http"
+            };
+            let url = format!("{scheme}://{host}/");
+            if !urls.contains(&url) {
+                urls.push(url);
+            }
+        }
+    }
+    urls
+}
+
 pub async fn connect(env: &str, target: &Target) -> Result<Live> {
     let client = cluster::client(target)
         .await

@@ -62,6 +62,7 @@ pub async fn wake(
         teardown: None,
         images: Vec::new(),
         sync,
+        generated: None,
     };
     let plan = super::up::plan(session, &request)?;
     super::up::apply(session, plan, command).await

@@ -14,6 +14,8 @@ use crate::sync::{self, SyncOptions, SyncPlan, SyncReport};
 pub struct SyncOutcome {
     pub environment: String,
     pub report: SyncReport,
+    /// Where it answers (its Ingress hosts).
+    pub urls: Vec<String>,
 }
 
 pub async fn sync(session: &Session<'_>, name: &str, options: &SyncOptions) -> Result<SyncOutcome> {
@@ -34,6 +36,7 @@ pub async fn sync(session: &Session<'_>, name: &str, options: &SyncOptions) -> R
     Ok(SyncOutcome {
         environment: env.name.clone(),
         report,
+        urls: super::urls_of(&desired.objects),
     })
 }
 

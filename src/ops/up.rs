@@ -86,7 +86,24 @@ pub struct UpRequest {
     pub teardown: Option<String>,
     pub images: Vec<String>,
     pub sync: SyncOptions,
+    /// What a generator (`sprout serve`) knows of a new environment; `None` from the CLI.
+    pub generated: Option<Generated>,
 }
+
+/// A new environment made by a generator: its template, where its commits come from, and the
+/// generator it belongs to (recorded as label `sprout.dev/generator`).
+#[derive(Debug, Clone)]
+pub struct Generated {
+    /// A template of templates/ (`preview` → templates/preview.yaml.tera).
+    pub template: String,
+    /// The ref to follow (`refs/pull/N/head` for a pull request, so forks work too).
+    pub reference: String,
+    pub commit: String,
+    pub owner: String,
+    pub generator: String,
+}
+
+pub const GENERATOR_LABEL: &str = "sprout.dev/generator";
 
 pub const DEFAULT_TTL: &str = "8h";
 pub const DEFAULT_TEARDOWN: &str = "0 12 * * 1-5";
@@ -114,6 +131,8 @@ pub struct UpOutcome {
     pub spec_written: bool,
     pub commit: String,
     pub objects: usize,
+    /// Where it answers (its Ingress hosts).
+    pub urls: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cluster: Option<ClusterRecord>,
     pub report: SyncReport,
@@ -273,6 +292,7 @@ pub async fn apply(session: &Session<'_>, mut plan: UpPlan, command: &str) -> Re
         spec_written: plan.new_spec.is_some(),
         commit: plan.desired.commit.clone(),
         objects: plan.desired.objects.len(),
+        urls: super::urls_of(&plan.desired.objects),
         cluster: record,
         report,
     })
@@ -282,7 +302,18 @@ pub async fn apply(session: &Session<'_>, mut plan: UpPlan, command: &str) -> Re
 /// or the built-in one, with its origin recorded in its labels.
 fn render_spec(session: &Session<'_>, name: &str, request: &UpRequest) -> Result<String> {
     let project = &session.project;
+    let generated_file = request
+        .generated
+        .as_ref()
+        .map(|g| format!("{}.yaml.tera", g.template));
     let (file, builtin) = match &request.origin {
+        _ if generated_file.is_some() => {
+            let builtin = match &request.origin {
+                Origin::Branch(_) => BRANCH,
+                _ => PREVIEW,
+            };
+            (generated_file.as_deref().unwrap_or_default(), builtin)
+        }
         Origin::PullRequest { .. } => ("preview.yaml.tera", PREVIEW),
         Origin::Branch(_) => ("branch.yaml.tera", BRANCH),
         Origin::Developer(_) => ("developer.yaml.tera", DEVELOPER),
@@ -305,8 +336,9 @@ fn render_spec(session: &Session<'_>, name: &str, request: &UpRequest) -> Result
             Error::Usage("no branch checked out (detached HEAD?): pass --branch NAME".into())
         })?,
     };
-    let owner = match &request.origin {
-        Origin::Developer(developer) => developer.clone(),
+    let owner = match (&request.origin, &request.generated) {
+        (Origin::Developer(developer), _) => developer.clone(),
+        (_, Some(generated)) => generated.owner.clone(),
         _ => repo::current_user(&project.root).unwrap_or_else(|| "unknown".into()),
     };
     let provider = request.provider.unwrap_or_else(auto_provider);
@@ -314,6 +346,12 @@ fn render_spec(session: &Session<'_>, name: &str, request: &UpRequest) -> Result
     vars.insert("name", name);
     vars.insert("owner", &owner);
     vars.insert("branch", &branch);
+    let generated = request.generated.as_ref();
+    vars.insert(
+        "ref",
+        generated.map_or(branch.as_str(), |g| g.reference.as_str()),
+    );
+    vars.insert("commit", generated.map_or("", |g| g.commit.as_str()));
     vars.insert("from", &request.from);
     vars.insert("provider", cluster::provider_name(provider));
     vars.insert("ttl", request.ttl.as_deref().unwrap_or(DEFAULT_TTL));
@@ -331,12 +369,24 @@ fn render_spec(session: &Session<'_>, name: &str, request: &UpRequest) -> Result
     };
     let rendered =
         render_yaml_document(&site, &text, &vars).map_err(|e| Error::Usage(e.to_string()))?;
-    finish_spec(rendered, &request.origin, &branch, &request.images)
+    finish_spec(
+        rendered,
+        &request.origin,
+        &branch,
+        &request.images,
+        generated.map(|g| g.generator.as_str()),
+    )
 }
 
 /// Records the origin in `metadata.labels` and adds `--image NAME=REF` entries to
 /// `overlay.images` of a rendered spec, as YAML values (never as text).
-fn finish_spec(spec: String, origin: &Origin, branch: &str, images: &[String]) -> Result<String> {
+fn finish_spec(
+    spec: String,
+    origin: &Origin,
+    branch: &str,
+    images: &[String],
+    generator: Option<&str>,
+) -> Result<String> {
     let mut document: serde_yaml::Value = serde_yaml::from_str(&spec)
         .map_err(|e| Error::Usage(format!("the spec template renders invalid YAML: {e}")))?;
     if !document.is_mapping() {
@@ -367,6 +417,9 @@ fn finish_spec(spec: String, origin: &Origin, branch: &str, images: &[String]) -
             label(BRANCH_LABEL, branch.to_string());
         }
         Origin::Named => {}
+    }
+    if let Some(generator) = generator {
+        label(GENERATOR_LABEL, generator.to_string());
     }
     if !images.is_empty() {
         let overlay = &mut document["spec"]["overlay"];

@@ -110,6 +110,14 @@ impl BranchGenerator {
         self.guard.seed(previous);
     }
 
+    pub fn guard(&self) -> ShrinkGuard {
+        self.guard.clone()
+    }
+
+    pub fn restore_guard(&mut self, guard: ShrinkGuard) {
+        self.guard = guard;
+    }
+
     pub fn matches(&self, branch: &str) -> bool {
         (self.include.is_empty() || self.include.iter().any(|g| g.is_match(branch)))
             && !self.exclude.iter().any(|g| g.is_match(branch))

@@ -31,8 +31,8 @@ impl<T> Listing<T> {
 /// its scope or a half-served page looks like. It is believed only when the next listing says
 /// exactly the same (two answers agreeing), so a real mass close still goes through, one pass
 /// later.
-#[derive(Debug, Default)]
-pub(crate) struct ShrinkGuard {
+#[derive(Debug, Default, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ShrinkGuard {
     /// Length of the last believed listing (`None` before the first).
     previous: Option<usize>,
     /// The ids of a held-back listing, waiting for a second answer.
@@ -43,6 +43,9 @@ impl ShrinkGuard {
     /// Starts from a known length (e.g. the items the loop's state remembers after a restart),
     /// so that the first listing after a restart is checked too.
     pub(crate) fn seed(&mut self, previous: usize) {
+        if self.previous.is_some() {
+            return;
+        }
         self.previous = Some(previous);
     }
 

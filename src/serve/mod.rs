@@ -22,8 +22,10 @@
 
 pub mod branches;
 pub mod config;
+pub mod daemon;
 pub mod listing;
 pub mod metrics;
+pub mod pass;
 pub mod scm;
 pub mod webhook;
 

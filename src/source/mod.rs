@@ -128,7 +128,7 @@ pub fn fetch(
     cache_dir: &Path,
     remote_resources: &[String],
 ) -> Result<Fetched, SourceError> {
-    let opened = repo::open(&source.repo, project_root, cache_dir)?;
+    let opened = repo::open(&source.repo, project_root, cache_dir, &source.reference)?;
     let commit = repo::resolve(&opened, &source.repo, &source.reference)?;
     let folder = tree::subtree(
         &opened.repo,

@@ -28,9 +28,19 @@ pub fn redact(repo: &str) -> String {
     }
 }
 
-pub fn open(repo: &str, project_root: &Path, cache_dir: &Path) -> Result<Opened, SourceError> {
+/// Opens the repository `repo` names, ready to resolve `reference`. A pull or merge request's
+/// head (`refs/pull/N/head`, `refs/merge-requests/N/head`) is kept by the hosting service in
+/// the target repository, for forks too, and is not fetched by default: it is fetched (from
+/// the URL, or from a local repository's `origin`) when `reference` is one.
+pub fn open(
+    repo: &str,
+    project_root: &Path,
+    cache_dir: &Path,
+    reference: &str,
+) -> Result<Opened, SourceError> {
+    let change_ref = is_change_request_ref(reference).then_some(reference);
     if is_url(repo) {
-        return fetch_into_cache(repo, cache_dir).map(|repo| Opened {
+        return fetch_into_cache(repo, cache_dir, change_ref).map(|repo| Opened {
             repo,
             fetched: true,
         });
@@ -45,14 +55,56 @@ pub fn open(repo: &str, project_root: &Path, cache_dir: &Path) -> Result<Opened,
     } else {
         Repository::open(&path)
     };
-    opened
-        .map(|repo| Opened {
-            repo,
-            fetched: false,
-        })
-        .map_err(|e| SourceError::Repo {
-            repo: repo.to_string(),
-            message: format!("not a git repository ({}): {}", path.display(), e.message()),
+    let opened = opened.map_err(|e| SourceError::Repo {
+        repo: repo.to_string(),
+        message: format!("not a git repository ({}): {}", path.display(), e.message()),
+    })?;
+    if let Some(reference) = change_ref {
+        fetch_from_origin(&opened, repo, reference)?;
+    }
+    Ok(Opened {
+        repo: opened,
+        fetched: false,
+    })
+}
+
+fn is_change_request_ref(reference: &str) -> bool {
+    reference.starts_with("refs/pull/") || reference.starts_with("refs/merge-requests/")
+}
+
+/// Credentials as git would find them: the SSH agent, else the configured credential helper.
+fn callbacks() -> git2::RemoteCallbacks<'static> {
+    let mut callbacks = git2::RemoteCallbacks::new();
+    let config = git2::Config::open_default().ok();
+    callbacks.credentials(move |url, username, allowed| {
+        if allowed.contains(git2::CredentialType::SSH_KEY) {
+            return git2::Cred::ssh_key_from_agent(username.unwrap_or("git"));
+        }
+        match &config {
+            Some(config) => git2::Cred::credential_helper(config, url, username),
+            None => git2::Cred::default(),
+        }
+    });
+    callbacks
+}
+
+/// Brings `reference` from the repository's `origin` (its current value there, every time).
+fn fetch_from_origin(local: &Repository, name: &str, reference: &str) -> Result<(), SourceError> {
+    let mut remote = local.find_remote("origin").map_err(|_| SourceError::Repo {
+        repo: name.to_string(),
+        message: format!("{reference} lives on the hosting service, and this repository has no `origin` to fetch it from"),
+    })?;
+    let mut options = git2::FetchOptions::new();
+    options.remote_callbacks(callbacks());
+    remote
+        .fetch(
+            &[format!("+{reference}:{reference}")],
+            Some(&mut options),
+            None,
+        )
+        .map_err(|e| SourceError::Unreachable {
+            repo: redact(remote.url().unwrap_or(name)),
+            message: format!("fetching {reference}: {}", e.message()),
         })
 }
 
@@ -62,7 +114,11 @@ fn cache_path(cache_dir: &Path, url: &str) -> PathBuf {
         .join(format!("{}.git", crate::naming::short_hash(url)))
 }
 
-fn fetch_into_cache(url: &str, cache_dir: &Path) -> Result<Repository, SourceError> {
+fn fetch_into_cache(
+    url: &str,
+    cache_dir: &Path,
+    change_ref: Option<&str>,
+) -> Result<Repository, SourceError> {
     let path = cache_path(cache_dir, url);
     let shown = redact(url);
     let repo_error = |e: git2::Error| SourceError::Repo {
@@ -81,31 +137,18 @@ fn fetch_into_cache(url: &str, cache_dir: &Path) -> Result<Repository, SourceErr
     };
     {
         let mut remote = repo.remote_anonymous(url).map_err(repo_error)?;
-        let mut callbacks = git2::RemoteCallbacks::new();
-        let config = git2::Config::open_default().ok();
-        callbacks.credentials(move |url, username, allowed| {
-            if allowed.contains(git2::CredentialType::SSH_KEY) {
-                return git2::Cred::ssh_key_from_agent(username.unwrap_or("git"));
-            }
-            match &config {
-                Some(config) => git2::Cred::credential_helper(config, url, username),
-                None => git2::Cred::default(),
-            }
-        });
         let mut options = git2::FetchOptions::new();
         options
-            .remote_callbacks(callbacks)
+            .remote_callbacks(callbacks())
             .prune(git2::FetchPrune::On)
             .download_tags(git2::AutotagOption::All);
+        let mut refspecs = vec![
+            "+refs/heads/*:refs/remotes/origin/*".to_string(),
+            "+refs/tags/*:refs/tags/*".to_string(),
+        ];
+        refspecs.extend(change_ref.map(|r| format!("+{r}:{r}")));
         remote
-            .fetch(
-                &[
-                    "+refs/heads/*:refs/remotes/origin/*",
-                    "+refs/tags/*:refs/tags/*",
-                ],
-                Some(&mut options),
-                None,
-            )
+            .fetch(&refspecs, Some(&mut options), None)
             .map_err(|e| SourceError::Unreachable {
                 repo: shown.clone(),
                 message: e.message().to_string(),

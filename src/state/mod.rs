@@ -156,6 +156,9 @@ pub struct EnvironmentState {
     pub cluster: Option<crate::cluster::provider::ClusterRecord>,
     #[serde(default, skip_serializing_if = "is_default")]
     pub branch: BranchWatch,
+    /// What `serve`'s listings said about the pull request or branch the environment previews.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub listed: BranchWatch,
 }
 
 fn is_default<T: Default + PartialEq>(value: &T) -> bool {

@@ -146,6 +146,14 @@ impl GitHub {
         self.guard.lock().unwrap().seed(previous);
     }
 
+    pub fn guard(&self) -> ShrinkGuard {
+        self.guard.lock().unwrap().clone()
+    }
+
+    pub fn restore_guard(&self, guard: ShrinkGuard) {
+        *self.guard.lock().unwrap() = guard;
+    }
+
     pub fn rate_limit_remaining(&self) -> Option<u64> {
         self.http.rate_limit_remaining()
     }

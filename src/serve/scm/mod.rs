@@ -173,6 +173,21 @@ impl Scm {
         }
     }
 
+    /// The shrink guard's memory (to keep across restarts and `--once` passes).
+    pub fn guard(&self) -> super::listing::ShrinkGuard {
+        match self {
+            Scm::GitHub(c) => c.guard(),
+            Scm::GitLab(c) => c.guard(),
+        }
+    }
+
+    pub fn restore_guard(&self, guard: super::listing::ShrinkGuard) {
+        match self {
+            Scm::GitHub(c) => c.restore_guard(guard),
+            Scm::GitLab(c) => c.restore_guard(guard),
+        }
+    }
+
     /// The environment name for item `number`: `pr-N` (GitHub), `mr-N` (GitLab).
     pub fn environment_name(&self, number: u64) -> String {
         match self {

@@ -5,5 +5,6 @@ mod branches;
 mod config;
 pub mod fake_scm;
 mod fuzz;
+mod previews;
 mod scm;
 mod webhook;

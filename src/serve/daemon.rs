@@ -1,0 +1,130 @@
+//! `sprout serve` as a process: the HTTP endpoints (webhooks, `/healthz`, `/readyz`,
+//! `/metrics`) and the loop that runs a [`pass`](super::pass) every interval, or at once when a
+//! webhook hints that a repository changed. A hint is never an order: it only makes the next
+//! pass come sooner, and that pass re-reads the truth.
+//!
+//! SIGTERM or Ctrl-C: no new pass starts; the one running finishes its current operation
+//! (operations are resumable, so even a kill loses nothing), and the process exits 0.
+
+use super::metrics::Metrics;
+use super::pass::{Daemon, PassReport};
+use super::scm::HttpOptions;
+use super::webhook::{self, Provider, WebhookSecrets};
+use crate::error::{Error, Result};
+use crate::project::Project;
+use crate::sync::SyncOptions;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub listen: SocketAddr,
+    pub interval: Duration,
+    pub once: bool,
+    /// Providers whose webhook route is served (each needs its secret).
+    pub webhooks: Vec<Provider>,
+    pub sync: SyncOptions,
+}
+
+/// Runs one pass (`once`) or the daemon until a signal. The report of the last pass is
+/// returned; with `once`, a failed operation is an error (exit 1).
+pub async fn run(
+    root: PathBuf,
+    user_kubeconfig: Option<PathBuf>,
+    options: ServeOptions,
+) -> Result<PassReport> {
+    let project = Project::open(&root)?;
+    let metrics = Metrics::new();
+    let secrets =
+        WebhookSecrets::load(&options.webhooks, &root).map_err(|e| Error::Usage(e.to_string()))?;
+    let mut daemon = Daemon::new(
+        &project,
+        user_kubeconfig,
+        metrics.clone(),
+        options.sync.clone(),
+        HttpOptions::default(),
+    )?;
+    // Serve alone acts: it is its own leader until a cluster state backend elects one.
+    metrics.set_leader(true);
+    if options.once {
+        let report = daemon.pass().await?;
+        log_report(&report);
+        return match report.failed() {
+            0 => Ok(report),
+            failed => Err(Error::ServeFailed { failed }),
+        };
+    }
+    let ready = Arc::new(AtomicBool::new(false));
+    let (hints_in, mut hints) = mpsc::channel(256);
+    let router = webhook::router(secrets, hints_in, ready.clone(), metrics.clone());
+    let listener = tokio::net::TcpListener::bind(options.listen)
+        .await
+        .map_err(|e| Error::io(format!("cannot listen on {}", options.listen), e))?;
+    tracing::info!(listen = %options.listen, interval_s = options.interval.as_secs(), "serving");
+    let server = tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, router).await {
+            tracing::error!(error = %e, "the HTTP server stopped");
+        }
+    });
+    let mut last = None;
+    loop {
+        match daemon.pass().await {
+            Ok(report) => {
+                log_report(&report);
+                last = Some(report);
+            }
+            Err(error) => tracing::error!(%error, "pass failed; the next one retries"),
+        }
+        ready.store(true, Ordering::Release);
+        tokio::select! {
+            _ = shutdown() => break,
+            _ = tokio::time::sleep(options.interval) => {}
+            Some(hint) = hints.recv() => {
+                // Several deliveries for one change arrive together: one pass reads them all.
+                tracing::info!(provider = hint.provider.name(), repository = %hint.repository, number = ?hint.number, "webhook: re-reading");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                while hints.try_recv().is_ok() {}
+            }
+        }
+    }
+    tracing::info!("stopping: no pass is running");
+    server.abort();
+    last.ok_or_else(|| Error::Usage("stopped before the first pass finished".into()))
+}
+
+async fn shutdown() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = terminate => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+fn log_report(report: &PassReport) {
+    for operation in &report.operations {
+        if operation.ok {
+            tracing::info!(environment = %operation.environment, operation = operation.kind, message = ?operation.message, "done");
+        } else {
+            tracing::warn!(environment = %operation.environment, operation = operation.kind, error = ?operation.message, "failed");
+        }
+    }
+    for (generator, reason) in &report.frozen {
+        tracing::warn!(%generator, %reason, "frozen: listing unknown, no deletion this pass");
+    }
+    if let Some(lifecycle) = &report.lifecycle {
+        for action in &lifecycle.actions {
+            tracing::info!(environment = %action.action.environment, action = ?action.action.action, reason = ?action.action.reason, outcome = ?action.outcome, "lifecycle");
+        }
+    }
+}

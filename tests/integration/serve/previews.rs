@@ -1,0 +1,250 @@
+//! `sprout serve` end to end: the real binary against the fake GitHub, a real git remote that
+//! keeps `refs/pull/N/head`, and the real control plane. A pull request opens, is pushed to,
+//! the SCM misbehaves, and it closes.
+
+use super::fake_scm::{FakeRequest, FakeScm, GITHUB_REPO, Misbehaviour};
+use crate::cluster::{ControlPlane, control_plane, unique};
+use crate::sync::PRODUCTION;
+use crate::util::TestRepo;
+use serde_json::Value;
+use std::path::Path;
+
+const APP: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: app}\ndata: {version: main}\n\
+---\napiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: web}\nspec:\n  rules:\n  - host: shop.example.com\n    http:\n      paths:\n      - {path: /, pathType: Prefix, backend: {service: {name: web, port: {number: 80}}}}\n";
+
+/// Previews on the shared test control plane, one namespace each.
+const PREVIEW_TEMPLATE: &str = "apiVersion: sprout.dev/v1alpha1\nkind: Environment\nmetadata:\n  name: {{ name }}\n\
+spec:\n  from: {{ from }}\n  source:\n    ref: {{ ref }}\n  cluster:\n    provider: namespace\n    namespace: {context: envtest}\n";
+
+struct Setup {
+    origin: TestRepo,
+    project: tempfile::TempDir,
+    env: String,
+    number: u64,
+}
+
+/// A remote with `main` and a pull request's head under `refs/pull/N/head` (as GitHub keeps
+/// it, for forks too), and a project cloned from it with a github generator.
+fn setup(fake: &FakeScm, number: u64) -> Setup {
+    let mut origin = TestRepo::new();
+    origin.write("deploy/app.yaml", APP);
+    origin.commit("main");
+    let project = tempfile::tempdir().unwrap();
+    git2::Repository::clone(origin.path().to_str().unwrap(), project.path()).unwrap();
+    let write = |path: &str, text: &str| {
+        let full = project.path().join(path);
+        std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+        std::fs::write(full, text).unwrap();
+    };
+    write("environments/production.yaml", PRODUCTION);
+    write("templates/preview.yaml.tera", PREVIEW_TEMPLATE);
+    write(
+        "sprout.yaml",
+        &format!(
+            "project: {}\ngracePeriod: 1s\ngenerators:\n- github: {{repository: {GITHUB_REPO}, api: \"{}\", tokenEnv: FAKE_GITHUB_TOKEN}}\n  template: preview\n",
+            unique("serve-test"),
+            fake.github_api()
+        ),
+    );
+    let setup = Setup {
+        origin,
+        project,
+        env: format!("pr-{number}"),
+        number,
+    };
+    let sha = push_pull_request(&setup, "1");
+    let mut request = FakeRequest::new(number, "feature/x");
+    request.sha = sha;
+    fake.data().github.push(request);
+    setup
+}
+
+/// Commits `version` on top of main as the pull request's head; returns the commit id.
+fn push_pull_request(setup: &Setup, version: &str) -> String {
+    let repo = &setup.origin.repo;
+    let main = repo
+        .find_reference("refs/heads/main")
+        .unwrap()
+        .peel_to_commit()
+        .unwrap();
+    let text = APP.replace("version: main", &format!("version: \"{version}\""));
+    let blob = repo.blob(text.as_bytes()).unwrap();
+    let mut deploy = repo
+        .treebuilder(Some(
+            &main
+                .tree()
+                .unwrap()
+                .get_name("deploy")
+                .unwrap()
+                .to_object(repo)
+                .unwrap()
+                .peel_to_tree()
+                .unwrap(),
+        ))
+        .unwrap();
+    deploy.insert("app.yaml", blob, 0o100644).unwrap();
+    let deploy = deploy.write().unwrap();
+    let mut root = repo.treebuilder(Some(&main.tree().unwrap())).unwrap();
+    root.insert("deploy", deploy, 0o040000).unwrap();
+    let tree = repo.find_tree(root.write().unwrap()).unwrap();
+    let signature = git2::Signature::now("dev", "dev@example.com").unwrap();
+    let commit = repo
+        .commit(
+            None,
+            &signature,
+            &signature,
+            &format!("version {version}"),
+            &tree,
+            &[&main],
+        )
+        .unwrap();
+    repo.reference(
+        &format!("refs/pull/{}/head", setup.number),
+        commit,
+        true,
+        "push",
+    )
+    .unwrap();
+    commit.to_string()
+}
+
+async fn serve_once(project: &Path, cp: &ControlPlane) -> (i32, Value, String) {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_sprout"))
+        .current_dir(project)
+        .args(["-o", "json", "serve", "--once"])
+        .env("KUBECONFIG", &cp.kubeconfig)
+        .env("FAKE_GITHUB_TOKEN", "t0ken")
+        .env_remove("SPROUT_LOG")
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    let report = serde_json::from_slice(&output.stdout).unwrap_or(Value::Null);
+    (output.status.code().unwrap_or(-1), report, stderr)
+}
+
+fn version(cp: &ControlPlane, env: &str) -> Option<String> {
+    let out = cp.kubectl(&[
+        "get",
+        "configmap",
+        "app",
+        "-n",
+        env,
+        "-o",
+        "jsonpath={.data.version}",
+    ]);
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pull_request_gets_a_preview_that_follows_pushes_survives_a_lying_scm_and_goes_when_closed()
+ {
+    let cp = control_plane();
+    let fake = FakeScm::start().await;
+    let number = 9000 + (std::process::id() as u64 % 900);
+    let setup = setup(&fake, number);
+    let (project, env) = (setup.project.path(), setup.env.clone());
+
+    // Opened: the preview is created at the pull request's head and announced.
+    let (code, report, stderr) = serve_once(project, &cp).await;
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(report["operations"][0]["kind"], "up", "{report}");
+    assert_eq!(version(&cp, &env).as_deref(), Some("1"));
+    {
+        let data = fake.data();
+        let ours: Vec<_> = data.comments.iter().filter(|c| c.issue == number).collect();
+        assert_eq!(ours.len(), 1, "one comment");
+        assert!(
+            ours[0]
+                .body
+                .contains(&"http://shop.example.com/".to_string()),
+            "{}",
+            ours[0].body
+        );
+        let deployment = data.deployments.last().expect("a deployment");
+        assert_eq!(deployment.payload["environment"], format!("preview/{env}"));
+        let (state, url) = deployment.statuses.last().unwrap();
+        assert_eq!(state, "success");
+        assert_eq!(
+            url.as_deref(),
+            Some("http://shop.example.com/".to_string().as_str())
+        );
+    }
+
+    // Nothing changed: a pass does nothing.
+    let (_, report, _) = serve_once(project, &cp).await;
+    assert_eq!(report["operations"], Value::Array(vec![]), "{report}");
+
+    // Pushed: re-synced to the new commit, the same comment edited.
+    let sha = push_pull_request(&setup, "2");
+    fake.data().github[0].sha = sha;
+    let (code, report, stderr) = serve_once(project, &cp).await;
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(report["operations"][0]["kind"], "sync", "{report}");
+    assert_eq!(version(&cp, &env).as_deref(), Some("2"));
+    assert_eq!(
+        fake.data()
+            .comments
+            .iter()
+            .filter(|c| c.issue == number)
+            .count(),
+        1,
+        "the same comment, edited"
+    );
+
+    // The SCM misbehaves while the pull request is really closed: nothing is deleted, and the
+    // freeze shows in the report and in status.
+    fake.data().github[0].state = "closed".into();
+    for misbehaviour in [
+        Misbehaviour::ServerError,
+        Misbehaviour::RateLimited(1),
+        Misbehaviour::Html,
+        Misbehaviour::EmptyList,
+        Misbehaviour::TruncatedJson,
+    ] {
+        fake.misbehave(misbehaviour);
+        let (code, report, stderr) = serve_once(project, &cp).await;
+        assert_eq!(code, 0, "{misbehaviour:?}: {stderr}");
+        assert!(
+            report["frozen"].as_object().is_some_and(|f| !f.is_empty()),
+            "{misbehaviour:?}: {report}"
+        );
+        assert_eq!(
+            version(&cp, &env).as_deref(),
+            Some("2"),
+            "{misbehaviour:?}: nothing deleted"
+        );
+        assert!(project.join(format!("environments/{env}.yaml")).exists());
+    }
+    let status = crate::util::sprout_in(project)
+        .env("KUBECONFIG", &cp.kubeconfig)
+        .args(["status", &env])
+        .output()
+        .unwrap();
+    let status = String::from_utf8_lossy(&status.stdout);
+    assert!(status.contains("generator listing: frozen"), "{status}");
+
+    // Closed, and the SCM answers again. A listing that shrank to nothing is believed only
+    // when a second one agrees (the empty answer of the misbehaving pass may count as the
+    // first); then a direct read confirms it closed, and it is torn down.
+    fake.behave();
+    let mut passes = 0;
+    let report = loop {
+        passes += 1;
+        let (code, report, stderr) = serve_once(project, &cp).await;
+        assert_eq!(code, 0, "{stderr}");
+        if !report["operations"].as_array().unwrap().is_empty() || passes == 2 {
+            break report;
+        }
+        assert!(report["frozen"].to_string().contains("held back"), "{report}");
+        assert_eq!(version(&cp, &env).as_deref(), Some("2"));
+    };
+    assert_eq!(report["operations"][0]["kind"], "down", "{report}");
+    assert_eq!(version(&cp, &env), None);
+    assert!(!project.join(format!("environments/{env}.yaml")).exists());
+    let data = fake.data();
+    let (state, _) = data.deployments.last().unwrap().statuses.last().unwrap();
+    assert_eq!(state, "inactive");
+}
