@@ -615,3 +615,54 @@ fn syncs_from_two_checkouts_at_once(env: &str) {
     let waited = format!("{}{}", stderr_of(&a), stderr_of(&b));
     assert!(!waited.contains("error"), "{waited}");
 }
+
+#[test]
+fn distinct_origins_that_map_to_one_name_never_share_an_environment() {
+    let cp = control_plane();
+    let mut repo = TestRepo::new();
+    repo.write("deploy/app.yaml", &app("1"))
+        .write("environments/production.yaml", PRODUCTION)
+        .write("sprout.yaml", &format!("project: {}\n", unique("origins")));
+    repo.commit("production");
+    repo.branch("feature/login");
+    let up = |args: &[&str]| run(repo.path(), &cp, args);
+    let (code, stdout, stderr) = up(&[
+        "-o",
+        "json",
+        "up",
+        "--branch",
+        "feature/login",
+        "--provider",
+        "namespace",
+        "--no-wait",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let name = serde_json::from_str::<Value>(&stdout).unwrap()["environment"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(name.starts_with("feature-login-"), "{name}");
+    // A branch literally named like the environment maps to the same name: refused, both named.
+    let (code, _, stderr) = up(&["up", "--branch", &name, "--dry-run"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("branch `feature/login`") && stderr.contains(&format!("branch `{name}`")),
+        "{stderr}"
+    );
+    // The same branch again is the same environment.
+    let (code, _, stderr) = up(&["up", "--branch", "feature/login", "--dry-run"]);
+    assert_eq!(code, 0, "{stderr}");
+    // `--pr 42` and a branch called pr-42 are two origins of one name.
+    std::fs::write(
+        repo.path().join("environments/pr-42.yaml"),
+        "apiVersion: sprout.dev/v1alpha1\nkind: Environment\nmetadata:\n  name: pr-42\n  labels: {sprout.dev/origin: branch, sprout.dev/branch: pr-42}\nspec:\n  from: production\n  cluster: {provider: namespace}\n",
+    )
+    .unwrap();
+    let (code, _, stderr) = up(&["up", "--pr", "42", "--branch", "feature/login", "--dry-run"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("pull request #42") && stderr.contains("branch `pr-42`"),
+        "{stderr}"
+    );
+    run(repo.path(), &cp, &["down", &name]);
+}

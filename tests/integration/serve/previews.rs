@@ -238,7 +238,10 @@ async fn a_pull_request_gets_a_preview_that_follows_pushes_survives_a_lying_scm_
         if !report["operations"].as_array().unwrap().is_empty() || passes == 2 {
             break report;
         }
-        assert!(report["frozen"].to_string().contains("held back"), "{report}");
+        assert!(
+            report["frozen"].to_string().contains("held back"),
+            "{report}"
+        );
         assert_eq!(version(&cp, &env).as_deref(), Some("2"));
     };
     assert_eq!(report["operations"][0]["kind"], "down", "{report}");
