@@ -12,7 +12,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 /// One entry of `generators:`, checked: exactly one source, and only the filters that source
-/// understands. (Deserializable alone too; in sprout.yaml, [`deserialize_generators`] reads the
+/// understands. (Deserializable alone too; in sprout.yaml, `deserialize_generators` reads the
 /// list so that errors point at the item's line.)
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(try_from = "RawGenerator")]

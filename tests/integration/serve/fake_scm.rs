@@ -39,6 +39,8 @@ pub enum Misbehaviour {
     /// A new item is opened between page 1 and page 2 (newest first), so page 2 starts with
     /// the last item of page 1.
     OpenedWhilePaging,
+    /// Page 1's next link points at another host.
+    ForeignNextLink,
 }
 
 /// A pull request (GitHub) or merge request (GitLab) the fake holds.
@@ -78,6 +80,8 @@ pub struct Recorded {
     /// Path and query.
     pub target: String,
     pub status: u16,
+    /// The `authorization` (GitHub) or `private-token` (GitLab) header sent.
+    pub credential: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -256,10 +260,19 @@ async fn handle(
             .headers
             .push((remaining, data.rate_remaining.to_string()));
         answer.headers.push((reset, "4102444800".into()));
+        let credential = headers
+            .get(if gitlab {
+                "private-token"
+            } else {
+                "authorization"
+            })
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         data.requests.push(Recorded {
             method: method.clone(),
             target,
             status: answer.status.as_u16(),
+            credential,
         });
         answer
     };
@@ -382,6 +395,16 @@ fn listing_page(
         Misbehaviour::TruncatedJson => {
             let cut = answer.body.len() / 2;
             answer.body.truncate(cut);
+            answer
+        }
+        Misbehaviour::ForeignNextLink => {
+            answer
+                .headers
+                .retain(|(name, _)| *name != "link" && *name != "x-next-page");
+            answer.headers.push((
+                "link",
+                "<https://elsewhere.example/steal?page=2>; rel=\"next\"".into(),
+            ));
             answer
         }
         Misbehaviour::SecondPageFails if page >= 2 => Answer::json(

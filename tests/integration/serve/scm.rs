@@ -85,6 +85,7 @@ fn every_misbehaviour_is_unknown_and_loses_no_item() {
             (Misbehaviour::SecondPageHangs, "no answer within"),
             (Misbehaviour::SecondPageCutShort, "promised 3 pages"),
             (Misbehaviour::OpenedWhilePaging, "came twice"),
+            (Misbehaviour::ForeignNextLink, "off the API's origin"),
         ];
         for provider in ["github", "gitlab"] {
             let fake = FakeScm::start().await;
@@ -220,7 +221,31 @@ fn items_carry_what_the_loop_needs_and_filters_apply() {
             );
             assert_eq!(numbers(&drafts.list().await), [7, 8, 10]);
         }
-        // The token went in the provider's header, never anywhere else.
+    });
+}
+
+#[test]
+fn the_token_goes_in_the_providers_header_and_nowhere_else() {
+    runtime().block_on(async {
+        let fake = FakeScm::start().await;
+        seed(&fake);
+        for (provider, expected) in [("github", "Bearer test-token"), ("gitlab", "test-token")] {
+            let scm = client(&fake, provider, "", &Metrics::new());
+            assert!(scm.list().await.is_known());
+            fake.misbehave(Misbehaviour::ServerError);
+            let listing = scm.list().await;
+            assert!(!unknown_reason(&listing).contains("test-token"));
+            assert!(!format!("{scm:?}").contains("test-token"));
+            fake.behave();
+            let requests = fake.data().requests.clone();
+            assert!(
+                requests
+                    .iter()
+                    .filter(|r| r.target.starts_with("/api/v4") == (provider == "gitlab"))
+                    .all(|r| r.credential.as_deref() == Some(expected)),
+                "{provider}: {requests:?}"
+            );
+        }
     });
 }
 
