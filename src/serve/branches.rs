@@ -1,12 +1,13 @@
 //! The `branches` generator: the branches of a git remote, listed like `git ls-remote` (the
 //! remote's advertisement only, nothing fetched), filtered by include/exclude globs.
 //!
-//! The loop lists each distinct remote once per pass with [`ls_remote`] and hands that one
+//! The loop lists each distinct remote once per pass ([`ls_remotes`]) and hands that one
 //! answer to every generator on it ([`BranchGenerator::listing`]).
 
 use super::config::BranchesSource;
 use super::listing::{Listing, ShrinkGuard};
 use globset::{GlobBuilder, GlobMatcher};
+use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 use std::time::Duration;
 
@@ -46,6 +47,23 @@ pub async fn ls_remote(repo: &str, root: &Path, timeout: Duration) -> Result<Vec
             humantime::format_duration(timeout)
         )),
     }
+}
+
+/// [`ls_remote`] once for each distinct repository in `repos` (several generators may watch
+/// one remote), all at once; the answers by repository as written.
+pub async fn ls_remotes<'a>(
+    repos: impl IntoIterator<Item = &'a str>,
+    root: &Path,
+    timeout: Duration,
+) -> HashMap<String, Result<Vec<Branch>, String>> {
+    let distinct: BTreeSet<&str> = repos.into_iter().collect();
+    let listings = distinct
+        .iter()
+        .map(|repo| async move { (repo.to_string(), ls_remote(repo, root, timeout).await) });
+    futures::future::join_all(listings)
+        .await
+        .into_iter()
+        .collect()
 }
 
 fn list_heads(url: &str) -> Result<Vec<Branch>, String> {

@@ -13,7 +13,7 @@
 //!   `Closed`/`Merged` count). Feedback: [`scm::Scm::publish_feedback`] after each up/sync,
 //!   [`scm::Scm::retire_feedback`] at teardown. [`scm::Scm::seed`] starts the shrink guard from
 //!   the number of previews the state already holds, after a restart.
-//! - [`branches::ls_remote`] once per distinct remote per pass, then
+//! - [`branches::ls_remotes`] (each distinct remote once per pass), then
 //!   [`branches::BranchGenerator::listing`] for each `branches` generator on it.
 //! - [`webhook::router`] with [`webhook::WebhookSecrets::load`] (a wanted route without a
 //!   secret is a start-up error), a channel the loop drains for [`webhook::Hint`]s, and the

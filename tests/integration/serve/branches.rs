@@ -3,7 +3,7 @@
 
 use crate::util::TestRepo;
 use sprout::serve::Listing;
-use sprout::serve::branches::{Branch, BranchGenerator, ls_remote};
+use sprout::serve::branches::{Branch, BranchGenerator, ls_remote, ls_remotes};
 use sprout::serve::config::BranchesSource;
 use std::path::Path;
 use std::time::Duration;
@@ -80,6 +80,27 @@ fn branches_of_a_remote_are_listed_and_filtered() {
         let name = repo.path().file_name().unwrap().to_str().unwrap();
         let by_path = ls_remote(name, parent, Duration::from_secs(10)).await;
         assert_eq!(by_path, answer);
+    });
+}
+
+#[test]
+fn each_remote_is_listed_once_for_all_its_generators() {
+    let first = remote();
+    let second = remote();
+    let urls = [first.path(), second.path()].map(|p| format!("file://{}", p.display()));
+    runtime().block_on(async {
+        let answers = ls_remotes(
+            [urls[0].as_str(), urls[1].as_str(), urls[0].as_str()],
+            Path::new("/"),
+            Duration::from_secs(10),
+        )
+        .await;
+        assert_eq!(answers.len(), 2);
+        let mut login = generator(&["feature/login"], &[]);
+        let mut cart = generator(&["feature/cart"], &[]);
+        assert_eq!(names(&login.listing(&answers[&urls[0]])), ["feature/login"]);
+        assert_eq!(names(&cart.listing(&answers[&urls[0]])), ["feature/cart"]);
+        assert_eq!(names(&cart.listing(&answers[&urls[1]])), ["feature/cart"]);
     });
 }
 

@@ -341,6 +341,41 @@ fn health_readiness_and_metrics_are_served() {
 }
 
 #[test]
+fn a_full_queue_never_slows_the_answer() {
+    runtime().block_on(async {
+        let (sender, _hints) = mpsc::channel(1);
+        let metrics = Metrics::new();
+        let app = router(
+            WebhookSecrets::new(Some(Secret::new(SECRET)), None),
+            sender,
+            Arc::new(AtomicBool::new(true)),
+            metrics.clone(),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let server = Server {
+            address,
+            hints: mpsc::channel(1).1,
+            ready: Arc::new(AtomicBool::new(true)),
+            metrics: metrics.clone(),
+        };
+        let started = std::time::Instant::now();
+        for i in 0..3 {
+            let headers = github_headers(PULL_REQUEST, &format!("q-{i}"), "pull_request");
+            let (status, _) = send(&server, "POST", "/hooks/github", &headers, PULL_REQUEST).await;
+            assert_eq!(status, 202);
+        }
+        assert!(started.elapsed() < Duration::from_secs(1));
+        assert!(
+            metrics.encode().contains(
+                "sprout_webhook_deliveries_total{provider=\"github\",result=\"dropped\"} 2"
+            )
+        );
+    });
+}
+
+#[test]
 fn a_provider_without_a_secret_has_no_route() {
     runtime().block_on(async {
         let (sender, _hints) = mpsc::channel(1);
