@@ -67,31 +67,9 @@ pub async fn ls_remotes<'a>(
 }
 
 fn list_heads(url: &str) -> Result<Vec<Branch>, String> {
-    let mut remote = git2::Remote::create_detached(url).map_err(|e| e.message().to_string())?;
-    let mut callbacks = git2::RemoteCallbacks::new();
-    let config = git2::Config::open_default().ok();
-    callbacks.credentials(move |url, username, allowed| {
-        if allowed.contains(git2::CredentialType::SSH_KEY) {
-            return git2::Cred::ssh_key_from_agent(username.unwrap_or("git"));
-        }
-        match &config {
-            Some(config) => git2::Cred::credential_helper(config, url, username),
-            None => git2::Cred::default(),
-        }
-    });
-    let connection = remote
-        .connect_auth(git2::Direction::Fetch, Some(callbacks), None)
-        .map_err(|e| e.message().to_string())?;
-    let heads = connection.list().map_err(|e| e.message().to_string())?;
-    let mut branches: Vec<Branch> = heads
-        .iter()
-        .filter_map(|head| {
-            let name = head.name().strip_prefix("refs/heads/")?;
-            Some(Branch {
-                name: name.to_string(),
-                commit: head.oid().to_string(),
-            })
-        })
+    let mut branches: Vec<Branch> = crate::source::remotes::list_heads(url)?
+        .into_iter()
+        .map(|(name, commit)| Branch { name, commit })
         .collect();
     branches.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(branches)

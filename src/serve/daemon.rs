@@ -70,6 +70,9 @@ pub async fn run(
             tracing::error!(error = %e, "the HTTP server stopped");
         }
     });
+    // Registered once, before the first pass: a signal that arrives while a pass runs is kept
+    // for the next wait instead of being lost (and SIGTERM no longer kills the process).
+    let mut stop = Shutdown::listen()?;
     let mut last = None;
     loop {
         match daemon.pass().await {
@@ -81,7 +84,7 @@ pub async fn run(
         }
         ready.store(true, Ordering::Release);
         tokio::select! {
-            _ = shutdown() => break,
+            _ = stop.requested() => break,
             _ = tokio::time::sleep(options.interval) => {}
             Some(hint) = hints.recv() => {
                 // Several deliveries for one change arrive together: one pass reads them all.
@@ -96,18 +99,27 @@ pub async fn run(
     last.ok_or_else(|| Error::Usage("stopped before the first pass finished".into()))
 }
 
-async fn shutdown() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+/// SIGTERM (what Kubernetes sends) and SIGINT (Ctrl-C).
+struct Shutdown {
+    terminate: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl Shutdown {
+    fn listen() -> Result<Shutdown> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let listen = |kind| signal(kind).map_err(|e| Error::io("cannot listen for signals", e));
+        Ok(Shutdown {
+            terminate: listen(SignalKind::terminate())?,
+            interrupt: listen(SignalKind::interrupt())?,
+        })
+    }
+
+    async fn requested(&mut self) {
+        tokio::select! {
+            _ = self.terminate.recv() => {}
+            _ = self.interrupt.recv() => {}
         }
-    };
-    tokio::select! {
-        _ = terminate => {}
-        _ = tokio::signal::ctrl_c() => {}
     }
 }
 

@@ -289,16 +289,11 @@ impl Daemon {
         &self,
         root: &Path,
     ) -> HashMap<String, std::result::Result<Vec<Branch>, String>> {
-        let mut remotes = HashMap::new();
-        for source in &self.sources {
-            if let SourceKind::Branches(generator) = &source.kind
-                && !remotes.contains_key(&generator.repo)
-            {
-                let listed = branches::ls_remote(&generator.repo, root, LISTING_TIMEOUT).await;
-                remotes.insert(generator.repo.clone(), listed);
-            }
-        }
-        remotes
+        let repos = self.sources.iter().filter_map(|source| match &source.kind {
+            SourceKind::Branches(generator) => Some(generator.repo.as_str()),
+            SourceKind::Scm(_) => None,
+        });
+        branches::ls_remotes(repos, root, LISTING_TIMEOUT).await
     }
 
     async fn list(

@@ -58,15 +58,24 @@ pub fn list_branches(remote: &str, timeout: Duration) -> Result<BTreeSet<String>
 }
 
 fn list_now(url: &str) -> Result<BTreeSet<String>, String> {
+    Ok(list_heads(url)?.into_iter().map(|(name, _)| name).collect())
+}
+
+/// The branches of `url` with the commit each points to, as the remote advertises them now
+/// (credentials as git finds them). No deadline of its own: callers run it on a thread they
+/// can abandon.
+pub fn list_heads(url: &str) -> Result<Vec<(String, String)>, String> {
     let mut remote = Remote::create_detached(url).map_err(|e| e.message().to_string())?;
     let connection = remote
-        .connect_auth(Direction::Fetch, None, None)
+        .connect_auth(Direction::Fetch, Some(super::repo::callbacks()), None)
         .map_err(|e| e.message().to_string())?;
     let heads = connection.list().map_err(|e| e.message().to_string())?;
     Ok(heads
         .iter()
-        .filter_map(|head| head.name().strip_prefix("refs/heads/"))
-        .map(str::to_string)
+        .filter_map(|head| {
+            let name = head.name().strip_prefix("refs/heads/")?;
+            Some((name.to_string(), head.oid().to_string()))
+        })
         .collect())
 }
 

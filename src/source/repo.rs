@@ -73,7 +73,7 @@ fn is_change_request_ref(reference: &str) -> bool {
 }
 
 /// Credentials as git would find them: the SSH agent, else the configured credential helper.
-fn callbacks() -> git2::RemoteCallbacks<'static> {
+pub(crate) fn callbacks() -> git2::RemoteCallbacks<'static> {
     let mut callbacks = git2::RemoteCallbacks::new();
     let config = git2::Config::open_default().ok();
     callbacks.credentials(move |url, username, allowed| {

@@ -7,4 +7,4 @@ pub mod fake_scm;
 mod fuzz;
 mod previews;
 mod scm;
-mod webhook;
+pub mod webhook;

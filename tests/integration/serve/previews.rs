@@ -251,3 +251,138 @@ async fn a_pull_request_gets_a_preview_that_follows_pushes_survives_a_lying_scm_
     let (state, _) = data.deployments.last().unwrap().statuses.last().unwrap();
     assert_eq!(state, "inactive");
 }
+
+/// A plain HTTP/1.1 exchange on loopback: (status, body).
+async fn http(
+    address: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, String)],
+    body: &[u8],
+) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut stream) = tokio::net::TcpStream::connect(address).await else {
+        return (0, String::new());
+    };
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\ncontent-length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    let mut bytes = request.into_bytes();
+    bytes.extend_from_slice(body);
+    stream.write_all(&bytes).await.unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    let status = answer.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_daemon_is_ready_after_its_first_pass_exposes_metrics_and_a_webhook_brings_the_next_pass_forward()
+ {
+    let cp = control_plane();
+    let fake = FakeScm::start().await;
+    let number = 8000 + (std::process::id() as u64 % 900);
+    let setup = setup(&fake, number);
+    // Not open yet: the first pass finds nothing.
+    let opened = fake.data().github.pop().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let address = format!("127.0.0.1:{port}");
+    let daemon = tokio::process::Command::new(env!("CARGO_BIN_EXE_sprout"))
+        .current_dir(setup.project.path())
+        .args([
+            "serve",
+            "--listen",
+            &address,
+            "--interval",
+            "1h",
+            "--webhook",
+            "github",
+            "--log-format",
+            "json",
+        ])
+        .env("KUBECONFIG", &cp.kubeconfig)
+        .env("FAKE_GITHUB_TOKEN", "t0ken")
+        .env("SPROUT_GITHUB_WEBHOOK_SECRET", super::webhook::SECRET)
+        .env_remove("SPROUT_LOG")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while http(&address, "GET", "/readyz", &[], b"").await.0 != 200 {
+        assert!(std::time::Instant::now() < deadline, "never ready");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let (_, metrics) = http(&address, "GET", "/metrics", &[], b"").await;
+    assert!(metrics.contains("sprout_leader 1"), "{metrics}");
+    assert!(
+        metrics.contains("sprout_environments{phase=\"queued\"} 0"),
+        "{metrics}"
+    );
+
+    // The pull request opens; its webhook (signed) brings the next pass forward by an hour.
+    fake.data().github.push(opened);
+    let body = format!(
+        "{{\"action\":\"opened\",\"number\":{number},\"repository\":{{\"full_name\":\"{GITHUB_REPO}\"}}}}"
+    );
+    let (status, _) = http(
+        &address,
+        "POST",
+        "/hooks/github",
+        &[
+            ("x-hub-signature-256", super::webhook::sign(body.as_bytes())),
+            ("x-github-event", "pull_request".into()),
+            ("x-github-delivery", "delivery-1".into()),
+            ("content-type", "application/json".into()),
+        ],
+        body.as_bytes(),
+    )
+    .await;
+    assert!(status == 202 || status == 200, "{status}");
+    let env = setup.env.clone();
+    while version(&cp, &env).is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the webhook did not bring a pass"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(version(&cp, &env).as_deref(), Some("1"));
+
+    // SIGTERM: it stops cleanly.
+    let pid = daemon.id().unwrap() as i32;
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(pid).unwrap(),
+        rustix::process::Signal::TERM,
+    )
+    .unwrap();
+    let output = daemon.wait_with_output().await.unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let logs = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        logs.lines()
+            .any(|l| l.starts_with('{') && l.contains("\"level\":\"INFO\"")),
+        "JSON logs: {logs}"
+    );
+    crate::util::sprout_in(setup.project.path())
+        .env("KUBECONFIG", &cp.kubeconfig)
+        .args(["down", &env])
+        .output()
+        .unwrap();
+}

@@ -13,7 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
-const SECRET: &str = "It's a Secret to Everybody";
+pub const SECRET: &str = "It's a Secret to Everybody";
 const TOKEN: &str = "gitlab-t0ken";
 
 struct Server {
@@ -44,7 +44,7 @@ async fn start() -> Server {
     }
 }
 
-fn sign(body: &[u8]) -> String {
+pub fn sign(body: &[u8]) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
     mac.update(body);
     let bytes = mac.finalize().into_bytes();
