@@ -7,7 +7,7 @@
 
 use super::inventory::Inventory;
 use super::live::Live;
-use super::{ChangeSet, SyncError};
+use super::{ChangeSet, Owner, SyncError};
 use crate::object::{ObjectRef, apply_order};
 use serde_json::Value;
 use std::collections::BTreeSet;
@@ -46,7 +46,7 @@ pub async fn prune_stale(
     live: &Live,
     inventory: &mut Inventory,
     keep: &BTreeSet<ObjectRef>,
-    env: &str,
+    owner: Owner<'_>,
     changes: &mut ChangeSet,
 ) -> Result<(), SyncError> {
     let mut stale: Vec<ObjectRef> = inventory
@@ -80,9 +80,10 @@ pub async fn prune_stale(
             inventory.entries.remove(&reference);
             continue;
         };
-        if !super::owned_by(&current, env) {
+        if !super::owned_by(&current, owner) {
             changes.kept.push(format!(
-                "{reference} (label sprout.dev/environment is no longer {env})"
+                "{reference} (its labels no longer say environment {} of this project)",
+                owner.env
             ));
             inventory.entries.remove(&reference);
             continue;
