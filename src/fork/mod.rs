@@ -96,6 +96,8 @@ pub fn fork(
             .collect();
         own_namespaces.insert(env.target_namespace().to_string());
         let boundary = tenancy::Boundary {
+            env: &env.name,
+            project: &env.project,
             namespaces: own_namespaces,
             allowed_kinds: &env.allow_cluster_scoped,
         };

@@ -6,6 +6,7 @@
 //! when allowed, confined — rewritten where a rewrite confines them (each rewrite a warning),
 //! refused where nothing can. Every refusal names the object and the rule, before any write.
 
+use crate::fork::ownership::{ENVIRONMENT_LABEL, PROJECT_LABEL};
 use crate::object::{Object, Scopes};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
@@ -43,10 +44,13 @@ const CLUSTER_READABLE: &[&str] = &[
 const READ_VERBS: &[&str] = &["get", "list", "watch"];
 
 const AGGREGATE_PREFIX: &str = "rbac.authorization.k8s.io/aggregate-to-";
-const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
 
 /// What the boundary needs to know about the environment.
 pub struct Boundary<'a> {
+    /// The environment and its project, whose labels every namespace of the environment
+    /// carries (and no tenant can put on a namespace: namespaces are cluster-scoped).
+    pub env: &'a str,
+    pub project: &'a str,
     /// The namespaces the environment owns: its target namespace and the Namespaces it applies.
     pub namespaces: BTreeSet<String>,
     /// Cluster-scoped kinds sprout.yaml allows (`sharedCluster.allowClusterScoped`).
@@ -330,10 +334,19 @@ fn client_config_refusal(config: &Value, boundary: &Boundary<'_>) -> Option<Stri
     None
 }
 
-/// Adds to every webhook's namespaceSelector a requirement that the namespace is one of the
-/// environment's, keeping the webhook's own requirements (selectors are ANDed).
+/// Adds to every webhook's namespaceSelector requirements that the namespace is one of the
+/// environment's, keeping the webhook's own requirements (selectors are ANDed). By sprout's
+/// labels, which every namespace of the environment carries, rather than by name: the
+/// `kubernetes.io/metadata.name` label only exists from Kubernetes 1.21.
 fn confine_webhooks(object: &mut Object, boundary: &Boundary<'_>) {
-    let namespaces: Vec<&String> = boundary.namespaces.iter().collect();
+    let mut required = vec![json!({
+        "key": ENVIRONMENT_LABEL, "operator": "In", "values": [boundary.env],
+    })];
+    if !boundary.project.is_empty() {
+        required.push(json!({
+            "key": PROJECT_LABEL, "operator": "In", "values": [boundary.project],
+        }));
+    }
     let Some(Value::Array(hooks)) = object.get_mut(&["webhooks"]) else {
         return;
     };
@@ -353,11 +366,10 @@ fn confine_webhooks(object: &mut Object, boundary: &Boundary<'_>) {
         if !expressions.is_array() {
             *expressions = json!([]);
         }
-        expressions.as_array_mut().expect("an array").push(json!({
-            "key": NAMESPACE_NAME_LABEL,
-            "operator": "In",
-            "values": namespaces,
-        }));
+        expressions
+            .as_array_mut()
+            .expect("an array")
+            .extend(required.iter().cloned());
     }
 }
 
@@ -405,6 +417,8 @@ mod tests {
         let scopes = Scopes::from_objects(&objects);
         let allowed: Vec<String> = allowed.iter().map(|s| s.to_string()).collect();
         let boundary = Boundary {
+            env: "pr-1",
+            project: "shop",
             namespaces: ["pr-1".to_string(), "pr-1-jobs".to_string()].into(),
             allowed_kinds: &allowed,
         };
@@ -541,7 +555,8 @@ mod tests {
             objects[2].get(&["webhooks"]).unwrap()[0]["namespaceSelector"],
             json!({"matchLabels": {"team": "a"}, "matchExpressions": [
                 {"key": "tier", "operator": "Exists"},
-                {"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["pr-1", "pr-1-jobs"]},
+                {"key": "sprout.dev/environment", "operator": "In", "values": ["pr-1"]},
+                {"key": "sprout.dev/project", "operator": "In", "values": ["shop"]},
             ]})
         );
         assert_eq!(

@@ -18,4 +18,5 @@ mod retry;
 mod secret_copies;
 mod secret_values;
 mod sync;
+mod tenancy;
 mod util;
