@@ -88,7 +88,11 @@ pub fn fork(
     let mut warnings = namespace_map.into_warnings();
     let mut refusals = tenancy::reserved_name_refusals(&objects, env.on_shared_cluster());
     if env.on_shared_cluster() {
-        namespaces::isolate_cluster_scoped(&mut objects, &scopes, &env.name);
+        warnings.extend(namespaces::isolate_cluster_scoped(
+            &mut objects,
+            &scopes,
+            &env.name,
+        ));
         let mut own_namespaces: std::collections::BTreeSet<String> = objects
             .iter()
             .filter(|o| o.kind() == "Namespace" && o.group().is_empty())
