@@ -705,8 +705,8 @@ async fn teardown_namespaces(
 
 /// What a namespace may still hold when sprout deletes it: sprout's own bookkeeping (the
 /// inventory, the lock, the environment's identity) and what the cluster makes in every
-/// namespace or for objects already deleted (the root CA ConfigMap, the default account,
-/// events, endpoints, dependents of deleted owners, objects being deleted).
+/// namespace or for objects already deleted (the root CA ConfigMap, the default account and
+/// account tokens, events, endpoints, dependents of deleted owners, objects being deleted).
 fn is_bookkeeping(object: &Value) -> bool {
     use crate::fork::tenancy::TENANT_IDENTITY;
     let kind = object["kind"].as_str().unwrap_or_default();
@@ -730,6 +730,8 @@ fn is_bookkeeping(object: &Value) -> bool {
         "RoleBinding" => name == TENANT_IDENTITY,
         "Lease" => name == crate::state::lease::LEASE_NAME,
         "Event" | "Endpoints" | "EndpointSlice" => true,
+        // Made by the token controller for an account (Kubernetes < 1.24), gone with it.
+        "Secret" => object["type"] == "kubernetes.io/service-account-token",
         _ => false,
     }
 }
