@@ -1082,3 +1082,52 @@ fn several(mut errors: Vec<SyncError>) -> SyncError {
         SyncError::Several { errors }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn what_a_namespace_may_still_hold_when_sprout_deletes_it() {
+        let object = |kind: &str, name: &str, extra: Value| {
+            let mut value = json!({"kind": kind, "metadata": {"name": name, "namespace": "pr-1"}});
+            if let (Some(target), Value::Object(extra)) = (value.as_object_mut(), extra) {
+                target.extend(extra);
+            }
+            value
+        };
+        let none = json!({});
+        let bookkeeping = [
+            object("ConfigMap", "kube-root-ca.crt", none.clone()),
+            object("ConfigMap", "sprout-inventory", none.clone()),
+            object("ConfigMap", "sprout-inventory-2", none.clone()),
+            object("Lease", "sprout-lock", none.clone()),
+            object("ServiceAccount", "default", none.clone()),
+            object("ServiceAccount", "sprout-env", none.clone()),
+            object("RoleBinding", "sprout-env", none.clone()),
+            object("Event", "x.1", none.clone()),
+            object(
+                "Secret",
+                "default-token-abc",
+                json!({"type": "kubernetes.io/service-account-token"}),
+            ),
+            json!({"kind": "Pod", "metadata": {"name": "web-1", "ownerReferences": [{"kind": "ReplicaSet"}]}}),
+            json!({"kind": "Pod", "metadata": {"name": "web-2", "deletionTimestamp": "2026-01-01T00:00:00Z"}}),
+        ];
+        for value in &bookkeeping {
+            assert!(is_bookkeeping(value), "{value}");
+        }
+        let foreign = [
+            object("ConfigMap", "foreign", none.clone()),
+            object("Secret", "db", json!({"type": "Opaque"})),
+            object("ServiceAccount", "ci", none.clone()),
+            object("RoleBinding", "admins", none.clone()),
+            object("Lease", "leader", none.clone()),
+        ];
+        for value in &foreign {
+            assert!(!is_bookkeeping(value), "{value}");
+        }
+        assert_eq!(describe_live(&foreign[0]), "ConfigMap/pr-1/foreign");
+    }
+}
