@@ -158,7 +158,7 @@ pub fn confine(objects: &mut [Object], scopes: &Scopes, boundary: &Boundary<'_>)
                 }
                 confine_webhooks(object, boundary);
                 rewrites.push(
-                    "its webhooks get a namespaceSelector confining them to the environment's namespaces",
+                    "its webhooks get a namespaceSelector confining them to the environment's namespaces, and rules for namespaced objects only",
                 );
             }
             "CustomResourceDefinition" => {
@@ -354,6 +354,13 @@ fn confine_webhooks(object: &mut Object, boundary: &Boundary<'_>) {
         let Some(hook) = hook.as_object_mut() else {
             continue;
         };
+        // A namespaceSelector does not apply to cluster-scoped objects: a rule for them would
+        // see (and could block) every tenant's.
+        if let Some(Value::Array(rules)) = hook.get_mut("rules") {
+            for rule in rules.iter_mut().filter_map(Value::as_object_mut) {
+                rule.insert("scope".into(), json!("Namespaced"));
+            }
+        }
         let selector = hook.entry("namespaceSelector").or_insert_with(|| json!({}));
         if !selector.is_object() {
             *selector = json!({});
@@ -538,7 +545,7 @@ mod tests {
             &[
                 "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: r, labels: {rbac.authorization.k8s.io/aggregate-to-admin: 'true', app: x}}\n",
                 "apiVersion: scheduling.k8s.io/v1\nkind: PriorityClass\nmetadata: {name: p}\nvalue: 1000\nglobalDefault: true\n",
-                "apiVersion: admissionregistration.k8s.io/v1\nkind: ValidatingWebhookConfiguration\nmetadata: {name: w}\nwebhooks:\n- name: a.b.c\n  clientConfig: {service: {name: s, namespace: pr-1}}\n  namespaceSelector: {matchLabels: {team: a}, matchExpressions: [{key: tier, operator: Exists}]}\n",
+                "apiVersion: admissionregistration.k8s.io/v1\nkind: ValidatingWebhookConfiguration\nmetadata: {name: w}\nwebhooks:\n- name: a.b.c\n  clientConfig: {service: {name: s, namespace: pr-1}}\n  namespaceSelector: {matchLabels: {team: a}, matchExpressions: [{key: tier, operator: Exists}]}\n  rules: [{operations: [CREATE], apiGroups: ['*'], apiVersions: ['*'], resources: ['*'], scope: '*'}]\n",
                 "apiVersion: v1\nkind: Service\nmetadata: {name: s, namespace: pr-1}\nspec: {type: NodePort, ports: [{port: 80, nodePort: 30080}]}\n",
             ],
             ALL,
@@ -558,6 +565,10 @@ mod tests {
                 {"key": "sprout.dev/environment", "operator": "In", "values": ["pr-1"]},
                 {"key": "sprout.dev/project", "operator": "In", "values": ["shop"]},
             ]})
+        );
+        assert_eq!(
+            objects[2].get(&["webhooks"]).unwrap()[0]["rules"][0]["scope"],
+            "Namespaced"
         );
         assert_eq!(
             objects[3].get(&["spec", "ports"]).unwrap(),
