@@ -161,6 +161,9 @@ pub fn confine(objects: &mut [Object], scopes: &Scopes, boundary: &Boundary<'_>)
                     "its webhooks get a namespaceSelector confining them to the environment's namespaces, and rules for namespaced objects only",
                 );
             }
+            "APIService" => refuse(
+                "an APIService serves its API group to every tenant of the cluster; it cannot be confined to one environment".into(),
+            ),
             "CustomResourceDefinition" => {
                 if let Some(config) = object
                     .get(&["spec", "conversion", "webhook", "clientConfig"])
@@ -478,6 +481,11 @@ mod tests {
                 "apiVersion: admissionregistration.k8s.io/v1\nkind: MutatingWebhookConfiguration\nmetadata: {name: w}\nwebhooks: [{name: a.b.c, clientConfig: {service: {name: s, namespace: other}}}]\n",
                 ALL,
                 "MutatingWebhookConfiguration/w: webhook `a.b.c` calls Service other/s, outside",
+            ),
+            (
+                "apiVersion: apiregistration.k8s.io/v1\nkind: APIService\nmetadata: {name: v1beta1.metrics.k8s.io}\n",
+                &["APIService"],
+                "APIService/v1beta1.metrics.k8s.io: an APIService serves its API group to every tenant",
             ),
             (
                 "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c, namespace: kube-system}\n",
