@@ -38,6 +38,18 @@ pub struct Settings {
     /// may fetch; any other remote resource is refused.
     #[serde(default)]
     pub remote_resources: Vec<String>,
+    /// What environments on a shared cluster (`cluster.provider: namespace`) may do beyond
+    /// their namespaces; see "What a fork may do on a shared cluster" in the README.
+    #[serde(default)]
+    pub shared_cluster: SharedCluster,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SharedCluster {
+    /// Cluster-scoped kinds (besides Namespaces and shared CRDs) a fork may apply, confined.
+    #[serde(default)]
+    pub allow_cluster_scoped: Vec<String>,
 }
 
 /// A namespace Secrets may be copied from, in the cluster of `context` (of the user's
@@ -71,6 +83,7 @@ impl Default for Settings {
             generators: Vec::new(),
             secret_sources: Vec::new(),
             remote_resources: Vec::new(),
+            shared_cluster: SharedCluster::default(),
         }
     }
 }
@@ -129,6 +142,7 @@ impl Project {
     pub fn environment(&self, name: &str) -> Result<Environment, SpecError> {
         let mut env = self.specs.load(name)?;
         env.project = self.identity().to_string();
+        env.allow_cluster_scoped = self.settings.shared_cluster.allow_cluster_scoped.clone();
         self.secret_copy_of(&env)?;
         Ok(env)
     }

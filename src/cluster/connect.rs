@@ -43,6 +43,16 @@ pub fn server_of(target: &Target) -> String {
 }
 
 pub async fn client(target: &Target) -> Result<kube::Client, ClusterError> {
+    let config = config(target).await?;
+    kube::Client::try_from(config).map_err(|e| ClusterError::Kubeconfig {
+        path: target.kubeconfig.display().to_string(),
+        message: e.to_string(),
+    })
+}
+
+/// The client configuration for a target: what [`client`] connects with, kept by callers that
+/// also need a client acting as another identity (see [`impersonating`]).
+pub async fn config(target: &Target) -> Result<kube::Config, ClusterError> {
     // kube uses ring, the AWS SDK brings aws-lc-rs: with two crypto providers compiled in,
     // rustls cannot pick one by itself.
     static CRYPTO: std::sync::Once = std::sync::Once::new();
@@ -73,8 +83,18 @@ pub async fn client(target: &Target) -> Result<kube::Client, ClusterError> {
     // allows to answer (timeoutSeconds at most 30, default 10) in most cases.
     config.connect_timeout = Some(Duration::from_secs(5));
     config.read_timeout = Some(Duration::from_secs(25));
+    Ok(config)
+}
+
+/// A client that sends every request as `user` (Kubernetes impersonation: the API server
+/// authorizes each request as that user, after checking that sprout's own identity may
+/// impersonate it). Used to apply an environment's objects as the environment itself.
+pub fn impersonating(config: &kube::Config, user: &str) -> Result<kube::Client, ClusterError> {
+    let mut config = config.clone();
+    config.auth_info.impersonate = Some(user.to_string());
+    config.auth_info.impersonate_groups = None;
     kube::Client::try_from(config).map_err(|e| ClusterError::Kubeconfig {
-        path: target.kubeconfig.display().to_string(),
+        path: user.to_string(),
         message: e.to_string(),
     })
 }

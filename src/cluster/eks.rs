@@ -8,7 +8,7 @@
 
 use super::ClusterError;
 use super::provider::{CLUSTER_PREFIX, ClusterRecord, OwnedCluster, Progress, Provider, Removal};
-use crate::fork::ownership::{ENVIRONMENT_LABEL, MANAGED_BY, MANAGED_BY_VALUE};
+use crate::fork::ownership::{ENVIRONMENT_LABEL, MANAGED_BY, MANAGED_BY_VALUE, PROJECT_LABEL};
 use crate::naming::{self, Backend};
 use crate::spec::{EksSpec, Environment, Provider as ProviderKind};
 use aws_sdk_eks::Client;
@@ -26,6 +26,8 @@ const PATIENCE: Duration = Duration::from_secs(40 * 60);
 
 pub struct Eks {
     env: String,
+    /// The project's identity, tagged on everything created ("" for none yet).
+    project: String,
     name: String,
     region: String,
     spec: Option<EksSpec>,
@@ -59,6 +61,7 @@ impl Eks {
         })?;
         Ok(Eks {
             env: env.name.clone(),
+            project: env.project.clone(),
             name: cluster_name(&env.name),
             region,
             spec,
@@ -74,10 +77,14 @@ impl Eks {
     }
 
     fn tags(&self) -> HashMap<String, String> {
-        HashMap::from([
+        let mut tags = HashMap::from([
             (MANAGED_BY.to_string(), MANAGED_BY_VALUE.to_string()),
             (ENVIRONMENT_LABEL.to_string(), self.env.clone()),
-        ])
+        ]);
+        if !self.project.is_empty() {
+            tags.insert(PROJECT_LABEL.to_string(), self.project.clone());
+        }
+        tags
     }
 
     fn spec(&self) -> Result<&EksSpec, ClusterError> {

@@ -18,6 +18,8 @@ const BUILTIN_CONFIG: &str = include_str!("../../templates/kind-cluster.yaml.ter
 pub struct Kind {
     name: String,
     env: String,
+    /// The project's identity, a label on every node ("" for none yet).
+    project: String,
     dir: PathBuf,
     template: (String, String),
 }
@@ -38,6 +40,7 @@ impl Kind {
         Kind {
             name: cluster_name(&env.name),
             env: env.name.clone(),
+            project: env.project.clone(),
             dir: dir.to_path_buf(),
             template,
         }
@@ -75,6 +78,7 @@ impl Provider for Kind {
             let mut context = tera::Context::new();
             context.insert("name", &self.name);
             context.insert("env", &self.env);
+            context.insert("project", &self.project);
             let site = TemplateSite {
                 file: self.template.0.clone(),
                 line: 1,

@@ -13,6 +13,7 @@ use std::time::Duration;
 pub struct Minikube {
     profile: String,
     env: String,
+    project: String,
     dir: PathBuf,
 }
 
@@ -21,6 +22,7 @@ impl Minikube {
         Minikube {
             profile: profile_name(&env.name),
             env: env.name.clone(),
+            project: env.project.clone(),
             dir: dir.to_path_buf(),
         }
     }
@@ -65,10 +67,13 @@ impl Provider for Minikube {
         let env = vec![("KUBECONFIG".to_string(), kubeconfig.as_os_str().to_owned())];
         if !self.profiles().await?.contains(&self.profile) {
             progress.phase(&format!("starting minikube profile {}", self.profile));
-            let labels = format!(
+            let mut labels = format!(
                 "kubelet.node-labels=app.kubernetes.io/managed-by=sprout,sprout.dev/environment={}",
                 self.env
             );
+            if !self.project.is_empty() {
+                labels.push_str(&format!(",sprout.dev/project={}", self.project));
+            }
             let args: Vec<OsString> = vec![
                 "start".into(),
                 "--profile".into(),

@@ -7,6 +7,7 @@ mod namespaces;
 pub mod ownership;
 mod patches;
 pub mod quantity;
+pub mod tenancy;
 mod workloads;
 
 pub use exclude::Excluded;
@@ -33,6 +34,9 @@ pub enum ForkError {
     },
     #[error(transparent)]
     Template(#[from] TemplateError),
+    /// Objects the environment may not apply (see [`tenancy`]), all of them, before any write.
+    #[error("{} object(s) refused:\n  {}", refusals.len(), refusals.join("\n  "))]
+    Refused { refusals: Vec<String> },
 }
 
 /// The environment's desired state, plus what the fork left out and what looks wrong.
@@ -81,9 +85,32 @@ pub fn fork(
         !env.on_shared_cluster(),
     );
     namespace_map.apply(&mut objects, &scopes);
-    let warnings = namespace_map.into_warnings();
+    let mut warnings = namespace_map.into_warnings();
+    let mut refusals = tenancy::reserved_name_refusals(&objects, env.on_shared_cluster());
     if env.on_shared_cluster() {
-        namespaces::isolate_cluster_scoped(&mut objects, &scopes, &env.name);
+        warnings.extend(namespaces::isolate_cluster_scoped(
+            &mut objects,
+            &scopes,
+            &env.name,
+        ));
+        let mut own_namespaces: std::collections::BTreeSet<String> = objects
+            .iter()
+            .filter(|o| o.kind() == "Namespace" && o.group().is_empty())
+            .map(|o| o.name().to_string())
+            .collect();
+        own_namespaces.insert(env.target_namespace().to_string());
+        let boundary = tenancy::Boundary {
+            env: &env.name,
+            project: &env.project,
+            namespaces: own_namespaces,
+            allowed_kinds: &env.allow_cluster_scoped,
+        };
+        let confined = tenancy::confine(&mut objects, &scopes, &boundary);
+        refusals.extend(confined.refusals);
+        warnings.extend(confined.rewrites);
+    }
+    if !refusals.is_empty() {
+        return Err(ForkError::Refused { refusals });
     }
 
     let scale = match &overlay.resources {

@@ -426,7 +426,7 @@ fn namespace_object(name: &str) -> Object {
 /// On a shared cluster: `<name>-<env>` for cluster-scoped objects other than CRDs and
 /// Namespaces, with references to them (binding roleRefs, priority, storage and ingress classes)
 /// following.
-pub fn isolate_cluster_scoped(objects: &mut [Object], scopes: &Scopes, env: &str) {
+pub fn isolate_cluster_scoped(objects: &mut [Object], scopes: &Scopes, env: &str) -> Vec<String> {
     let mut renamed: BTreeMap<(String, String), String> = BTreeMap::new();
     for object in objects.iter_mut() {
         let kind = object.kind().to_string();
@@ -442,11 +442,36 @@ pub fn isolate_cluster_scoped(objects: &mut [Object], scopes: &Scopes, env: &str
         renamed.insert((kind, name), new_name);
     }
     if renamed.is_empty() {
-        return;
+        return Vec::new();
     }
     let lookup =
         |kind: &str, name: &str| renamed.get(&(kind.to_string(), name.to_string())).cloned();
+    // Any renamed object by its old name, whatever its kind: what a container's args and env
+    // values name (`--webhook-name=x`, an IngressClass a controller watches, a ClusterRole).
+    let by_name: BTreeMap<&str, (&str, &str)> = renamed
+        .iter()
+        .map(|((kind, from), to)| (from.as_str(), (kind.as_str(), to.as_str())))
+        .collect();
+    let mut warnings = Vec::new();
     for object in objects.iter_mut() {
+        let described = object.object_ref().to_string();
+        follow_storage_class_annotations(object, &lookup);
+        if let Some(pod) = pod_spec_mut(object) {
+            for container in containers_mut(pod) {
+                let container_name = container
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string();
+                let mut unfollowed = Vec::new();
+                follow_container_values(container, &by_name, &mut unfollowed);
+                warnings.extend(unfollowed.into_iter().map(|(value, from, kind)| {
+                    format!(
+                        "{described}: container {container_name} value `{value}` mentions {kind} `{from}`, renamed `{from}-{env}` on this shared cluster; the fork cannot follow it"
+                    )
+                }));
+            }
+        }
         match object.kind() {
             "RoleBinding" | "ClusterRoleBinding" => {
                 if let Some(role_ref) = object.get_mut(&["roleRef"]).and_then(Value::as_object_mut)
@@ -501,6 +526,82 @@ pub fn isolate_cluster_scoped(objects: &mut [Object], scopes: &Scopes, env: &str
                 .and_then(|n| lookup("RuntimeClass", n))
             {
                 pod.insert("runtimeClassName".into(), Value::String(to));
+            }
+        }
+    }
+    warnings
+}
+
+/// The legacy `volume.beta.kubernetes.io/storage-class` annotation (a PVC's, or a StatefulSet
+/// claim template's) names a StorageClass like `storageClassName` does.
+fn follow_storage_class_annotations(
+    object: &mut Object,
+    lookup: &dyn Fn(&str, &str) -> Option<String>,
+) {
+    const ANNOTATION: &str = "volume.beta.kubernetes.io/storage-class";
+    let mut metadatas: Vec<&mut Value> = Vec::new();
+    match object.kind() {
+        "PersistentVolumeClaim" => metadatas.extend(object.get_mut(&["metadata"])),
+        "StatefulSet" => {
+            if let Some(Value::Array(templates)) = object.get_mut(&["spec", "volumeClaimTemplates"])
+            {
+                metadatas.extend(templates.iter_mut().filter_map(|t| t.get_mut("metadata")));
+            }
+        }
+        _ => {}
+    }
+    for metadata in metadatas {
+        rename_ref(
+            metadata.get_mut("annotations"),
+            ANNOTATION,
+            "StorageClass",
+            lookup,
+        );
+    }
+}
+
+/// Container args and env values that are, whole, the name of a renamed cluster-scoped object
+/// (or `--flag=<name>`) follow it; values that only mention one among other text are returned
+/// as (value, name, kind): the fork cannot know what they mean.
+fn follow_container_values(
+    container: &mut Map<String, Value>,
+    by_name: &BTreeMap<&str, (&str, &str)>,
+    unfollowed: &mut Vec<(String, String, String)>,
+) {
+    let mut follow = |value: &mut Value| {
+        let Some(text) = value.as_str() else {
+            return;
+        };
+        if let Some((_, to)) = by_name.get(text) {
+            *value = Value::String(to.to_string());
+            return;
+        }
+        if let Some((flag, argument)) = text.split_once('=')
+            && flag.starts_with('-')
+            && let Some((_, to)) = by_name.get(argument)
+        {
+            *value = Value::String(format!("{flag}={to}"));
+            return;
+        }
+        let words = text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '.'));
+        for word in words {
+            if let Some((kind, _)) = by_name.get(word) {
+                unfollowed.push((text.to_string(), word.to_string(), kind.to_string()));
+                return;
+            }
+        }
+    };
+    for key in ["args", "command"] {
+        if let Some(Value::Array(values)) = container.get_mut(key) {
+            // A command's first word is a program, not a reference.
+            let skip = usize::from(key == "command");
+            values.iter_mut().skip(skip).for_each(&mut follow);
+        }
+    }
+    if let Some(Value::Array(env)) = container.get_mut("env") {
+        for variable in env.iter_mut().filter_map(Value::as_object_mut) {
+            if let Some(value) = variable.get_mut("value") {
+                follow(value);
             }
         }
     }
@@ -755,5 +856,72 @@ mod tests {
             secret.body["stringData"]["seeds"],
             "db-0.db.pr-1-shop:9042,db-1.db.pr-1-shop:9042"
         );
+    }
+}
+
+#[cfg(test)]
+mod renamed_reference_tests {
+    use super::*;
+
+    fn object(value: Value) -> Object {
+        let Value::Object(body) = value else {
+            unreachable!()
+        };
+        Object::new(
+            body,
+            Origin {
+                file: "t".into(),
+                document: 1,
+            },
+        )
+    }
+
+    #[test]
+    fn legacy_annotations_args_and_env_follow_renamed_cluster_scoped_objects() {
+        let mut objects = vec![
+            object(
+                json!({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": "fast"}}),
+            ),
+            object(
+                json!({"apiVersion": "networking.k8s.io/v1", "kind": "IngressClass", "metadata": {"name": "internal"}}),
+            ),
+            object(
+                json!({"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration", "metadata": {"name": "guard"}}),
+            ),
+            object(json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                "metadata": {"name": "data", "namespace": "pr-1", "annotations": {"volume.beta.kubernetes.io/storage-class": "fast"}}})),
+            object(
+                json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "ctl", "namespace": "pr-1"},
+                "spec": {"template": {"spec": {"containers": [{"name": "ctl", "image": "x",
+                    "command": ["guard"],
+                    "args": ["--webhook-name=guard", "internal", "--classes=internal,public", "--other=fast-lane"],
+                    "env": [{"name": "CLASS", "value": "internal"}, {"name": "SC", "value": "fast"}]}]}}}}),
+            ),
+        ];
+        let scopes = Scopes::from_objects(&objects);
+        let warnings = isolate_cluster_scoped(&mut objects, &scopes, "pr-1");
+        assert_eq!(
+            objects[3].get(&["metadata", "annotations"]).unwrap(),
+            &json!({"volume.beta.kubernetes.io/storage-class": "fast-pr-1"})
+        );
+        let container = &objects[4]
+            .get(&["spec", "template", "spec", "containers"])
+            .unwrap()[0];
+        assert_eq!(container["command"], json!(["guard"]));
+        assert_eq!(
+            container["args"],
+            json!([
+                "--webhook-name=guard-pr-1",
+                "internal-pr-1",
+                "--classes=internal,public",
+                "--other=fast-lane"
+            ])
+        );
+        assert_eq!(container["env"][0]["value"], "internal-pr-1");
+        assert_eq!(container["env"][1]["value"], "fast-pr-1");
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].starts_with(
+            "Deployment/pr-1/ctl: container ctl value `--classes=internal,public` mentions IngressClass `internal`, renamed `internal-pr-1`"
+        ), "{warnings:?}");
     }
 }

@@ -129,7 +129,7 @@ pub(super) async fn release(
             let mut live = connect(&env.name, &target).await?;
             held.guard_cluster(env, &mut live, None).await?;
             released.objects = Some(
-                sync::teardown(&mut live, &env.name, env.target_namespace())
+                sync::teardown(&mut live, owner(env), env.target_namespace(), true)
                     .await
                     .in_stage(&env.name, Stage::Sync)?,
             );
@@ -167,6 +167,13 @@ pub(super) async fn release(
     Ok(released)
 }
 
+fn owner(env: &Environment) -> sync::Owner<'_> {
+    sync::Owner {
+        env: &env.name,
+        project: &env.project,
+    }
+}
+
 fn remove_user_context(session: &Session<'_>, env: &str) -> Result<Option<String>> {
     let user_kubeconfig = session.user_kubeconfig.clone().unwrap_or_else(|| {
         std::env::var_os("HOME")
@@ -195,7 +202,7 @@ async fn refuse_if_it_holds_kept_objects(
     };
     let check = async {
         let mut live = connect(&env.name, &target).await?;
-        sync::marked_to_survive(&mut live, &env.name, env.target_namespace())
+        sync::marked_to_survive(&mut live, owner(env), env.target_namespace())
             .await
             .in_stage(&env.name, Stage::Sync)
     };

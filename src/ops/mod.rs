@@ -199,10 +199,16 @@ pub fn urls_of(objects: &[crate::object::Object]) -> Vec<String> {
 }
 
 pub async fn connect(env: &str, target: &Target) -> Result<Live> {
-    let client = cluster::client(target)
+    let config = cluster::config(target)
         .await
         .in_stage(env, Stage::Cluster)?;
-    Ok(Live::new(client, cluster::server_of(target)))
+    let client = kube::Client::try_from(config.clone())
+        .map_err(|e| crate::cluster::ClusterError::Kubeconfig {
+            path: target.kubeconfig.display().to_string(),
+            message: e.to_string(),
+        })
+        .in_stage(env, Stage::Cluster)?;
+    Ok(Live::new(client, cluster::server_of(target)).with_config(config))
 }
 
 /// Completes `desired` with what only a cluster can provide: the Secrets the environment copies

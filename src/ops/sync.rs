@@ -64,9 +64,15 @@ pub async fn converge(
         let plan = SyncPlan::new(env, desired);
         held.guard_cluster(env, &mut live, Some((&plan, options)))
             .await?;
-        sync::sync(&mut live, &plan, options)
+        let result = sync::sync(&mut live, &plan, options)
             .await
-            .in_stage(&env.name, Stage::Sync)
+            .in_stage(&env.name, Stage::Sync);
+        if result.is_err()
+            && let Some(namespace) = held.created_namespace()
+        {
+            undo_namespace(session, &live, namespace).await;
+        }
+        result
     }
     .await;
     let mut outcome = outcome;
@@ -108,6 +114,22 @@ pub async fn converge(
     }
     store.save(state)?;
     outcome
+}
+
+/// A first sync that failed before its inventory was written leaves nothing to track the
+/// namespace its lock was made in: delete it (best effort, with the lock in it), so that no
+/// orphaned namespace stays behind. Once an inventory exists, `down` owns the cleanup.
+async fn undo_namespace(session: &Session<'_>, live: &crate::sync::live::Live, namespace: &str) {
+    match sync::inventory::exists(live, namespace).await {
+        Ok(false) => {}
+        _ => return,
+    }
+    let api: kube::Api<k8s_openapi::api::core::v1::Namespace> = kube::Api::all(live.client.clone());
+    if api.delete(namespace, &Default::default()).await.is_ok() {
+        session.progress.phase(&format!(
+            "deleted namespace {namespace}: this sync made it and failed before recording anything in it"
+        ));
+    }
 }
 
 /// Objects that failed their health check, named (an operation that leaves any fails).

@@ -38,6 +38,9 @@ pub struct Environment {
     /// The project's identity (`project` in sprout.yaml), carried by everything sprout creates
     /// for the environment; empty for a project that has none yet.
     pub project: String,
+    /// Cluster-scoped kinds the environment may apply on a shared cluster (sprout.yaml
+    /// `sharedCluster.allowClusterScoped`); see `fork::tenancy`.
+    pub allow_cluster_scoped: Vec<String>,
     /// The spec file, relative to the project root, for messages.
     pub file: String,
     /// The spec file's text, for locating template errors.
@@ -98,6 +101,7 @@ impl Environment {
         Environment {
             name: name.to_string(),
             project: project.identity().to_string(),
+            allow_cluster_scoped: project.settings.shared_cluster.allow_cluster_scoped.clone(),
             file: format!("(removed) environments/{name}.yaml"),
             text: String::new(),
             labels: BTreeMap::new(),
@@ -446,6 +450,7 @@ fn resolve(chain: Vec<Parsed>) -> Result<Environment, SpecError> {
     let doc = own.document.clone();
     Ok(Environment {
         project: String::new(),
+        allow_cluster_scoped: Vec::new(),
         name: doc.metadata.name.clone(),
         file: own.file,
         text: own.text,

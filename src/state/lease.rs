@@ -240,6 +240,22 @@ async fn ensure_namespace(
             .as_ref()
             .and_then(|l| l.get(ENVIRONMENT_LABEL))
             .cloned();
+        let other_project = existing
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(PROJECT_LABEL))
+            .filter(|p| !p.is_empty() && !project.is_empty() && p.as_str() != project)
+            .cloned();
+        if let Some(other) = other_project {
+            return Err(LeaseError::Sync(SyncError::NotOurs {
+                object: format!("Namespace/{namespace}"),
+                owner: format!(
+                    "labelled for environment `{}` of project `{other}`",
+                    owner.unwrap_or_default()
+                ),
+            }));
+        }
         return match owner.as_deref() {
             Some(owner) if owner == env => Ok(false),
             _ => Err(LeaseError::Sync(SyncError::NotOurs {

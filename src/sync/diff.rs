@@ -58,7 +58,7 @@ pub async fn diff(live: &mut Live, plan: &SyncPlan<'_>) -> Result<Vec<ObjectDiff
             continue;
         };
         let force = inventory.entries.contains_key(&reference);
-        if !force && !super::owned_by(current, plan.env) {
+        if !force && !super::owned_by(current, plan.owner()) {
             let refusal = super::SyncError::NotOurs {
                 object: reference.to_string(),
                 owner: super::owner_description(current),

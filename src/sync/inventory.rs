@@ -1,21 +1,33 @@
 //! The inventory: which objects an environment has applied, kept in the target cluster as the
-//! ConfigMap `sprout-inventory` in the environment's namespace, with the synced commit.
+//! ConfigMap `sprout-inventory` in the environment's namespace, with the synced commit, and as
+//! many shards `sprout-inventory-<n>` as its entries need (a ConfigMap holds at most 1 MiB:
+//! one alone would stop an environment at a few thousand objects). Every part carries the label
+//! `sprout.dev/inventory: <env>`; reading takes the union of the parts found, so a crash between
+//! writing two parts loses no entry (at worst a stale shard keeps entries a later sync prunes).
 //!
 //! It is the only thing prune and teardown trust: an object is deleted only if it is listed here
 //! and still carries the environment's label. It grows before objects are applied (a crash
 //! mid-apply leaves nothing untracked) and shrinks only after a delete is confirmed.
 
+use super::Owner;
 use super::SyncError;
 use super::live::{FIELD_MANAGER, Live};
-use crate::fork::ownership::{ENVIRONMENT_LABEL, MANAGED_BY, MANAGED_BY_VALUE};
+use crate::fork::ownership::{ENVIRONMENT_LABEL, MANAGED_BY, MANAGED_BY_VALUE, PROJECT_LABEL};
 use crate::object::ObjectRef;
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, ListParams, Patch, PatchParams};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::collections::BTreeMap;
 
 pub const INVENTORY_NAME: &str = "sprout-inventory";
+/// On every part of an inventory: the environment it belongs to.
+const PART_LABEL: &str = "sprout.dev/inventory";
+/// The most bytes of entries one part holds: well under the 1 MiB a ConfigMap may hold.
+const SHARD_BYTES: usize = 640 * 1024;
+/// Overrides [`SHARD_BYTES`] (at least 4 KiB): lets a test see several shards without
+/// thousands of objects.
+const SHARD_BYTES_VARIABLE: &str = "SPROUT_INVENTORY_SHARD_BYTES";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
@@ -36,8 +48,8 @@ pub struct Inventory {
 
 impl Inventory {
     /// Reads the inventory; none yet is an empty one. An inventory labelled for another
-    /// environment is an error: two environments must never share one.
-    pub async fn load(live: &Live, namespace: &str, env: &str) -> Result<Self, SyncError> {
+    /// environment or another project is an error naming it: it is never taken over.
+    pub async fn load(live: &Live, namespace: &str, owner: Owner<'_>) -> Result<Self, SyncError> {
         let api: Api<ConfigMap> = Api::namespaced(live.client.clone(), namespace);
         let found = super::live::retrying(|| api.get_opt(INVENTORY_NAME))
             .await
@@ -45,58 +57,85 @@ impl Inventory {
         let Some(config_map) = found else {
             return Ok(Inventory::default());
         };
-        let owner = config_map
-            .metadata
-            .labels
-            .as_ref()
-            .and_then(|l| l.get(ENVIRONMENT_LABEL))
-            .cloned()
-            .unwrap_or_default();
-        if owner != env {
-            return Err(SyncError::Inventory {
-                message: format!(
-                    "ConfigMap {namespace}/{INVENTORY_NAME} belongs to environment `{owner}`, not `{env}`; \
-                     two environments cannot share a namespace"
-                ),
-            });
-        }
-        let data = config_map.data.unwrap_or_default();
-        let entries: Vec<Entry> = match data.get("entries") {
-            Some(text) => serde_json::from_str(text).map_err(|e| SyncError::Inventory {
-                message: format!("{namespace}/{INVENTORY_NAME} is unreadable ({e}); it must not be edited by hand"),
-            })?,
-            None => Vec::new(),
+        check_owner(&config_map, namespace, owner)?;
+        let params = ListParams::default().labels(&format!("{PART_LABEL}={}", owner.env));
+        let parts = super::live::retrying(|| api.list(&params))
+            .await
+            .map_err(|e| live.call_error("read the inventory's shards", e))?;
+        let mut inventory = Inventory {
+            commit: config_map
+                .data
+                .as_ref()
+                .and_then(|d| d.get("commit"))
+                .cloned()
+                .filter(|c| !c.is_empty()),
+            entries: BTreeMap::new(),
         };
-        Ok(Inventory {
-            commit: data.get("commit").cloned().filter(|c| !c.is_empty()),
-            entries: entries
-                .into_iter()
-                .map(|e| (e.reference.clone(), e))
-                .collect(),
-        })
+        let shards = parts
+            .items
+            .into_iter()
+            .filter(|p| p.metadata.name.as_deref().is_some_and(is_shard_name));
+        for part in std::iter::once(config_map).chain(shards) {
+            check_owner(&part, namespace, owner)?;
+            let name = part.metadata.name.clone().unwrap_or_default();
+            let Some(text) = part.data.as_ref().and_then(|d| d.get("entries")) else {
+                continue;
+            };
+            let entries: Vec<Entry> =
+                serde_json::from_str(text).map_err(|e| SyncError::Inventory {
+                    message: format!(
+                        "{namespace}/{name} is unreadable ({e}); it must not be edited by hand"
+                    ),
+                })?;
+            inventory
+                .entries
+                .extend(entries.into_iter().map(|e| (e.reference.clone(), e)));
+        }
+        Ok(inventory)
     }
 
-    pub async fn save(&self, live: &Live, namespace: &str, env: &str) -> Result<(), SyncError> {
+    /// Writes the inventory: its shards first, then the head (with the commit), then removes
+    /// shards no longer needed.
+    pub async fn save(
+        &self,
+        live: &Live,
+        namespace: &str,
+        owner: Owner<'_>,
+    ) -> Result<(), SyncError> {
         let api: Api<ConfigMap> = Api::namespaced(live.client.clone(), namespace);
-        let entries: Vec<&Entry> = self.entries.values().collect();
-        let body = json!({
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": {
-                "name": INVENTORY_NAME,
-                "namespace": namespace,
-                "labels": {MANAGED_BY: MANAGED_BY_VALUE, ENVIRONMENT_LABEL: env},
-            },
-            "data": {
-                "commit": self.commit.clone().unwrap_or_default(),
-                "entries": serde_json::to_string(&entries).expect("entries serialize"),
-            },
-        });
+        let shards = shard(self.entries.values(), shard_bytes());
         let params = PatchParams::apply(FIELD_MANAGER).force();
-        let patch = Patch::Apply(&body);
-        super::live::retrying(|| api.patch(INVENTORY_NAME, &params, &patch))
+        let mut labels = json!({MANAGED_BY: MANAGED_BY_VALUE, ENVIRONMENT_LABEL: owner.env, PART_LABEL: owner.env});
+        if !owner.project.is_empty() {
+            labels[PROJECT_LABEL] = json!(owner.project);
+        }
+        for (index, entries) in shards.iter().enumerate().rev() {
+            let name = part_name(index);
+            let mut data = json!({"entries": entries});
+            if index == 0 {
+                data["commit"] = json!(self.commit.clone().unwrap_or_default());
+            }
+            let body = json!({
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": name, "namespace": namespace, "labels": labels},
+                "data": data,
+            });
+            let patch = Patch::Apply(&body);
+            super::live::retrying(|| api.patch(&name, &params, &patch))
+                .await
+                .map_err(|e| live.call_error("write the inventory", e))?;
+        }
+        let list = ListParams::default().labels(&format!("{PART_LABEL}={}", owner.env));
+        let parts = super::live::retrying(|| api.list(&list))
             .await
-            .map_err(|e| live.call_error("write the inventory", e))?;
+            .map_err(|e| live.call_error("read the inventory's shards", e))?;
+        for part in parts.items {
+            let name = part.metadata.name.unwrap_or_default();
+            if is_shard_name(&name) && shard_index(&name).is_some_and(|i| i >= shards.len()) {
+                delete_part(live, &api, &name).await?;
+            }
+        }
         Ok(())
     }
 
@@ -105,12 +144,154 @@ impl Inventory {
     }
 }
 
-/// Deletes the inventory ConfigMap (when its environment is gone); absent is fine.
-pub async fn delete(live: &Live, namespace: &str) -> Result<(), SyncError> {
+/// Whether an inventory exists in `namespace` (whoever it belongs to).
+pub async fn exists(live: &Live, namespace: &str) -> Result<bool, SyncError> {
     let api: Api<ConfigMap> = Api::namespaced(live.client.clone(), namespace);
-    match api.delete(INVENTORY_NAME, &Default::default()).await {
+    super::live::retrying(|| api.get_opt(INVENTORY_NAME))
+        .await
+        .map(|found| found.is_some())
+        .map_err(|e| live.call_error("read the inventory", e))
+}
+
+fn check_owner(part: &ConfigMap, namespace: &str, owner: Owner<'_>) -> Result<(), SyncError> {
+    let labels = part.metadata.labels.clone().unwrap_or_default();
+    let name = part.metadata.name.as_deref().unwrap_or(INVENTORY_NAME);
+    let env = labels.get(ENVIRONMENT_LABEL).cloned().unwrap_or_default();
+    if env != owner.env {
+        return Err(SyncError::Inventory {
+            message: format!(
+                "ConfigMap {namespace}/{name} belongs to environment `{env}`, not `{}`; \
+                 two environments cannot share a namespace",
+                owner.env
+            ),
+        });
+    }
+    match labels.get(PROJECT_LABEL) {
+        Some(project)
+            if !project.is_empty() && !owner.project.is_empty() && project != owner.project =>
+        {
+            Err(SyncError::Inventory {
+                message: format!(
+                    "ConfigMap {namespace}/{name} belongs to environment `{env}` of project `{project}`, not of this project (`{}`); \
+                     sprout never takes over, prunes or deletes another project's objects: give this environment another namespace",
+                    owner.project
+                ),
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
+fn shard_bytes() -> usize {
+    std::env::var(SHARD_BYTES_VARIABLE)
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .map_or(SHARD_BYTES, |n| n.max(4096))
+}
+
+/// The entries as JSON arrays of at most `limit` bytes each (at least one, maybe empty), in
+/// order: part 0 is the head.
+fn shard<'e>(entries: impl Iterator<Item = &'e Entry>, limit: usize) -> Vec<String> {
+    let mut shards = Vec::new();
+    let mut current: Vec<String> = Vec::new();
+    let mut size = 2;
+    for entry in entries {
+        let text = serde_json::to_string(entry).expect("entries serialize");
+        if !current.is_empty() && size + text.len() + 1 > limit {
+            shards.push(format!("[{}]", current.join(",")));
+            current.clear();
+            size = 2;
+        }
+        size += text.len() + 1;
+        current.push(text);
+    }
+    shards.push(format!("[{}]", current.join(",")));
+    shards
+}
+
+fn part_name(index: usize) -> String {
+    match index {
+        0 => INVENTORY_NAME.to_string(),
+        n => format!("{INVENTORY_NAME}-{n}"),
+    }
+}
+
+fn shard_index(name: &str) -> Option<usize> {
+    name.strip_prefix(INVENTORY_NAME)?
+        .strip_prefix('-')?
+        .parse()
+        .ok()
+}
+
+fn is_shard_name(name: &str) -> bool {
+    shard_index(name).is_some_and(|i| i > 0)
+}
+
+async fn delete_part(live: &Live, api: &Api<ConfigMap>, name: &str) -> Result<(), SyncError> {
+    match api.delete(name, &Default::default()).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
         Err(e) => Err(live.call_error("delete the inventory", e)),
+    }
+}
+
+/// Deletes the inventory, every part of it (when its environment is gone); absent is fine.
+pub async fn delete(live: &Live, namespace: &str, owner: Owner<'_>) -> Result<(), SyncError> {
+    let api: Api<ConfigMap> = Api::namespaced(live.client.clone(), namespace);
+    let list = ListParams::default().labels(&format!("{PART_LABEL}={}", owner.env));
+    let parts = super::live::retrying(|| api.list(&list))
+        .await
+        .map_err(|e| live.call_error("read the inventory's shards", e))?;
+    for part in parts.items {
+        let name = part.metadata.name.unwrap_or_default();
+        if is_shard_name(&name) {
+            delete_part(live, &api, &name).await?;
+        }
+    }
+    delete_part(live, &api, INVENTORY_NAME).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(i: usize) -> Entry {
+        Entry {
+            reference: ObjectRef {
+                group: String::new(),
+                kind: "ConfigMap".into(),
+                namespace: "pr-1".into(),
+                name: format!("config-{i:05}"),
+            },
+            api_version: "v1".into(),
+            hash: format!("{i:064x}"),
+        }
+    }
+
+    #[test]
+    fn twenty_thousand_entries_fit_in_shards_under_the_limit_and_read_back_whole() {
+        let entries: Vec<Entry> = (0..20_000).map(entry).collect();
+        let shards = shard(entries.iter(), SHARD_BYTES);
+        assert!(shards.len() > 1, "{}", shards.len());
+        assert!(shards.iter().all(|s| s.len() <= SHARD_BYTES));
+        let back: Vec<Entry> = shards
+            .iter()
+            .flat_map(|s| serde_json::from_str::<Vec<Entry>>(s).unwrap())
+            .collect();
+        assert_eq!(back, entries);
+    }
+
+    #[test]
+    fn an_empty_inventory_is_one_empty_part() {
+        assert_eq!(shard(std::iter::empty(), 4096), vec!["[]".to_string()]);
+    }
+
+    #[test]
+    fn part_names() {
+        assert_eq!(part_name(0), "sprout-inventory");
+        assert_eq!(part_name(3), "sprout-inventory-3");
+        assert!(is_shard_name("sprout-inventory-3"));
+        assert!(!is_shard_name("sprout-inventory"));
+        assert!(!is_shard_name("sprout-inventory-x"));
     }
 }

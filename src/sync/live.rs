@@ -33,6 +33,11 @@ pub struct Live {
     pub client: kube::Client,
     pub server: String,
     discovery: Option<Discovery>,
+    /// How `client` was configured, to make clients that act as another identity.
+    config: Option<kube::Config>,
+    /// Writes to namespaced objects go through this client when set: the environment's own
+    /// identity on a shared cluster, so the API server confines them (see `sync::tenant`).
+    tenant: Option<kube::Client>,
 }
 
 /// How an object is addressed: its API resource and whether it is namespaced.
@@ -48,6 +53,42 @@ impl Live {
             client,
             server,
             discovery: None,
+            config: None,
+            tenant: None,
+        }
+    }
+
+    /// Keeps the client's configuration, so that [`Live::act_as_tenant`] can be used.
+    pub fn with_config(mut self, config: kube::Config) -> Self {
+        self.config = Some(config);
+        self
+    }
+
+    /// From now on, writes to namespaced objects are sent as `user` (impersonated). Without a
+    /// kept configuration (a client made by hand) there is no identity to switch to: an error,
+    /// never a silent write with sprout's own rights.
+    pub fn act_as_tenant(&mut self, user: &str) -> Result<(), SyncError> {
+        let Some(config) = &self.config else {
+            return Err(SyncError::Api {
+                what: format!("act as {user}"),
+                message: "the client was made without its configuration".into(),
+            });
+        };
+        let client = crate::cluster::impersonating(config, user).map_err(|e| SyncError::Api {
+            what: format!("act as {user}"),
+            message: e.to_string(),
+        })?;
+        self.tenant = Some(client);
+        Ok(())
+    }
+
+    /// The API for writes: as the tenant for namespaced objects when one is set.
+    fn write_api(&self, resolved: &Resolved, namespace: &str) -> Api<DynamicObject> {
+        match (&self.tenant, resolved.namespaced) {
+            (Some(tenant), true) => {
+                Api::namespaced_with(tenant.clone(), namespace, &resolved.resource)
+            }
+            _ => self.api(resolved, namespace),
         }
     }
 
@@ -71,6 +112,46 @@ impl Live {
         };
         self.discovery = Some(discovery);
         Ok(())
+    }
+
+    /// Every object in `namespace`, of every namespaced kind the server serves that can be
+    /// listed (a discovery of all groups, then one list per kind): what a namespace holds
+    /// before it may be deleted. Leaves the discovery of `discover` in place.
+    pub async fn namespace_contents(&self, namespace: &str) -> Result<Vec<Value>, SyncError> {
+        let everything = match Discovery::new(self.client.clone()).run_aggregated().await {
+            Ok(d) if d.groups().next().is_some() => d,
+            _ => Discovery::new(self.client.clone())
+                .run()
+                .await
+                .map_err(|e| self.call_error("discovery", e))?,
+        };
+        let mut contents = Vec::new();
+        for group in everything.groups() {
+            for (resource, caps) in group.recommended_resources() {
+                if caps.scope != Scope::Namespaced || !caps.supports_operation("list") {
+                    continue;
+                }
+                let resolved = Resolved {
+                    resource,
+                    namespaced: true,
+                };
+                let api = self.api(&resolved, namespace);
+                let params = ListParams::default();
+                let found = retrying(|| api.list(&params)).await.map_err(|e| {
+                    self.call_error(
+                        &format!("list {} in {namespace}", resolved.resource.plural),
+                        e,
+                    )
+                })?;
+                contents.extend(found.items.into_iter().map(|o| {
+                    let mut value = serde_json::to_value(o).expect("objects serialize");
+                    value["kind"] = Value::String(resolved.resource.kind.clone());
+                    value["apiVersion"] = Value::String(resolved.resource.api_version.clone());
+                    value
+                }));
+            }
+        }
+        Ok(contents)
     }
 
     pub fn resolve_kind(&self, api_version: &str, kind: &str) -> Option<Resolved> {
@@ -192,7 +273,13 @@ impl Live {
         force: bool,
         dry_run: bool,
     ) -> Result<Value, SyncError> {
-        let api = self.api(resolved, object.namespace());
+        // Dry runs (comparisons, preflight) read with sprout's identity; the environment's
+        // identity may not exist yet.
+        let api = if dry_run {
+            self.api(resolved, object.namespace())
+        } else {
+            self.write_api(resolved, object.namespace())
+        };
         let mut params = PatchParams::apply(FIELD_MANAGER);
         params.force = force;
         params.dry_run = dry_run;
@@ -216,7 +303,7 @@ impl Live {
         reference: &ObjectRef,
         uid: &str,
     ) -> Result<bool, SyncError> {
-        let api = self.api(resolved, &reference.namespace);
+        let api = self.write_api(resolved, &reference.namespace);
         let params = DeleteParams {
             propagation_policy: Some(PropagationPolicy::Background),
             preconditions: Some(Preconditions {

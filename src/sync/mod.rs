@@ -26,8 +26,9 @@ mod replace;
 pub mod secret_copies;
 mod server_defaults;
 mod snapshot;
+pub mod tenant;
 
-use crate::fork::ownership::ENVIRONMENT_LABEL;
+use crate::fork::ownership::{ENVIRONMENT_LABEL, PROJECT_LABEL};
 use crate::object::{Object, ObjectRef, apply_rank};
 use futures::StreamExt;
 use health::{Health, HealthReport};
@@ -138,6 +139,8 @@ pub struct SyncReport {
 /// One environment's sync: its name, the namespace holding its inventory, and what it wants.
 pub struct SyncPlan<'a> {
     pub env: &'a str,
+    /// The project's identity ("" for a project without one).
+    pub project: &'a str,
     pub inventory_namespace: &'a str,
     pub commit: &'a str,
     pub objects: &'a [Object],
@@ -152,12 +155,30 @@ impl<'a> SyncPlan<'a> {
     ) -> Self {
         SyncPlan {
             env: &env.name,
+            project: &env.project,
             inventory_namespace: env.target_namespace(),
             commit: &desired.commit,
             objects: &desired.objects,
             shared_cluster: env.on_shared_cluster(),
         }
     }
+}
+
+impl SyncPlan<'_> {
+    pub fn owner(&self) -> Owner<'_> {
+        Owner {
+            env: self.env,
+            project: self.project,
+        }
+    }
+}
+
+/// Who an environment's objects belong to: the environment, of one project. Two projects may
+/// both have an environment `pr-42` on one cluster; neither may touch the other's objects.
+#[derive(Debug, Clone, Copy)]
+pub struct Owner<'a> {
+    pub env: &'a str,
+    pub project: &'a str,
 }
 
 /// API groups of the desired objects and the inventory, and the core group.
@@ -178,7 +199,7 @@ struct LiveView<'o> {
 }
 
 async fn read_live<'o>(live: &mut Live, plan: &SyncPlan<'o>) -> Result<LiveView<'o>, SyncError> {
-    let inventory = Inventory::load(live, plan.inventory_namespace, plan.env).await?;
+    let inventory = Inventory::load(live, plan.inventory_namespace, plan.owner()).await?;
     live.discover(&groups_of(plan, &inventory)).await?;
     let resolvable: Vec<&Object> = plan
         .objects
@@ -353,16 +374,8 @@ pub async fn sync(
         .iter()
         .partition(|o| is_definition_or_namespace(o));
 
-    // Stage 1: CRDs and Namespaces, then the grown inventory (its namespace exists now).
-    let mut failures = apply_batch(
-        live,
-        &first,
-        &actions,
-        options.concurrency,
-        &mut changes,
-        &mut snapshot,
-    )
-    .await;
+    // Stage 1: the grown inventory first — every object is recorded before it is applied, so
+    // a failure anywhere after leaves nothing untracked — then CRDs and Namespaces.
     for object in plan.objects {
         if is_shared(object, plan.shared_cluster) {
             continue;
@@ -376,14 +389,67 @@ pub async fn sync(
                 hash: String::new(),
             });
     }
+    let mut first = first;
+    if inventory != old {
+        // The inventory lives in the environment's namespace, which it records too: sprout
+        // makes that namespace (idempotently) just before, and takes it back if the inventory
+        // cannot be written, so a failed first sync leaves no namespace behind.
+        let home = make_home(live, plan, &snapshot).await?;
+        if let Some((reference, _)) = &home {
+            first.retain(|o| o.object_ref() != *reference);
+            changes.created.push(reference.to_string());
+            changes.writes += 1;
+        }
+        if let Err(e) = inventory
+            .save(live, plan.inventory_namespace, plan.owner())
+            .await
+        {
+            if let Some((reference, applied)) = &home
+                && let Some(resolved) = live.resolve_kind("v1", "Namespace")
+            {
+                let uid = applied.pointer("/metadata/uid").and_then(Value::as_str);
+                let _ = live
+                    .delete(&resolved, reference, uid.unwrap_or_default())
+                    .await;
+            }
+            return Err(e);
+        }
+        if let Some((reference, applied)) = home {
+            snapshot.insert(reference, applied);
+        }
+        changes.writes += 1;
+    }
+    let failures = apply_batch(
+        live,
+        &first,
+        &actions,
+        options.concurrency,
+        &mut changes,
+        &mut snapshot,
+    )
+    .await;
     if !failures.is_empty() {
         return Err(several(failures));
     }
-    if inventory != old {
-        inventory
-            .save(live, plan.inventory_namespace, plan.env)
-            .await?;
-        changes.writes += 1;
+    let mut failures = Vec::new();
+    if plan.shared_cluster {
+        // From here on namespaced objects are written as the environment's own identity.
+        let mut namespaces: BTreeSet<String> = plan
+            .objects
+            .iter()
+            .map(|o| o.namespace().to_string())
+            .chain(inventory.entries.keys().map(|r| r.namespace.clone()))
+            .filter(|ns| !ns.is_empty())
+            .collect();
+        namespaces.insert(plan.inventory_namespace.to_string());
+        changes.writes += tenant::ensure(
+            live,
+            plan.inventory_namespace,
+            &namespaces,
+            plan.env,
+            plan.project,
+        )
+        .await?;
     }
     let crds: Vec<&Object> = first
         .iter()
@@ -437,7 +503,7 @@ pub async fn sync(
     if !failures.is_empty() {
         if inventory != old {
             inventory
-                .save(live, plan.inventory_namespace, plan.env)
+                .save(live, plan.inventory_namespace, plan.owner())
                 .await?;
         }
         return Err(several(failures));
@@ -446,11 +512,11 @@ pub async fn sync(
     lap("stages 2 and 3 applied");
     // Prune what the inventory holds and git no longer wants, then record the result.
     let desired: BTreeSet<ObjectRef> = plan.objects.iter().map(Object::object_ref).collect();
-    prune::prune_stale(live, &mut inventory, &desired, plan.env, &mut changes).await?;
+    prune::prune_stale(live, &mut inventory, &desired, plan.owner(), &mut changes).await?;
     inventory.commit = Some(plan.commit.to_string());
     if inventory != old {
         inventory
-            .save(live, plan.inventory_namespace, plan.env)
+            .save(live, plan.inventory_namespace, plan.owner())
             .await?;
         changes.writes += 1;
     }
@@ -495,6 +561,27 @@ fn tiers<'o>(objects: &[&'o Object]) -> [Vec<&'o Object>; 3] {
     tiers
 }
 
+/// Creates the environment's namespace (the inventory's home) from the desired Namespace when
+/// it does not exist yet; returns it as applied when this call created it.
+async fn make_home(
+    live: &Live,
+    plan: &SyncPlan<'_>,
+    snapshot: &Snapshot,
+) -> Result<Option<(ObjectRef, Value)>, SyncError> {
+    let Some(namespace) = plan.objects.iter().find(|o| {
+        o.kind() == "Namespace" && o.group().is_empty() && o.name() == plan.inventory_namespace
+    }) else {
+        return Ok(None);
+    };
+    let reference = namespace.object_ref();
+    if snapshot.contains(&reference) {
+        return Ok(None);
+    }
+    let resolved = live.resolve(namespace)?;
+    let applied = live.apply(&resolved, namespace, false, false).await?;
+    Ok(Some((reference, applied)))
+}
+
 fn is_definition_or_namespace(object: &Object) -> bool {
     matches!(
         (object.group(), object.kind()),
@@ -503,34 +590,173 @@ fn is_definition_or_namespace(object: &Object) -> bool {
 }
 
 /// Deletes every object of the environment's inventory (reverse apply order, with prune's
-/// safety rules), then the inventory itself once it is empty.
+/// safety rules), then the inventory itself once it is empty. A Namespace goes last and only
+/// when nothing but sprout's bookkeeping is left in it (see [`teardown_namespaces`]): deleting
+/// a namespace deletes everything in it, and sprout deletes only what it applied. On a shared
+/// cluster the deletes of namespaced objects go as the environment's identity.
 pub async fn teardown(
     live: &mut Live,
-    env: &str,
+    owner: Owner<'_>,
     inventory_namespace: &str,
+    shared_cluster: bool,
 ) -> Result<ChangeSet, SyncError> {
-    let mut inventory = Inventory::load(live, inventory_namespace, env).await?;
+    let mut inventory = Inventory::load(live, inventory_namespace, owner).await?;
     let mut groups: BTreeSet<String> = inventory.entries.keys().map(|r| r.group.clone()).collect();
     groups.insert(String::new());
     live.discover(&groups).await?;
     let mut changes = ChangeSet::default();
-    prune::prune_stale(live, &mut inventory, &BTreeSet::new(), env, &mut changes).await?;
+    let mut namespaces: BTreeSet<String> = inventory
+        .entries
+        .keys()
+        .map(|r| r.namespace.clone())
+        .filter(|ns| !ns.is_empty())
+        .collect();
+    namespaces.insert(inventory_namespace.to_string());
+    if shared_cluster && !inventory.entries.is_empty() {
+        changes.writes += tenant::ensure(
+            live,
+            inventory_namespace,
+            &namespaces,
+            owner.env,
+            owner.project,
+        )
+        .await?;
+    }
+    let namespace_entries: BTreeSet<ObjectRef> = inventory
+        .entries
+        .keys()
+        .filter(|r| is_namespace(r))
+        .cloned()
+        .collect();
+    prune::prune_stale(
+        live,
+        &mut inventory,
+        &namespace_entries,
+        owner,
+        &mut changes,
+    )
+    .await?;
+    if !changes.deleting.is_empty() {
+        // Objects still finishing their delete: their namespaces wait for the next run.
+        inventory.save(live, inventory_namespace, owner).await?;
+        return Ok(changes);
+    }
+    let kept_home = teardown_namespaces(live, &mut inventory, owner, &mut changes).await?;
     if inventory.entries.is_empty() {
-        inventory::delete(live, inventory_namespace).await?;
+        if shared_cluster && kept_home {
+            tenant::remove(live, inventory_namespace, &namespaces).await?;
+        }
+        inventory::delete(live, inventory_namespace, owner).await?;
     } else {
-        inventory.save(live, inventory_namespace, env).await?;
+        inventory.save(live, inventory_namespace, owner).await?;
     }
     Ok(changes)
+}
+
+fn is_namespace(reference: &ObjectRef) -> bool {
+    reference.kind == "Namespace" && reference.group.is_empty()
+}
+
+/// The inventory's Namespaces, once everything else it lists is gone: each is deleted when
+/// nothing is left in it but sprout's own bookkeeping (see [`is_bookkeeping`]), else kept,
+/// with the objects that keep it named. Returns whether the inventory's own namespace stays.
+async fn teardown_namespaces(
+    live: &mut Live,
+    inventory: &mut Inventory,
+    owner: Owner<'_>,
+    changes: &mut ChangeSet,
+) -> Result<bool, SyncError> {
+    let namespaces: Vec<ObjectRef> = inventory
+        .entries
+        .keys()
+        .filter(|r| is_namespace(r))
+        .cloned()
+        .collect();
+    let mut kept_any = false;
+    let mut deletable = BTreeSet::new();
+    for reference in &namespaces {
+        let left: Vec<String> = live
+            .namespace_contents(&reference.name)
+            .await?
+            .iter()
+            .filter(|o| !is_bookkeeping(o))
+            .map(describe_live)
+            .collect();
+        if left.is_empty() {
+            deletable.insert(reference.clone());
+        } else {
+            kept_any = true;
+            let named = messages::capped(&left).join(", ");
+            changes.kept.push(format!(
+                "{reference} (it holds objects sprout did not apply or must keep: {named})"
+            ));
+            inventory.entries.remove(reference);
+        }
+    }
+    let keep: BTreeSet<ObjectRef> = inventory
+        .entries
+        .keys()
+        .filter(|r| !deletable.contains(*r))
+        .cloned()
+        .collect();
+    prune::prune_stale(live, inventory, &keep, owner, changes).await?;
+    Ok(kept_any)
+}
+
+/// What a namespace may still hold when sprout deletes it: sprout's own bookkeeping (the
+/// inventory, the lock, the environment's identity) and what the cluster makes in every
+/// namespace or for objects already deleted (the root CA ConfigMap, the default account and
+/// account tokens, events, endpoints, dependents of deleted owners, objects being deleted).
+fn is_bookkeeping(object: &Value) -> bool {
+    use crate::fork::tenancy::TENANT_IDENTITY;
+    let kind = object["kind"].as_str().unwrap_or_default();
+    let name = object
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let metadata = &object["metadata"];
+    if metadata
+        .get("deletionTimestamp")
+        .is_some_and(|t| !t.is_null())
+        || metadata["ownerReferences"]
+            .as_array()
+            .is_some_and(|o| !o.is_empty())
+    {
+        return true;
+    }
+    match kind {
+        "ConfigMap" => name == "kube-root-ca.crt" || name.starts_with(inventory::INVENTORY_NAME),
+        "ServiceAccount" => name == "default" || name == TENANT_IDENTITY,
+        "RoleBinding" => name == TENANT_IDENTITY,
+        "Lease" => name == crate::state::lease::LEASE_NAME,
+        "Event" | "Endpoints" | "EndpointSlice" => true,
+        // Made by the token controller for an account (Kubernetes < 1.24), gone with it.
+        "Secret" => object["type"] == "kubernetes.io/service-account-token",
+        _ => false,
+    }
+}
+
+fn describe_live(object: &Value) -> String {
+    let kind = object["kind"].as_str().unwrap_or_default();
+    let namespace = object
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let name = object
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    format!("{kind}/{namespace}/{name}")
 }
 
 /// Objects of the environment's inventory that are marked to survive teardown (prune opt-out
 /// annotations), read-only: deleting a whole cluster would take them too.
 pub async fn marked_to_survive(
     live: &mut Live,
-    env: &str,
+    owner: Owner<'_>,
     inventory_namespace: &str,
 ) -> Result<Vec<String>, SyncError> {
-    let inventory = Inventory::load(live, inventory_namespace, env).await?;
+    let inventory = Inventory::load(live, inventory_namespace, owner).await?;
     let mut groups: BTreeSet<String> = inventory.entries.keys().map(|r| r.group.clone()).collect();
     groups.insert(String::new());
     live.discover(&groups).await?;
@@ -663,14 +889,34 @@ pub fn owner_of(live: &Value) -> Option<&str> {
     .and_then(Value::as_str)
 }
 
-pub fn owned_by(live: &Value, env: &str) -> bool {
-    owner_of(live) == Some(env)
+/// The project a live object is labelled for, if any.
+pub fn project_of(live: &Value) -> Option<&str> {
+    live.pointer(&format!(
+        "/metadata/labels/{}",
+        PROJECT_LABEL.replace('/', "~1")
+    ))
+    .and_then(Value::as_str)
+    .filter(|p| !p.is_empty())
+}
+
+/// Whether a live object is the environment's: labelled for it and, when both it and the
+/// environment know their project, for the same project (objects made before projects had an
+/// identity carry none).
+pub fn owned_by(live: &Value, owner: Owner<'_>) -> bool {
+    owner_of(live) == Some(owner.env)
+        && match project_of(live) {
+            Some(project) => owner.project.is_empty() || project == owner.project,
+            None => true,
+        }
 }
 
 fn owner_description(live: &Value) -> String {
-    match owner_of(live) {
-        Some(other) => format!("it belongs to environment `{other}`"),
-        None => "it has no sprout.dev/environment label".into(),
+    match (owner_of(live), project_of(live)) {
+        (Some(other), Some(project)) => {
+            format!("it belongs to environment `{other}` of project `{project}`")
+        }
+        (Some(other), None) => format!("it belongs to environment `{other}`"),
+        (None, _) => "it has no sprout.dev/environment label".into(),
     }
 }
 
@@ -689,7 +935,7 @@ async fn decide(
     if is_shared(object, plan.shared_cluster) {
         return Ok(Action::Shared);
     }
-    let ours = owned_by(current, plan.env);
+    let ours = owned_by(current, plan.owner());
     let force = inventory.entries.contains_key(&reference);
     if !ours && !force {
         return Err(SyncError::NotOurs {
@@ -834,5 +1080,54 @@ fn several(mut errors: Vec<SyncError>) -> SyncError {
         errors.remove(0)
     } else {
         SyncError::Several { errors }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn what_a_namespace_may_still_hold_when_sprout_deletes_it() {
+        let object = |kind: &str, name: &str, extra: Value| {
+            let mut value = json!({"kind": kind, "metadata": {"name": name, "namespace": "pr-1"}});
+            if let (Some(target), Value::Object(extra)) = (value.as_object_mut(), extra) {
+                target.extend(extra);
+            }
+            value
+        };
+        let none = json!({});
+        let bookkeeping = [
+            object("ConfigMap", "kube-root-ca.crt", none.clone()),
+            object("ConfigMap", "sprout-inventory", none.clone()),
+            object("ConfigMap", "sprout-inventory-2", none.clone()),
+            object("Lease", "sprout-lock", none.clone()),
+            object("ServiceAccount", "default", none.clone()),
+            object("ServiceAccount", "sprout-env", none.clone()),
+            object("RoleBinding", "sprout-env", none.clone()),
+            object("Event", "x.1", none.clone()),
+            object(
+                "Secret",
+                "default-token-abc",
+                json!({"type": "kubernetes.io/service-account-token"}),
+            ),
+            json!({"kind": "Pod", "metadata": {"name": "web-1", "ownerReferences": [{"kind": "ReplicaSet"}]}}),
+            json!({"kind": "Pod", "metadata": {"name": "web-2", "deletionTimestamp": "2026-01-01T00:00:00Z"}}),
+        ];
+        for value in &bookkeeping {
+            assert!(is_bookkeeping(value), "{value}");
+        }
+        let foreign = [
+            object("ConfigMap", "foreign", none.clone()),
+            object("Secret", "db", json!({"type": "Opaque"})),
+            object("ServiceAccount", "ci", none.clone()),
+            object("RoleBinding", "admins", none.clone()),
+            object("Lease", "leader", none.clone()),
+        ];
+        for value in &foreign {
+            assert!(!is_bookkeeping(value), "{value}");
+        }
+        assert_eq!(describe_live(&foreign[0]), "ConfigMap/pr-1/foreign");
     }
 }

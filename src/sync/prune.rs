@@ -7,8 +7,9 @@
 
 use super::inventory::Inventory;
 use super::live::Live;
-use super::{ChangeSet, SyncError};
-use crate::object::{ObjectRef, apply_order};
+use super::{ChangeSet, Owner, SyncError};
+use crate::object::{ObjectRef, apply_order, apply_rank};
+use futures::StreamExt;
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -41,12 +42,14 @@ pub fn keep_reason(live: &Value) -> Option<String> {
 }
 
 /// Deletes the inventory entries of `inventory` that are not in `keep` (everything, for
-/// teardown, when `keep` is empty).
+/// teardown, when `keep` is empty). Kinds go in reverse apply order, one rank after another;
+/// the objects of one rank are deleted [`CONCURRENCY`] at a time (an environment of 20,000
+/// objects must not take 20,000 round trips one after another).
 pub async fn prune_stale(
     live: &Live,
     inventory: &mut Inventory,
     keep: &BTreeSet<ObjectRef>,
-    env: &str,
+    owner: Owner<'_>,
     changes: &mut ChangeSet,
 ) -> Result<(), SyncError> {
     let mut stale: Vec<ObjectRef> = inventory
@@ -59,54 +62,111 @@ pub async fn prune_stale(
     let mut deleted: Vec<(ObjectRef, String)> = Vec::new();
     // Deleting a namespace deletes what is in it: one that holds a kept object must stay.
     let mut holding: BTreeSet<String> = BTreeSet::new();
-    for reference in stale {
-        if reference.kind == "Namespace"
-            && reference.group.is_empty()
-            && holding.contains(&reference.name)
-        {
-            changes
-                .kept
-                .push(format!("{reference} (holds objects that must survive)"));
-            inventory.entries.remove(&reference);
-            continue;
+    for rank in stale.chunk_by(|a, b| apply_rank(&a.kind) == apply_rank(&b.kind)) {
+        let mut work = Vec::new();
+        for reference in rank {
+            if reference.kind == "Namespace"
+                && reference.group.is_empty()
+                && holding.contains(&reference.name)
+            {
+                changes
+                    .kept
+                    .push(format!("{reference} (holds objects that must survive)"));
+                inventory.entries.remove(reference);
+                continue;
+            }
+            let api_version = inventory.entries[reference].api_version.clone();
+            work.push((reference.clone(), api_version));
         }
-        let entry = &inventory.entries[&reference];
-        let Some(resolved) = live.resolve_kind(&entry.api_version, &reference.kind) else {
-            // The kind is no longer served: its CRD is gone, and its objects with it.
-            inventory.entries.remove(&reference);
-            continue;
-        };
-        let Some(current) = live.get(&resolved, &reference).await? else {
-            inventory.entries.remove(&reference);
-            continue;
-        };
-        if !super::owned_by(&current, env) {
-            changes.kept.push(format!(
-                "{reference} (label sprout.dev/environment is no longer {env})"
-            ));
-            inventory.entries.remove(&reference);
-            continue;
+        let outcomes: Vec<(ObjectRef, Result<Outcome, SyncError>)> = futures::stream::iter(work)
+            .map(|(reference, api_version)| async move {
+                let outcome = prune_one(live, &reference, &api_version, owner).await;
+                (reference, outcome)
+            })
+            .buffer_unordered(CONCURRENCY)
+            .collect()
+            .await;
+        let mut first_error = None;
+        for (reference, outcome) in outcomes {
+            match outcome {
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+                Ok(Outcome::Absent) => {
+                    inventory.entries.remove(&reference);
+                }
+                Ok(Outcome::NotOurs) => {
+                    changes.kept.push(format!(
+                        "{reference} (its labels no longer say environment {} of this project)",
+                        owner.env
+                    ));
+                    inventory.entries.remove(&reference);
+                }
+                Ok(Outcome::Kept(reason)) => {
+                    holding.insert(reference.namespace.clone());
+                    changes.kept.push(format!("{reference} ({reason})"));
+                    inventory.entries.remove(&reference);
+                }
+                Ok(Outcome::Deleting(uid)) => {
+                    changes.writes += 1;
+                    deleted.push((reference, uid));
+                }
+                Ok(Outcome::AlreadyGone) => {
+                    changes.writes += 1;
+                    inventory.entries.remove(&reference);
+                    changes.pruned.push(reference.to_string());
+                }
+            }
         }
-        if let Some(reason) = keep_reason(&current) {
-            holding.insert(reference.namespace.clone());
-            changes.kept.push(format!("{reference} ({reason})"));
-            inventory.entries.remove(&reference);
-            continue;
-        }
-        let uid = current
-            .pointer("/metadata/uid")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
-        changes.writes += 1;
-        if live.delete(&resolved, &reference, &uid).await? {
-            deleted.push((reference, uid));
-        } else {
-            inventory.entries.remove(&reference);
-            changes.pruned.push(reference.to_string());
+        if let Some(e) = first_error {
+            return Err(e);
         }
     }
     confirm_gone(live, inventory, deleted, changes).await
+}
+
+/// Deletes in flight at once.
+const CONCURRENCY: usize = 24;
+
+enum Outcome {
+    /// Not there, or its kind is no longer served (its CRD is gone, and its objects with it).
+    Absent,
+    NotOurs,
+    Kept(String),
+    /// The delete was accepted; the object (with this uid) may take a while to go.
+    Deleting(String),
+    /// It went between the read and the delete.
+    AlreadyGone,
+}
+
+async fn prune_one(
+    live: &Live,
+    reference: &ObjectRef,
+    api_version: &str,
+    owner: Owner<'_>,
+) -> Result<Outcome, SyncError> {
+    let Some(resolved) = live.resolve_kind(api_version, &reference.kind) else {
+        return Ok(Outcome::Absent);
+    };
+    let Some(current) = live.get(&resolved, reference).await? else {
+        return Ok(Outcome::Absent);
+    };
+    if !super::owned_by(&current, owner) {
+        return Ok(Outcome::NotOurs);
+    }
+    if let Some(reason) = keep_reason(&current) {
+        return Ok(Outcome::Kept(reason));
+    }
+    let uid = current
+        .pointer("/metadata/uid")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    Ok(if live.delete(&resolved, reference, &uid).await? {
+        Outcome::Deleting(uid)
+    } else {
+        Outcome::AlreadyGone
+    })
 }
 
 /// Waits until deleted objects are gone; only then do their entries leave the inventory.
@@ -118,21 +178,21 @@ async fn confirm_gone(
 ) -> Result<(), SyncError> {
     let started = Instant::now();
     while !pending.is_empty() {
-        let mut still = Vec::new();
-        for (reference, uid) in pending {
-            let entry = &inventory.entries[&reference];
-            let gone = match live.resolve_kind(&entry.api_version, &reference.kind) {
-                None => true,
-                Some(resolved) => match live.get(&resolved, &reference).await? {
-                    None => true,
-                    // A namesake created since is another object: ours is gone.
-                    Some(current) => {
-                        current.pointer("/metadata/uid").and_then(Value::as_str)
-                            != Some(uid.as_str())
+        let checks: Vec<((ObjectRef, String), Result<bool, SyncError>)> =
+            futures::stream::iter(pending)
+                .map(|(reference, uid)| {
+                    let api_version = inventory.entries[&reference].api_version.clone();
+                    async move {
+                        let gone = is_gone(live, &reference, &api_version, &uid).await;
+                        ((reference, uid), gone)
                     }
-                },
-            };
-            if gone {
+                })
+                .buffer_unordered(CONCURRENCY)
+                .collect()
+                .await;
+        let mut still = Vec::new();
+        for ((reference, uid), gone) in checks {
+            if gone? {
                 inventory.entries.remove(&reference);
                 changes.pruned.push(reference.to_string());
             } else {
@@ -152,7 +212,24 @@ async fn confirm_gone(
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     changes.pruned.sort();
+    changes.deleting.sort();
     Ok(())
+}
+
+async fn is_gone(
+    live: &Live,
+    reference: &ObjectRef,
+    api_version: &str,
+    uid: &str,
+) -> Result<bool, SyncError> {
+    Ok(match live.resolve_kind(api_version, &reference.kind) {
+        None => true,
+        Some(resolved) => match live.get(&resolved, reference).await? {
+            None => true,
+            // A namesake created since is another object: ours is gone.
+            Some(current) => current.pointer("/metadata/uid").and_then(Value::as_str) != Some(uid),
+        },
+    })
 }
 
 #[cfg(test)]

@@ -19,4 +19,5 @@ mod secret_copies;
 mod secret_values;
 mod serve;
 mod sync;
+mod tenancy;
 mod util;

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 /// A listener on a free loopback address of the control plane's service range
 /// (127.96.0.0/16, see `cluster::envtest`), counting the connections it is offered and
 /// dropping each (no TLS: the caller fails its handshake).
-fn listener_in_service_range() -> (Ipv4Addr, u16, Arc<AtomicUsize>) {
+pub(crate) fn listener_in_service_range() -> (Ipv4Addr, u16, Arc<AtomicUsize>) {
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()

@@ -306,7 +306,13 @@ fn minikube_up_with_a_developer_environment_and_down() {
     let labels = format!(
         "--extra-config=kubelet.node-labels=app.kubernetes.io/managed-by=sprout,sprout.dev/environment={env}"
     );
-    assert!(start.contains(&labels), "{start:?}");
+    // The project's identity too (made on first use).
+    assert!(
+        start
+            .iter()
+            .any(|a| a.starts_with(&labels) && a.contains(",sprout.dev/project=")),
+        "{start:?}"
+    );
     // Resources scaled, replicas capped by the developer template.
     let replicas = cp.kubectl_ok(&[
         "get",

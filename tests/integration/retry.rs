@@ -81,7 +81,15 @@ fn transient_errors_are_retried_and_retry_after_is_honoured() {
         };
         let client = sprout::cluster::client(&target).await.unwrap();
         let live = sprout::sync::live::Live::new(client, url.clone());
-        sprout::sync::inventory::Inventory::load(&live, "env", "env").await
+        sprout::sync::inventory::Inventory::load(
+            &live,
+            "env",
+            sprout::sync::Owner {
+                env: "env",
+                project: "",
+            },
+        )
+        .await
     });
     let inventory = inventory.expect("the fourth answer (404: no inventory yet) is reached");
     assert!(inventory.entries.is_empty());

@@ -534,7 +534,7 @@ fn down_on_a_shared_cluster_deletes_the_inventory_and_keeps_what_must_stay() {
     );
     assert!(
         stdout.contains(&format!(
-            "kept     Namespace/{env} (holds objects that must survive)"
+            "kept     Namespace/{env} (it holds objects sprout did not apply or must keep: ConfigMap/{env}/keepme)"
         )),
         "{stdout}"
     );

@@ -1,0 +1,617 @@
+//! The tenant boundary on a shared cluster (`cluster.provider: namespace`): what a fork may do
+//! there, as pure rules over the forked objects. Namespaced objects must stay in the
+//! environment's namespaces (the API server enforces that too: sprout applies them as the
+//! environment's ServiceAccount, see `sync::tenant`). Cluster-scoped objects are a privilege:
+//! refused unless sprout.yaml allow-lists the kind (`sharedCluster.allowClusterScoped`), and
+//! when allowed, confined — rewritten where a rewrite confines them (each rewrite a warning),
+//! refused where nothing can. Every refusal names the object and the rule, before any write.
+
+use crate::fork::ownership::{ENVIRONMENT_LABEL, PROJECT_LABEL};
+use crate::object::{Object, Scopes};
+use serde_json::{Value, json};
+use std::collections::BTreeSet;
+
+/// The ServiceAccount (in the environment's namespace) sprout applies namespaced objects as,
+/// and the RoleBinding in each of the environment's namespaces that gives it its rights.
+pub const TENANT_IDENTITY: &str = "sprout-env";
+/// The ClusterRole that RoleBinding grants: every verb on every namespaced resource, which a
+/// RoleBinding confines to one namespace (a ClusterRole bound by a RoleBinding grants nothing
+/// cluster-wide).
+pub const TENANT_ROLE: &str = "sprout-tenant";
+
+/// Namespaces no environment may write into, whatever else it is allowed.
+const SYSTEM_NAMESPACES: &[&str] = &["kube-system", "kube-public", "kube-node-lease"];
+
+/// Cluster-scoped kinds every environment has without an allow-list: its own Namespaces, and
+/// CRDs, which are shared (applied only when absent, never pruned; see `sync::is_shared`).
+const ALWAYS_ALLOWED: &[&str] = &["Namespace", "CustomResourceDefinition"];
+
+/// Cluster-scoped resources a cluster-wide binding may grant read access to: reading them
+/// reveals nothing of another tenant's objects (no Secrets, no ConfigMaps).
+const CLUSTER_READABLE: &[&str] = &[
+    "nodes",
+    "namespaces",
+    "persistentvolumes",
+    "storageclasses",
+    "ingressclasses",
+    "priorityclasses",
+    "runtimeclasses",
+    "csidrivers",
+    "csinodes",
+    "customresourcedefinitions",
+    "apiservices",
+];
+const READ_VERBS: &[&str] = &["get", "list", "watch"];
+
+const AGGREGATE_PREFIX: &str = "rbac.authorization.k8s.io/aggregate-to-";
+
+/// What the boundary needs to know about the environment.
+pub struct Boundary<'a> {
+    /// The environment and its project, whose labels every namespace of the environment
+    /// carries (and no tenant can put on a namespace: namespaces are cluster-scoped).
+    pub env: &'a str,
+    pub project: &'a str,
+    /// The namespaces the environment owns: its target namespace and the Namespaces it applies.
+    pub namespaces: BTreeSet<String>,
+    /// Cluster-scoped kinds sprout.yaml allows (`sharedCluster.allowClusterScoped`).
+    pub allowed_kinds: &'a [String],
+}
+
+impl Boundary<'_> {
+    fn owns(&self, namespace: &str) -> bool {
+        self.namespaces.contains(namespace)
+    }
+
+    fn allows(&self, kind: &str) -> bool {
+        ALWAYS_ALLOWED.contains(&kind) || self.allowed_kinds.iter().any(|k| k == kind)
+    }
+}
+
+/// The outcome: rewrites made (warnings for `render`), and refusals (each "object: rule").
+#[derive(Debug, Default, PartialEq)]
+pub struct Confined {
+    pub rewrites: Vec<String>,
+    pub refusals: Vec<String>,
+}
+
+/// Applies the boundary to a shared-cluster fork's objects (after namespaces are mapped and
+/// cluster-scoped names suffixed).
+pub fn confine(objects: &mut [Object], scopes: &Scopes, boundary: &Boundary<'_>) -> Confined {
+    let mut out = Confined::default();
+    let own_cluster_roles: BTreeSet<String> = objects
+        .iter()
+        .filter(|o| o.kind() == "ClusterRole")
+        .map(|o| o.name().to_string())
+        .collect();
+    let aggregating: BTreeSet<String> = objects
+        .iter()
+        .filter(|o| o.kind() == "ClusterRole" && o.get(&["aggregationRule"]).is_some())
+        .map(|o| o.name().to_string())
+        .collect();
+    let cluster_role_rules: Vec<(String, Value)> = objects
+        .iter()
+        .filter(|o| o.kind() == "ClusterRole")
+        .map(|o| {
+            (
+                o.name().to_string(),
+                o.get(&["rules"]).cloned().unwrap_or(Value::Null),
+            )
+        })
+        .collect();
+    for object in objects.iter_mut() {
+        let name = object.object_ref().to_string();
+        let mut refuse = |rule: String| out.refusals.push(format!("{name}: {rule}"));
+        let cluster_scoped = scopes.is_cluster_scoped(object);
+        if cluster_scoped {
+            if !boundary.allows(object.kind()) {
+                refuse(format!(
+                    "cluster-scoped {} is not allowed on a shared cluster (allow the kind in sprout.yaml: sharedCluster.allowClusterScoped)",
+                    object.kind()
+                ));
+                continue;
+            }
+        } else {
+            let namespace = object.namespace().to_string();
+            if SYSTEM_NAMESPACES.contains(&namespace.as_str()) {
+                refuse(format!(
+                    "objects in the system namespace {namespace} are never applied on a shared cluster"
+                ));
+                continue;
+            }
+            if !boundary.owns(&namespace) {
+                refuse(format!(
+                    "namespace {namespace} is not one of the environment's namespaces"
+                ));
+                continue;
+            }
+        }
+        let mut rewrites = Vec::new();
+        match object.kind() {
+            "RoleBinding" | "ClusterRoleBinding" => {
+                for rule in binding_refusals(
+                    object,
+                    boundary,
+                    &own_cluster_roles,
+                    &aggregating,
+                    &cluster_role_rules,
+                ) {
+                    refuse(rule);
+                }
+            }
+            "ClusterRole" => {
+                if drop_labels(object, |k| k.starts_with(AGGREGATE_PREFIX)) {
+                    rewrites.push(
+                        "its aggregate-to-* labels are dropped (they would add its rules to roles other tenants hold)",
+                    );
+                }
+            }
+            "PriorityClass" => {
+                if object.body.remove("globalDefault").is_some() {
+                    rewrites.push(
+                        "globalDefault is dropped (it would set every tenant's pods' priority)",
+                    );
+                }
+            }
+            "ValidatingWebhookConfiguration" | "MutatingWebhookConfiguration" => {
+                for rule in webhook_refusals(object, boundary) {
+                    refuse(rule);
+                }
+                confine_webhooks(object, boundary);
+                rewrites.push(
+                    "its webhooks get a namespaceSelector confining them to the environment's namespaces, and rules for namespaced objects only",
+                );
+            }
+            "APIService" => refuse(
+                "an APIService serves its API group to every tenant of the cluster; it cannot be confined to one environment".into(),
+            ),
+            "CustomResourceDefinition" => {
+                if let Some(config) = object
+                    .get(&["spec", "conversion", "webhook", "clientConfig"])
+                    .cloned()
+                    && let Some(rule) = client_config_refusal(&config, boundary)
+                {
+                    refuse(format!("its conversion webhook {rule}"));
+                }
+            }
+            "Service" => {
+                if drop_node_ports(object) {
+                    rewrites.push(
+                        "fixed nodePorts are dropped (a node port is one per cluster; the server picks a free one)",
+                    );
+                }
+            }
+            _ => {}
+        }
+        out.rewrites
+            .extend(rewrites.into_iter().map(|r| format!("{name}: {r}")));
+    }
+    out
+}
+
+/// Source objects named like sprout's own in the environment's namespaces: the inventory, the
+/// lock and the environment's identity. Applying one would replace sprout's bookkeeping.
+pub fn reserved_name_refusals(objects: &[Object], identity_too: bool) -> Vec<String> {
+    objects
+        .iter()
+        .filter_map(|o| {
+            let name = o.name();
+            let what = match o.kind() {
+                "ConfigMap" if is_inventory_name(name) => "the environment's inventory",
+                "Lease" if name == crate::state::lease::LEASE_NAME => "the environment's lock",
+                "ServiceAccount" | "RoleBinding" if identity_too && name == TENANT_IDENTITY => {
+                    "the environment's identity"
+                }
+                _ => return None,
+            };
+            Some(format!(
+                "{}: the name is sprout's own ({what}); rename the object",
+                o.object_ref()
+            ))
+        })
+        .collect()
+}
+
+fn is_inventory_name(name: &str) -> bool {
+    let base = crate::sync::inventory::INVENTORY_NAME;
+    name == base
+        || name
+            .strip_prefix(base)
+            .and_then(|rest| rest.strip_prefix('-'))
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+fn binding_refusals(
+    binding: &Object,
+    boundary: &Boundary<'_>,
+    own_cluster_roles: &BTreeSet<String>,
+    aggregating: &BTreeSet<String>,
+    cluster_role_rules: &[(String, Value)],
+) -> Vec<String> {
+    let mut refusals = Vec::new();
+    let cluster_wide = binding.kind() == "ClusterRoleBinding";
+    let role_kind = binding.str_at(&["roleRef", "kind"]).unwrap_or_default();
+    let role_name = binding.str_at(&["roleRef", "name"]).unwrap_or_default();
+    if cluster_wide {
+        if !own_cluster_roles.contains(role_name) {
+            refusals.push(format!(
+                "binds ClusterRole `{role_name}`, which the fork does not create (a cluster-wide binding may only grant a role of the environment)"
+            ));
+        } else if aggregating.contains(role_name) {
+            refusals.push(format!(
+                "binds ClusterRole `{role_name}` cluster-wide, whose rules an aggregationRule gathers from other roles"
+            ));
+        } else if let Some((_, rules)) = cluster_role_rules.iter().find(|(n, _)| n == role_name)
+            && let Some(rule) = cluster_wide_grant_refusal(rules)
+        {
+            refusals.push(format!(
+                "binds ClusterRole `{role_name}` cluster-wide, which {rule} (grant namespaced rights with a RoleBinding in the environment's namespace)"
+            ));
+        }
+    } else if role_kind != "ClusterRole" && role_kind != "Role" {
+        refusals.push(format!("roleRef kind `{role_kind}` is not a role"));
+    }
+    let subjects = binding
+        .get(&["subjects"])
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    for subject in &subjects {
+        let kind = subject["kind"].as_str().unwrap_or_default();
+        let name = subject["name"].as_str().unwrap_or_default();
+        match kind {
+            "ServiceAccount" => {
+                let namespace = subject["namespace"]
+                    .as_str()
+                    .unwrap_or_else(|| binding.namespace());
+                if !boundary.owns(namespace) {
+                    refusals.push(format!(
+                        "subject ServiceAccount {namespace}/{name} is outside the environment's namespaces"
+                    ));
+                }
+            }
+            _ => refusals.push(format!(
+                "subject {kind} `{name}` is outside the environment (only its own ServiceAccounts may be bound)"
+            )),
+        }
+    }
+    refusals
+}
+
+/// Why a fork's ClusterRole may not be bound cluster-wide, if it may not: it must grant only
+/// reads of cluster-scoped resources, since anything else reaches every tenant's namespace.
+fn cluster_wide_grant_refusal(rules: &Value) -> Option<String> {
+    for rule in rules.as_array().into_iter().flatten() {
+        let list = |key: &str| -> Vec<String> {
+            rule[key]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        };
+        for verb in list("verbs") {
+            if !READ_VERBS.contains(&verb.as_str()) {
+                return Some(format!("grants `{verb}`"));
+            }
+        }
+        for resource in list("resources") {
+            let base = resource.split('/').next().unwrap_or_default();
+            if !CLUSTER_READABLE.contains(&base) {
+                return Some(format!("grants access to `{resource}` in every namespace"));
+            }
+        }
+    }
+    None
+}
+
+fn webhook_refusals(object: &Object, boundary: &Boundary<'_>) -> Vec<String> {
+    object
+        .get(&["webhooks"])
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|hook| {
+            let name = hook["name"].as_str().unwrap_or_default();
+            client_config_refusal(&hook["clientConfig"], boundary)
+                .map(|rule| format!("webhook `{name}` {rule}"))
+        })
+        .collect()
+}
+
+/// A webhook may only call a Service of the environment: a URL reaches anywhere, with every
+/// object it is sent.
+fn client_config_refusal(config: &Value, boundary: &Boundary<'_>) -> Option<String> {
+    if let Some(url) = config["url"].as_str() {
+        return Some(format!(
+            "calls the URL `{url}` (a webhook may only call a Service of the environment)"
+        ));
+    }
+    let namespace = config["service"]["namespace"].as_str().unwrap_or_default();
+    if !boundary.owns(namespace) {
+        let name = config["service"]["name"].as_str().unwrap_or_default();
+        return Some(format!(
+            "calls Service {namespace}/{name}, outside the environment's namespaces"
+        ));
+    }
+    None
+}
+
+/// Adds to every webhook's namespaceSelector requirements that the namespace is one of the
+/// environment's, keeping the webhook's own requirements (selectors are ANDed). By sprout's
+/// labels, which every namespace of the environment carries, rather than by name: the
+/// `kubernetes.io/metadata.name` label only exists from Kubernetes 1.21.
+fn confine_webhooks(object: &mut Object, boundary: &Boundary<'_>) {
+    let mut required = vec![json!({
+        "key": ENVIRONMENT_LABEL, "operator": "In", "values": [boundary.env],
+    })];
+    if !boundary.project.is_empty() {
+        required.push(json!({
+            "key": PROJECT_LABEL, "operator": "In", "values": [boundary.project],
+        }));
+    }
+    let Some(Value::Array(hooks)) = object.get_mut(&["webhooks"]) else {
+        return;
+    };
+    for hook in hooks.iter_mut() {
+        let Some(hook) = hook.as_object_mut() else {
+            continue;
+        };
+        // A namespaceSelector does not apply to cluster-scoped objects: a rule for them would
+        // see (and could block) every tenant's.
+        if let Some(Value::Array(rules)) = hook.get_mut("rules") {
+            for rule in rules.iter_mut().filter_map(Value::as_object_mut) {
+                rule.insert("scope".into(), json!("Namespaced"));
+            }
+        }
+        let selector = hook.entry("namespaceSelector").or_insert_with(|| json!({}));
+        if !selector.is_object() {
+            *selector = json!({});
+        }
+        let expressions = selector
+            .as_object_mut()
+            .expect("an object")
+            .entry("matchExpressions")
+            .or_insert_with(|| json!([]));
+        if !expressions.is_array() {
+            *expressions = json!([]);
+        }
+        expressions
+            .as_array_mut()
+            .expect("an array")
+            .extend(required.iter().cloned());
+    }
+}
+
+fn drop_labels(object: &mut Object, drop: impl Fn(&str) -> bool) -> bool {
+    let Some(Value::Object(labels)) = object.get_mut(&["metadata", "labels"]) else {
+        return false;
+    };
+    let before = labels.len();
+    labels.retain(|k, _| !drop(k));
+    before != labels.len()
+}
+
+fn drop_node_ports(service: &mut Object) -> bool {
+    let mut dropped = false;
+    if let Some(Value::Object(spec)) = service.get_mut(&["spec"]) {
+        dropped |= spec.remove("healthCheckNodePort").is_some();
+        if let Some(Value::Array(ports)) = spec.get_mut("ports") {
+            for port in ports.iter_mut().filter_map(Value::as_object_mut) {
+                dropped |= port.remove("nodePort").is_some();
+            }
+        }
+    }
+    dropped
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn object(yaml: &str) -> Object {
+        let Value::Object(body) = serde_yaml::from_str(yaml).unwrap() else {
+            unreachable!()
+        };
+        Object::new(
+            body,
+            crate::object::Origin {
+                file: "t".into(),
+                document: 1,
+            },
+        )
+    }
+
+    fn run(yamls: &[&str], allowed: &[&str]) -> (Vec<Object>, Confined) {
+        let mut objects: Vec<Object> = yamls.iter().map(|y| object(y)).collect();
+        let scopes = Scopes::from_objects(&objects);
+        let allowed: Vec<String> = allowed.iter().map(|s| s.to_string()).collect();
+        let boundary = Boundary {
+            env: "pr-1",
+            project: "shop",
+            namespaces: ["pr-1".to_string(), "pr-1-jobs".to_string()].into(),
+            allowed_kinds: &allowed,
+        };
+        let confined = confine(&mut objects, &scopes, &boundary);
+        (objects, confined)
+    }
+
+    const ALL: &[&str] = &[
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "ValidatingWebhookConfiguration",
+        "MutatingWebhookConfiguration",
+        "PriorityClass",
+    ];
+
+    #[test]
+    fn refusals_name_the_object_and_the_rule() {
+        let table: &[(&str, &[&str], &str)] = &[
+            (
+                "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: r-pr-1}\n",
+                &[],
+                "ClusterRole/r-pr-1: cluster-scoped ClusterRole is not allowed on a shared cluster",
+            ),
+            (
+                "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {name: b}\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: cluster-admin}\nsubjects: [{kind: ServiceAccount, name: app, namespace: pr-1}]\n",
+                ALL,
+                "ClusterRoleBinding/b: binds ClusterRole `cluster-admin`, which the fork does not create",
+            ),
+            (
+                "apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {name: b, namespace: pr-1}\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: view}\nsubjects: [{kind: Group, name: 'system:authenticated', apiGroup: rbac.authorization.k8s.io}]\n",
+                &[],
+                "RoleBinding/pr-1/b: subject Group `system:authenticated` is outside the environment",
+            ),
+            (
+                "apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {name: b, namespace: pr-1}\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: r}\nsubjects: [{kind: User, name: mallory}]\n",
+                &[],
+                "RoleBinding/pr-1/b: subject User `mallory` is outside the environment",
+            ),
+            (
+                "apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {name: b, namespace: pr-1}\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: r}\nsubjects: [{kind: ServiceAccount, name: ci, namespace: other}]\n",
+                &[],
+                "RoleBinding/pr-1/b: subject ServiceAccount other/ci is outside the environment's namespaces",
+            ),
+            (
+                "apiVersion: admissionregistration.k8s.io/v1\nkind: ValidatingWebhookConfiguration\nmetadata: {name: w}\nwebhooks: [{name: a.b.c, clientConfig: {url: 'https://evil.example/'}}]\n",
+                ALL,
+                "ValidatingWebhookConfiguration/w: webhook `a.b.c` calls the URL `https://evil.example/`",
+            ),
+            (
+                "apiVersion: admissionregistration.k8s.io/v1\nkind: MutatingWebhookConfiguration\nmetadata: {name: w}\nwebhooks: [{name: a.b.c, clientConfig: {service: {name: s, namespace: other}}}]\n",
+                ALL,
+                "MutatingWebhookConfiguration/w: webhook `a.b.c` calls Service other/s, outside",
+            ),
+            (
+                "apiVersion: apiregistration.k8s.io/v1\nkind: APIService\nmetadata: {name: v1beta1.metrics.k8s.io}\n",
+                &["APIService"],
+                "APIService/v1beta1.metrics.k8s.io: an APIService serves its API group to every tenant",
+            ),
+            (
+                "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c, namespace: kube-system}\n",
+                ALL,
+                "ConfigMap/kube-system/c: objects in the system namespace kube-system",
+            ),
+            (
+                "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c, namespace: shop}\n",
+                ALL,
+                "ConfigMap/shop/c: namespace shop is not one of the environment's namespaces",
+            ),
+        ];
+        for (yaml, allowed, expected) in table {
+            let (_, confined) = run(&[yaml], allowed);
+            assert!(
+                confined.refusals.iter().any(|r| r.starts_with(expected)),
+                "{expected}\n got {:?}",
+                confined.refusals
+            );
+        }
+    }
+
+    #[test]
+    fn cluster_wide_bindings_may_grant_only_reads_of_cluster_scoped_resources() {
+        let binding = "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {name: b}\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: r}\nsubjects: [{kind: ServiceAccount, name: app, namespace: pr-1}]\n";
+        let role = |rules: &str| {
+            format!(
+                "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {{name: r}}\nrules: {rules}\n"
+            )
+        };
+        let table = [
+            (
+                "[{apiGroups: [''], resources: [nodes], verbs: [get, list]}]",
+                None,
+            ),
+            (
+                "[{apiGroups: [''], resources: [secrets], verbs: [get]}]",
+                Some("grants access to `secrets` in every namespace"),
+            ),
+            (
+                "[{apiGroups: ['*'], resources: ['*'], verbs: [get]}]",
+                Some("grants access to `*`"),
+            ),
+            (
+                "[{apiGroups: [''], resources: [nodes], verbs: [delete]}]",
+                Some("grants `delete`"),
+            ),
+        ];
+        for (rules, expected) in table {
+            let (_, confined) = run(&[&role(rules), binding], ALL);
+            match expected {
+                None => assert_eq!(confined.refusals, Vec::<String>::new(), "{rules}"),
+                Some(rule) => assert!(
+                    confined.refusals.iter().any(|r| r.contains(rule)),
+                    "{rule}: {:?}",
+                    confined.refusals
+                ),
+            }
+        }
+    }
+
+    #[test]
+    fn allowed_objects_are_confined_by_rewriting() {
+        let (objects, confined) = run(
+            &[
+                "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: r, labels: {rbac.authorization.k8s.io/aggregate-to-admin: 'true', app: x}}\n",
+                "apiVersion: scheduling.k8s.io/v1\nkind: PriorityClass\nmetadata: {name: p}\nvalue: 1000\nglobalDefault: true\n",
+                "apiVersion: admissionregistration.k8s.io/v1\nkind: ValidatingWebhookConfiguration\nmetadata: {name: w}\nwebhooks:\n- name: a.b.c\n  clientConfig: {service: {name: s, namespace: pr-1}}\n  namespaceSelector: {matchLabels: {team: a}, matchExpressions: [{key: tier, operator: Exists}]}\n  rules: [{operations: [CREATE], apiGroups: ['*'], apiVersions: ['*'], resources: ['*'], scope: '*'}]\n",
+                "apiVersion: v1\nkind: Service\nmetadata: {name: s, namespace: pr-1}\nspec: {type: NodePort, ports: [{port: 80, nodePort: 30080}]}\n",
+            ],
+            ALL,
+        );
+        assert_eq!(confined.refusals, Vec::<String>::new());
+        assert_eq!(confined.rewrites.len(), 4, "{:?}", confined.rewrites);
+        let role = &objects[0];
+        assert_eq!(
+            role.get(&["metadata", "labels"]).unwrap(),
+            &json!({"app": "x"})
+        );
+        assert!(objects[1].get(&["globalDefault"]).is_none());
+        assert_eq!(
+            objects[2].get(&["webhooks"]).unwrap()[0]["namespaceSelector"],
+            json!({"matchLabels": {"team": "a"}, "matchExpressions": [
+                {"key": "tier", "operator": "Exists"},
+                {"key": "sprout.dev/environment", "operator": "In", "values": ["pr-1"]},
+                {"key": "sprout.dev/project", "operator": "In", "values": ["shop"]},
+            ]})
+        );
+        assert_eq!(
+            objects[2].get(&["webhooks"]).unwrap()[0]["rules"][0]["scope"],
+            "Namespaced"
+        );
+        assert_eq!(
+            objects[3].get(&["spec", "ports"]).unwrap(),
+            &json!([{"port": 80}])
+        );
+    }
+
+    #[test]
+    fn own_roles_and_own_accounts_may_be_bound() {
+        let (_, confined) = run(
+            &[
+                "apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {name: b, namespace: pr-1-jobs}\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: view}\nsubjects: [{kind: ServiceAccount, name: app, namespace: pr-1}, {kind: ServiceAccount, name: job}]\n",
+            ],
+            &[],
+        );
+        assert_eq!(confined, Confined::default());
+    }
+
+    #[test]
+    fn sprout_s_own_names_are_reserved() {
+        let objects: Vec<Object> = [
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: sprout-inventory, namespace: pr-1}\n",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: sprout-inventory-2, namespace: pr-1}\n",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: sprout-inventory-old, namespace: pr-1}\n",
+            "apiVersion: coordination.k8s.io/v1\nkind: Lease\nmetadata: {name: sprout-lock, namespace: pr-1}\n",
+            "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: sprout-env, namespace: pr-1}\n",
+        ]
+        .iter()
+        .map(|y| object(y))
+        .collect();
+        let refusals = reserved_name_refusals(&objects, true);
+        assert_eq!(refusals.len(), 4, "{refusals:?}");
+        assert!(refusals[0].starts_with(
+            "ConfigMap/pr-1/sprout-inventory: the name is sprout's own (the environment's inventory)"
+        ));
+        assert_eq!(reserved_name_refusals(&objects, false).len(), 3);
+    }
+}
