@@ -15,6 +15,7 @@
 //! A sync with nothing to change sends no write request. Before it starts, the desired state is
 //! completed with the Secrets an environment copies (see [`secret_copies`]).
 
+mod catalog;
 pub mod compare;
 pub mod diff;
 pub mod health;
@@ -85,7 +86,7 @@ pub enum SyncError {
     Inventory { message: String },
     #[error("{} objects failed:\n  {}", errors.len(), messages::capped(&errors.iter().map(|e| e.to_string()).collect::<Vec<_>>()).join("\n  "))]
     Several { errors: Vec<SyncError> },
-    #[error("not healthy after {}s:\n  {}", timeout.as_secs(), stuck.join("\n  "))]
+    #[error("not healthy after {}s:\n  {}", timeout.as_secs(), messages::capped(stuck).join("\n  "))]
     HealthTimeout {
         timeout: Duration,
         stuck: Vec<String>,
@@ -177,18 +178,40 @@ struct LiveView<'o> {
     snapshot: Snapshot,
 }
 
+/// Reads the inventory and the live state at once (one round trip when discovery is cached; a
+/// cluster far away makes every sequential request count).
 async fn read_live<'o>(live: &mut Live, plan: &SyncPlan<'o>) -> Result<LiveView<'o>, SyncError> {
-    let inventory = Inventory::load(live, plan.inventory_namespace, plan.env).await?;
+    let groups = groups_of(plan, &Inventory::default());
+    live.discover(&groups).await?;
+    let resolvable = |live: &Live| -> Vec<&'o Object> {
+        plan.objects
+            .iter()
+            .filter(|o| live.resolve_kind(o.api_version(), o.kind()).is_some())
+            .collect()
+    };
+    // A kind missing from a cached catalog may be new: ask before calling it unserved.
+    if resolvable(live).len() < plan.objects.len() && !live.discovered_now() {
+        live.rediscover(&groups).await?;
+    }
+    let objects = resolvable(live);
+    let (inventory, snapshot) = futures::future::join(
+        Inventory::load(live, plan.inventory_namespace, plan.env),
+        Snapshot::take(live, &objects),
+    )
+    .await;
+    let inventory = inventory?;
+    let snapshot = match snapshot {
+        // A cached catalog can name a kind the server no longer serves: ask, read again.
+        Err(_) if !live.discovered_now() => {
+            live.rediscover(&groups).await?;
+            Snapshot::take(live, &resolvable(live)).await?
+        }
+        other => other?,
+    };
     live.discover(&groups_of(plan, &inventory)).await?;
-    let resolvable: Vec<&Object> = plan
-        .objects
-        .iter()
-        .filter(|o| live.resolve_kind(o.api_version(), o.kind()).is_some())
-        .collect();
-    let snapshot = Snapshot::take(live, &resolvable).await?;
     Ok(LiveView {
         inventory,
-        resolvable,
+        resolvable: resolvable(live),
         snapshot,
     })
 }
@@ -380,7 +403,7 @@ pub async fn sync(
     });
     if new_crds || resolvable.len() < plan.objects.len() {
         health::wait(live, &crds, true, Duration::from_secs(60)).await?;
-        live.discover(&groups_of(plan, &old)).await?;
+        live.rediscover(&groups_of(plan, &old)).await?;
         let custom: Vec<&Object> = rest
             .iter()
             .copied()
@@ -428,6 +451,17 @@ pub async fn sync(
     lap("stages 2 and 3 applied");
     // Prune what the inventory holds and git no longer wants, then record the result.
     let desired: BTreeSet<ObjectRef> = plan.objects.iter().map(Object::object_ref).collect();
+    // Prune takes an unserved kind for a deleted CRD (its objects are gone with it); only the
+    // server may say so, never a cached catalog.
+    let unresolved = inventory.entries.iter().any(|(reference, entry)| {
+        !desired.contains(reference)
+            && live
+                .resolve_kind(&entry.api_version, &reference.kind)
+                .is_none()
+    });
+    if unresolved && !live.discovered_now() {
+        live.rediscover(&groups_of(plan, &inventory)).await?;
+    }
     prune::prune_stale(live, &mut inventory, &desired, plan.env, &mut changes).await?;
     inventory.commit = Some(plan.commit.to_string());
     if inventory != old {
@@ -494,7 +528,8 @@ pub async fn teardown(
     let mut inventory = Inventory::load(live, inventory_namespace, env).await?;
     let mut groups: BTreeSet<String> = inventory.entries.keys().map(|r| r.group.clone()).collect();
     groups.insert(String::new());
-    live.discover(&groups).await?;
+    // Deletes rest on the server's word of what it serves, never on a cached catalog's.
+    live.rediscover(&groups).await?;
     let mut changes = ChangeSet::default();
     prune::prune_stale(live, &mut inventory, &BTreeSet::new(), env, &mut changes).await?;
     if inventory.entries.is_empty() {
@@ -515,7 +550,8 @@ pub async fn marked_to_survive(
     let inventory = Inventory::load(live, inventory_namespace, env).await?;
     let mut groups: BTreeSet<String> = inventory.entries.keys().map(|r| r.group.clone()).collect();
     groups.insert(String::new());
-    live.discover(&groups).await?;
+    // Deletes rest on the server's word of what it serves, never on a cached catalog's.
+    live.rediscover(&groups).await?;
     let mut marked = Vec::new();
     for (reference, entry) in &inventory.entries {
         let Some(resolved) = live.resolve_kind(&entry.api_version, &reference.kind) else {
