@@ -291,23 +291,47 @@ fn mebibytes(bytes: usize) -> String {
 
 /// What to do with every desired object, by the comparison `status` and `diff` use (dry runs
 /// where the cheap test cannot tell, `concurrency` at a time). Every refusal is reported at once.
-async fn decide_all(
+async fn decide_all<'o>(
     live: &Live,
-    plan: &SyncPlan<'_>,
+    plan: &SyncPlan<'o>,
     inventory: &Inventory,
     snapshot: &Snapshot,
     concurrency: usize,
 ) -> Result<BTreeMap<ObjectRef, Action>, SyncError> {
-    let decisions: Vec<(ObjectRef, Result<Action, SyncError>)> =
-        futures::stream::iter(plan.objects)
-            .map(|object| async move {
-                let reference = object.object_ref();
-                let action = decide(live, object, inventory, snapshot.get(&reference), plan).await;
-                (reference, action)
+    let decide_each = |objects: Vec<&'o Object>, schema_changes: BTreeSet<(String, String)>| {
+        futures::stream::iter(objects)
+            .map(move |object| {
+                let changing = schema_changes
+                    .contains(&(object.group().to_string(), object.kind().to_string()));
+                async move {
+                    let reference = object.object_ref();
+                    let current = snapshot.get(&reference);
+                    let action = decide(live, object, inventory, current, plan, changing).await;
+                    (reference, action)
+                }
             })
             .buffer_unordered(concurrency.max(1))
-            .collect()
-            .await;
+            .collect::<Vec<(ObjectRef, Result<Action, SyncError>)>>()
+    };
+    // CRDs first: a dry run of a custom resource answers by the schema the server has now, so
+    // the objects of a CRD this sync changes are judged without one.
+    let (crds, others): (Vec<&Object>, Vec<&Object>) = plan
+        .objects
+        .iter()
+        .partition(|o| o.kind() == "CustomResourceDefinition");
+    let mut decisions = decide_each(crds, BTreeSet::new()).await;
+    let changing_crds: Vec<Object> = plan
+        .objects
+        .iter()
+        .filter(|o| o.kind() == "CustomResourceDefinition")
+        .filter(|o| {
+            decisions.iter().any(|(r, d)| {
+                r == &o.object_ref() && !matches!(d, Ok(Action::Unchanged | Action::Shared))
+            })
+        })
+        .cloned()
+        .collect();
+    decisions.extend(decide_each(others, kinds_defined_by(&changing_crds)).await);
     let mut actions = BTreeMap::new();
     let mut refusals = Vec::new();
     for (reference, decision) in decisions {
@@ -699,6 +723,7 @@ async fn decide(
     inventory: &Inventory,
     current: Option<&Value>,
     plan: &SyncPlan<'_>,
+    schema_changes: bool,
 ) -> Result<Action, SyncError> {
     let reference = object.object_ref();
     let Some(current) = current else {
@@ -717,6 +742,13 @@ async fn decide(
     }
     let resolved = live.resolve(object)?;
     let recorded = inventory.hash_of(&reference);
+    if schema_changes {
+        return Ok(if compare::evidently_unchanged(object, recorded, current) {
+            Action::Unchanged
+        } else {
+            Action::Configure { force }
+        });
+    }
     match compare::judge(live, &resolved, object, recorded, Some(current), force).await? {
         compare::Verdict::Unchanged => Ok(Action::Unchanged),
         compare::Verdict::Missing => Ok(Action::Create),
