@@ -26,6 +26,9 @@ pub struct Cli {
     /// Only errors on stderr.
     #[arg(short, long, global = true)]
     pub quiet: bool,
+    /// How long to wait for an environment another sprout run is changing.
+    #[arg(long, global = true, default_value = "10m", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub lock_timeout: std::time::Duration,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -55,6 +58,14 @@ pub enum Command {
     List,
     /// Delete everything sprout created for ENV, then its spec file.
     Down(DownArgs),
+    /// One lifecycle pass: expired TTLs, due teardowns and wakes, deleted branches, orphans.
+    Gc(GcArgs),
+    /// Push an environment's expiry (and optionally skip its next scheduled teardown).
+    Extend(ExtendArgs),
+    /// Delete an environment's cluster (or its objects) but keep its spec and record: `asleep`.
+    Sleep(EnvArg),
+    /// Bring an asleep environment back from git, at the commit its ref points to now.
+    Wake(SyncArgs),
     /// A credential for EKS clusters (the kubeconfig's exec plugin runs this).
     #[command(hide = true)]
     EksToken {
@@ -152,12 +163,13 @@ pub struct UpArgs {
     /// Where a new environment runs (default: kind, else minikube, else a local control plane).
     #[arg(long, value_enum)]
     pub provider: Option<ProviderArg>,
-    /// Time to live of a new environment.
-    #[arg(long, default_value = "8h")]
-    pub ttl: String,
-    /// Teardown schedule of a new developer environment (5-field crontab).
-    #[arg(long, default_value = "0 12 * * 1-5")]
-    pub teardown: String,
+    /// Time to live of a new environment (default 8h); for an existing one it must match its spec.
+    #[arg(long)]
+    pub ttl: Option<String>,
+    /// Teardown schedule of a new developer environment (5-field crontab, default
+    /// "0 12 * * 1-5"); for an existing one it must match its spec.
+    #[arg(long)]
+    pub teardown: Option<String>,
     /// NAME=REF: a container name or image repository and the image to run instead.
     #[arg(long = "image", value_name = "NAME=REF")]
     pub images: Vec<String>,
@@ -203,4 +215,31 @@ pub struct DownArgs {
     /// Delete the cluster even when it holds objects marked to survive teardown.
     #[arg(long)]
     pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct GcArgs {
+    /// Print exactly what the pass would do, and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// With --dry-run: decide as if it were TIME (RFC 3339), to see what is coming.
+    #[arg(long, value_name = "TIME")]
+    pub at: Option<String>,
+    /// Carry out a pass that would take down more than maxDeletePercent of the environments.
+    #[arg(long)]
+    pub allow_mass_delete: bool,
+    #[command(flatten)]
+    pub converge: ConvergeArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ExtendArgs {
+    /// The environment.
+    pub env: String,
+    /// How much longer it may live, e.g. 2h.
+    #[arg(value_parser = humantime::parse_duration)]
+    pub duration: std::time::Duration,
+    /// Also skip the next scheduled teardown.
+    #[arg(long)]
+    pub skip_next: bool,
 }

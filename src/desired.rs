@@ -15,21 +15,29 @@ pub struct DesiredState {
     pub render: RenderMode,
     pub objects: Vec<Object>,
     pub excluded: Excluded,
+    /// What the render should warn about (references the fork could not follow).
+    pub warnings: Vec<String>,
 }
 
 pub fn compute(project: &Project, env: &Environment) -> Result<DesiredState> {
     let started = Instant::now();
     let cache = project.state_dir().join("cache");
-    let fetched =
-        source::fetch(&env.source, &project.root, &cache).in_stage(&env.name, Stage::Source)?;
+    let fetched = source::fetch(
+        &env.source,
+        &project.root,
+        &cache,
+        &project.settings.remote_resources,
+    )
+    .in_stage(&env.name, Stage::Source)?;
     let source_time = started.elapsed();
     tracing::debug!(
         env = %env.name, commit = %fetched.commit, objects = fetched.objects.len(),
         files = fetched.files_read, ms = source_time.as_millis() as u64, "source read"
     );
     let started = Instant::now();
-    let forked =
-        fork::fork(fetched.objects, env, &fetched.commit).in_stage(&env.name, Stage::Fork)?;
+    let implied = fork::implied_namespace(env, fetched.namespace.as_deref()).to_string();
+    let forked = fork::fork(fetched.objects, env, &fetched.commit, &implied)
+        .in_stage(&env.name, Stage::Fork)?;
     let fork_time = started.elapsed();
     tracing::debug!(env = %env.name, objects = forked.objects.len(), ms = fork_time.as_millis() as u64, "forked");
     Ok(DesiredState {
@@ -37,6 +45,7 @@ pub fn compute(project: &Project, env: &Environment) -> Result<DesiredState> {
         render: fetched.render,
         objects: forked.objects,
         excluded: forked.excluded,
+        warnings: forked.warnings,
     })
 }
 

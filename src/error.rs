@@ -56,9 +56,21 @@ pub enum Error {
     #[error("environment {env}: {objects} object(s) differ from git")]
     Drift { env: String, objects: usize },
     #[error(
-        "environment {env} is being changed by another sprout run; try again when it has finished"
+        "environment {env} is being changed by another sprout run{}; try again when it has finished",
+        holder.as_ref().map(|h| format!(", {h}")).unwrap_or_default()
     )]
-    Busy { env: String },
+    Busy { env: String, holder: Option<String> },
+    /// The mass-delete breaker held a `gc` pass back (nothing was deleted).
+    #[error(
+        "gc: the pass would take down {would_delete} of {live} live environments (limit {limit}); nothing was deleted: review with `sprout gc --dry-run`, confirm with `sprout gc --allow-mass-delete`"
+    )]
+    MassDelete {
+        would_delete: usize,
+        live: usize,
+        limit: usize,
+    },
+    #[error("gc: {failed} action(s) failed (see above)")]
+    GcFailed { failed: usize },
     #[error(transparent)]
     Cluster(#[from] crate::cluster::ClusterError),
     #[error(transparent)]
@@ -85,6 +97,8 @@ impl Error {
             | Error::Sync(_)
             | Error::Busy { .. }
             | Error::Drift { .. }
+            | Error::MassDelete { .. }
+            | Error::GcFailed { .. }
             | Error::Unhealthy { .. } => 1,
             Error::Source(e) if e.is_invalid_input() => 2,
             Error::Source(_) | Error::Io { .. } => 1,

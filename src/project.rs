@@ -12,6 +12,10 @@ pub const TEMPLATES_DIR: &str = "templates";
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Settings {
+    /// The project's identity, made by `sprout init` (or on first use): everything sprout
+    /// creates carries it, so two projects sharing a cluster or account never sweep each other.
+    #[serde(default)]
+    pub project: Option<String>,
     #[serde(default = "default_state_dir")]
     pub state_dir: PathBuf,
     /// Kube contexts sprout must never write to.
@@ -26,6 +30,10 @@ pub struct Settings {
     /// Namespaces that `overlay.secrets: copy` may read Secrets from; nothing else is read.
     #[serde(default)]
     pub secret_sources: Vec<SecretSource>,
+    /// Prefixes of kustomize remote resources (URLs, `github.com/...`, `git::...`) a render
+    /// may fetch; any other remote resource is refused.
+    #[serde(default)]
+    pub remote_resources: Vec<String>,
 }
 
 /// A namespace Secrets may be copied from, in the cluster of `context` (of the user's
@@ -51,12 +59,14 @@ fn default_max_delete_percent() -> u32 {
 impl Default for Settings {
     fn default() -> Self {
         Settings {
+            project: None,
             state_dir: default_state_dir(),
             forbidden_contexts: Vec::new(),
             grace_period: default_grace_period(),
             max_delete_percent: default_max_delete_percent(),
             generators: Vec::new(),
             secret_sources: Vec::new(),
+            remote_resources: Vec::new(),
         }
     }
 }
@@ -74,8 +84,12 @@ impl Project {
         let settings_path = root.join(SETTINGS_FILE);
         let settings = match std::fs::read_to_string(&settings_path) {
             Ok(text) if text.trim().is_empty() => Settings::default(),
-            Ok(text) => serde_yaml::from_str(&text)
-                .map_err(|e| crate::spec::yaml_error(SETTINGS_FILE, &e))?,
+            Ok(text) => {
+                let settings = serde_yaml::from_str(&text)
+                    .map_err(|e| crate::spec::yaml_error(SETTINGS_FILE, &e))?;
+                crate::spec::reject_duplicate_keys(SETTINGS_FILE, &text)?;
+                settings
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Settings::default(),
             Err(source) => {
                 return Err(SpecError::Read {
@@ -100,9 +114,44 @@ impl Project {
     }
 
     pub fn environment(&self, name: &str) -> Result<Environment, SpecError> {
-        let env = self.specs.load(name)?;
+        let mut env = self.specs.load(name)?;
+        env.project = self.identity().to_string();
         self.secret_copy_of(&env)?;
         Ok(env)
+    }
+
+    /// The project's identity ("" until it has one).
+    pub fn identity(&self) -> &str {
+        self.settings.project.as_deref().unwrap_or("")
+    }
+
+    /// Gives a project without an identity one, written into sprout.yaml; returns it when it is
+    /// new (for a note). Called by the operations that create things, before they do.
+    pub fn ensure_identity(&mut self) -> Result<Option<String>, SpecError> {
+        if self.settings.project.is_some() {
+            return Ok(None);
+        }
+        let identity = new_identity(&self.root);
+        let path = self.root.join(SETTINGS_FILE);
+        let existing = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(source) => {
+                return Err(SpecError::Read {
+                    file: SETTINGS_FILE.into(),
+                    source,
+                });
+            }
+        };
+        let text = format!(
+            "# This project's identity: sprout labels everything it creates with it. Keep it.\nproject: {identity}\n{existing}"
+        );
+        std::fs::write(&path, text).map_err(|source| SpecError::Read {
+            file: SETTINGS_FILE.into(),
+            source,
+        })?;
+        self.settings.project = Some(identity.clone());
+        Ok(Some(identity))
     }
 
     /// Where `env` copies Secrets from (`overlay.secrets: copy`), which must be allow-listed:
@@ -153,5 +202,25 @@ impl Project {
 
     pub fn state_dir(&self) -> PathBuf {
         self.root.join(&self.settings.state_dir)
+    }
+}
+
+/// `<folder name>-<8 random hex digits>`, a valid label value: readable, and unique.
+pub fn new_identity(root: &Path) -> String {
+    let folder = root
+        .canonicalize()
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_default();
+    let mut base = crate::naming::derive(&folder, crate::naming::Backend::Environment);
+    base.truncate(40);
+    let base = base.trim_end_matches('-');
+    let mut random = [0u8; 4];
+    getrandom::fill(&mut random).expect("the OS has randomness");
+    let suffix: String = random.iter().map(|b| format!("{b:02x}")).collect();
+    if base.is_empty() {
+        format!("sprout-{suffix}")
+    } else {
+        format!("{base}-{suffix}")
     }
 }

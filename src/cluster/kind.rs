@@ -8,7 +8,7 @@ use super::provider::{CLUSTER_PREFIX, ClusterRecord, OwnedCluster, Progress, Pro
 use crate::naming::{self, Backend};
 use crate::project::{Project, TEMPLATES_DIR};
 use crate::spec::{Environment, Provider as ProviderKind};
-use crate::template::{TemplateSite, render_once};
+use crate::template::{TemplateSite, render_yaml_document};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -80,7 +80,7 @@ impl Provider for Kind {
                 line: 1,
                 field: "kind cluster config".into(),
             };
-            let config = render_once(&site, &self.template.1, &context).map_err(|e| {
+            let config = render_yaml_document(&site, &self.template.1, &context).map_err(|e| {
                 ClusterError::Template {
                     message: e.to_string(),
                 }

@@ -7,6 +7,7 @@ pub mod eks;
 pub mod eks_token;
 pub mod envtest;
 pub mod kind;
+pub mod kubeconfig;
 mod load_balancers;
 pub mod minikube;
 pub mod provider;

@@ -8,17 +8,15 @@ use crate::sync::diff::{self, Change};
 
 /// Whether drift was found (the caller maps it to exit code 1).
 pub fn run(context: &Context, args: &EnvArg) -> Result<()> {
-    let super::Prepared {
-        project,
+    let session = context.session(&crate::ops::Silent)?;
+    let crate::ops::Prepared {
         env,
         target,
         mut desired,
-    } = super::prepare(context, &args.env)?;
+    } = session.prepare(&args.env)?;
     let diffs = runtime()?.block_on(async {
-        let mut live = super::sync::connect(&env.name, &target).await?;
-        let user_kubeconfig = context.kubeconfig.as_deref();
-        super::sync::add_secret_copies(&project, &env, &live, user_kubeconfig, &mut desired)
-            .await?;
+        let mut live = crate::ops::connect(&env.name, &target).await?;
+        crate::ops::add_secret_copies(&session, &env, &live, &mut desired).await?;
         let plan = SyncPlan::new(&env, &desired);
         diff::diff(&mut live, &plan)
             .await

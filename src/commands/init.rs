@@ -5,7 +5,7 @@ use crate::builtin_templates::BUILTIN_TEMPLATES;
 use crate::cli::InitArgs;
 use crate::error::{Error, Result};
 use crate::project::{ENVIRONMENTS_DIR, TEMPLATES_DIR};
-use crate::template::{TemplateSite, render_once};
+use crate::template::{TemplateSite, render_yaml_document};
 use std::path::Path;
 
 pub fn run(context: &Context, args: &InitArgs) -> Result<()> {
@@ -17,7 +17,7 @@ pub fn run(context: &Context, args: &InitArgs) -> Result<()> {
     let mut vars = tera::Context::new();
     vars.insert("ref", &reference);
     vars.insert("path", &args.path);
-    let production = render_once(
+    let production = render_yaml_document(
         &TemplateSite {
             file: "templates/production.yaml.tera".into(),
             line: 1,
@@ -47,7 +47,14 @@ pub fn run(context: &Context, args: &InitArgs) -> Result<()> {
             .map_err(|e| Error::io(format!("cannot write {}", path.display()), e))?;
         context.note(format!("created {relative}"));
     }
-    ignore_state_dir(context, root)
+    ignore_state_dir(context, root)?;
+    let mut project = context.project()?;
+    if let Some(identity) = project.ensure_identity()? {
+        context.note(format!(
+            "created sprout.yaml (project identity `{identity}`: sprout labels what it creates with it)"
+        ));
+    }
+    Ok(())
 }
 
 fn ignore_state_dir(context: &Context, root: &Path) -> Result<()> {

@@ -1,38 +1,59 @@
-//! `sprout list`: every environment, one line each.
+//! `sprout list`: every environment, one line each — phase, commit, expiry, next teardown or
+//! wake. Reads specs and records only (no cluster, no git remote), so it stays fast with
+//! hundreds of environments.
 
+use super::status::{branch_state, interrupted, outlook_of, when};
 use super::{Context, print, print_structured};
 use crate::cli::Format;
 use crate::error::Result;
-use crate::state::StateStore;
+use crate::lifecycle::Outlook;
+use crate::state::{Phase, StateStore};
 use serde::Serialize;
 
 #[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
 struct Line {
     environment: String,
-    phase: crate::state::Phase,
+    phase: Phase,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    interrupted: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     commit: Option<String>,
     protected: bool,
+    #[serde(flatten)]
+    outlook: Outlook,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    branch: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
+    #[serde(skip)]
+    timezone: Option<chrono_tz::Tz>,
 }
 
 pub fn run(context: &Context) -> Result<()> {
     let project = context.project()?;
     let store = StateStore::new(&project.state_dir());
+    let now = chrono::Utc::now();
     let mut lines = Vec::new();
     for name in project.environment_names()? {
         let state = store.load(&name)?;
-        let (protected, error) = match project.environment(&name) {
-            Ok(env) => (env.protected, None),
-            Err(e) => (false, Some(e.to_string())),
+        let (protected, error, outlook, timezone) = match project.environment(&name) {
+            Ok(env) => {
+                let (outlook, timezone) = outlook_of(&env, &state, now);
+                (env.protected, None, outlook, timezone)
+            }
+            Err(e) => (false, Some(e.to_string()), Outlook::default(), None),
         };
         lines.push(Line {
             environment: name,
             phase: state.phase,
-            commit: state.commit,
+            interrupted: interrupted(&store, &state).is_some(),
+            commit: state.commit.clone(),
             protected,
+            outlook,
+            branch: branch_state(&state),
             error,
+            timezone,
         });
     }
     if context.format != Format::Table {
@@ -41,23 +62,35 @@ pub fn run(context: &Context) -> Result<()> {
     let mut table = comfy_table::Table::new();
     table
         .load_preset(comfy_table::presets::NOTHING)
-        .set_header(["ENVIRONMENT", "PHASE", "COMMIT", "NOTE"]);
+        .set_header(["ENVIRONMENT", "PHASE", "COMMIT", "EXPIRES", "NEXT", "NOTE"]);
     for line in &lines {
-        let note = match (&line.error, line.protected) {
-            (Some(e), _) => e.clone(),
-            (None, true) => "protected".into(),
+        let note = match (&line.error, line.protected, &line.branch) {
+            (Some(e), _, _) => e.clone(),
+            (None, true, _) => "protected".into(),
+            (None, false, Some(branch)) if !branch.starts_with("present") => {
+                format!("branch {branch}")
+            }
             _ => String::new(),
         };
         let commit = line
             .commit
             .as_deref()
             .map_or("-".into(), |c| c[..c.len().min(12)].to_string());
-        table.add_row([
-            line.environment.clone(),
-            format!("{:?}", line.phase).to_lowercase(),
-            commit,
-            note,
-        ]);
+        let phase = if line.interrupted {
+            format!("interrupted ({})", line.phase.name())
+        } else {
+            line.phase.name().to_string()
+        };
+        let o = &line.outlook;
+        let expires = o
+            .expires_at
+            .map_or("-".into(), |at| when(at, now, line.timezone));
+        let next = match (o.next_teardown, o.next_wake) {
+            (Some(t), _) => format!("teardown {}", when(t, now, line.timezone)),
+            (None, Some(w)) => format!("wake {}", when(w, now, line.timezone)),
+            (None, None) => "-".into(),
+        };
+        table.add_row([line.environment.clone(), phase, commit, expires, next, note]);
     }
     print(&format!("{table}\n"))
 }

@@ -2,18 +2,24 @@
 
 mod diff;
 mod down;
+mod extend;
+mod gc;
 mod helpers;
 mod init;
-mod kubeconfig;
 mod list;
 mod render;
+mod sleep;
 mod status;
 mod sync;
 mod up;
 
-use crate::cli::{Cli, Command, Format};
+use crate::cli::{Cli, Command, ConvergeArgs, Format};
+use crate::cluster::provider::Progress;
 use crate::error::{Error, Result};
+use crate::ops::Session;
 use crate::project::Project;
+use crate::state::lock::Wait;
+use crate::sync::SyncOptions;
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -24,11 +30,34 @@ pub struct Context {
     pub quiet: bool,
     /// `--kubeconfig` or `KUBECONFIG`, for environments on an existing cluster.
     pub kubeconfig: Option<PathBuf>,
+    pub lock_timeout: std::time::Duration,
 }
 
 impl Context {
     pub fn project(&self) -> Result<Project> {
         Ok(Project::open(&self.root)?)
+    }
+
+    /// What the operations run with, reporting progress to `progress`.
+    pub fn session<'a>(&self, progress: &'a dyn Progress) -> Result<Session<'a>> {
+        Ok(Session {
+            project: self.project()?,
+            user_kubeconfig: self.kubeconfig.clone(),
+            progress,
+            lock_wait: Wait::Upto(self.lock_timeout),
+        })
+    }
+
+    /// Like [`Context::session`], giving the project an identity first when it has none (for
+    /// the commands that create or delete), with a note saying so.
+    pub fn session_with_identity<'a>(&self, progress: &'a dyn Progress) -> Result<Session<'a>> {
+        let mut session = self.session(progress)?;
+        if let Some(identity) = session.project.ensure_identity()? {
+            self.note(format!(
+                "this project now has an identity, `{identity}`, written to sprout.yaml: sprout labels what it creates with it (commit sprout.yaml)"
+            ));
+        }
+        Ok(session)
     }
 
     /// A line for the human on stderr (silenced by -q).
@@ -49,12 +78,17 @@ pub fn run(cli: Cli) -> Result<()> {
         format: cli.output,
         quiet: cli.quiet,
         kubeconfig: cli.kubeconfig.clone(),
+        lock_timeout: cli.lock_timeout,
     };
     match cli.command {
         Command::Init(args) => init::run(&context, &args),
         Command::Render(args) => render::run(&context, &args),
         Command::Up(args) => up::run(&context, &args),
         Command::Down(args) => down::run(&context, &args),
+        Command::Gc(args) => gc::run(&context, &args),
+        Command::Extend(args) => extend::run(&context, &args),
+        Command::Sleep(args) => sleep::sleep(&context, &args),
+        Command::Wake(args) => sleep::wake(&context, &args),
         Command::EksToken { cluster, region } => helpers::eks_token(&cluster, &region),
         Command::ControlPlane { action, dir, audit } => {
             helpers::control_plane(&action, &dir, audit)
@@ -83,30 +117,6 @@ pub fn print(text: &str) -> Result<()> {
     }
 }
 
-/// What every command that touches an environment's cluster needs, checked before any side
-/// effect: the spec, where it lives, and its desired state.
-pub struct Prepared {
-    pub project: crate::project::Project,
-    pub env: crate::spec::Environment,
-    pub target: crate::cluster::Target,
-    pub desired: crate::desired::DesiredState,
-}
-
-pub fn prepare(context: &Context, name: &str) -> Result<Prepared> {
-    use crate::error::{InStage, Stage};
-    let project = context.project()?;
-    let env = project.environment(name).in_stage(name, Stage::Spec)?;
-    let target = crate::cluster::target_for(&project, &env, context.kubeconfig.as_deref())
-        .in_stage(&env.name, Stage::Cluster)?;
-    let desired = crate::desired::compute(&project, &env)?;
-    Ok(Prepared {
-        project,
-        env,
-        target,
-        desired,
-    })
-}
-
 /// A runtime for the commands that talk to clusters (the rest stay synchronous).
 pub fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
@@ -126,4 +136,13 @@ pub fn print_structured<T: serde::Serialize>(format: Format, value: &T) -> Resul
         }
     };
     print(&text)
+}
+
+/// How `--concurrency`, `--no-wait` and `--timeout` shape a sync.
+pub fn sync_options(args: &ConvergeArgs) -> SyncOptions {
+    SyncOptions {
+        concurrency: usize::from(args.concurrency),
+        wait: !args.no_wait,
+        timeout: args.timeout,
+    }
 }

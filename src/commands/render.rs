@@ -14,6 +14,10 @@ pub fn run(context: &Context, args: &RenderArgs) -> Result<()> {
         .environment(&args.env)
         .in_stage(&args.env, Stage::Spec)?;
     let desired = desired::compute(&project, &env)?;
+    // Warnings are not silenced by -q: each is a reference that may not work in the fork.
+    for warning in &desired.warnings {
+        eprintln!("warning: {}: {warning}", env.name);
+    }
     match &args.out {
         Some(dir) => write_files(dir, &desired.objects)?,
         None => match context.format {

@@ -1,153 +1,24 @@
-//! `sprout sync ENV`: re-resolve the source ref and converge (apply + prune + health).
+//! `sprout sync ENV`: the front end of [`ops::sync`](crate::ops::sync) — re-resolve the
+//! source ref and converge (apply + prune + health) — and the report shown by `sync` and `up`.
 
 use super::{Context, print, print_structured, runtime};
-use crate::cli::{ConvergeArgs, Format, SyncArgs};
-use crate::cluster::{self, Target};
-use crate::desired::DesiredState;
-use crate::error::{InStage, Result, Stage};
-use crate::project::Project;
-use crate::spec::Environment;
-use crate::state::{Counts, Phase, StateStore, now_rfc3339};
+use crate::cli::{Format, SyncArgs};
+use crate::error::Result;
+use crate::ops;
+use crate::progress::Spinner;
+use crate::sync::SyncReport;
 use crate::sync::health::{Health, HealthReport};
-use crate::sync::{self, SyncOptions, SyncPlan, SyncReport, live::Live, secret_copies};
 use std::collections::BTreeMap;
-use std::path::Path;
 
 pub fn run(context: &Context, args: &SyncArgs) -> Result<()> {
-    let mut p = super::prepare(context, &args.env)?;
-    let report = runtime()?.block_on(converge(
-        &p.project,
-        &p.env,
-        &p.target,
-        &mut p.desired,
-        context.kubeconfig.as_deref(),
-        &args.converge,
-    ))?;
-    show(context, &p.env.name, &report)?;
-    require_healthy(&p.env.name, &report)
-}
-
-/// After the report is shown: failed objects make the run fail (exit 1), naming each.
-pub fn require_healthy(env: &str, report: &SyncReport) -> Result<()> {
-    let failed: Vec<String> = report
-        .health
-        .iter()
-        .flat_map(|h| h.objects.iter())
-        .filter_map(|o| match &o.health {
-            Health::Failed(why) => Some(format!("{} ({why})", o.object)),
-            _ => None,
-        })
-        .collect();
-    if failed.is_empty() {
-        Ok(())
-    } else {
-        Err(crate::Error::Unhealthy {
-            env: env.to_string(),
-            failed,
-        })
-    }
-}
-
-/// Completes `desired` with what only a cluster can provide: the Secrets the environment copies
-/// from its allow-listed source (`overlay.secrets: copy`), read from `live` or, when the source
-/// names a context, from that context of the user's kubeconfig. Only read, never written.
-pub async fn add_secret_copies(
-    project: &Project,
-    env: &Environment,
-    live: &Live,
-    user_kubeconfig: Option<&Path>,
-    desired: &mut DesiredState,
-) -> Result<()> {
-    let Some((copy, source)) = project
-        .secret_copy_of(env)
-        .in_stage(&env.name, Stage::Spec)?
-    else {
-        return Ok(());
-    };
-    let elsewhere = match &source.context {
-        Some(context) => {
-            Some(connect(&env.name, &cluster::user_context(context, user_kubeconfig)).await?)
-        }
-        None => None,
-    };
-    let copies = secret_copies::read(
-        elsewhere.as_ref().unwrap_or(live),
-        copy,
-        &env.name,
-        env.target_namespace(),
-    )
-    .await
-    .in_stage(&env.name, Stage::Sync)?;
-    desired.add(copies);
-    Ok(())
-}
-
-pub async fn connect(env: &str, target: &Target) -> Result<Live> {
-    let client = cluster::client(target)
-        .await
-        .in_stage(env, Stage::Cluster)?;
-    Ok(Live::new(client, cluster::server_of(target)))
-}
-
-/// Syncs `desired` into the cluster and records the outcome in the state store: the shared
-/// core of `sync` and `up`. The environment's lock is held throughout.
-pub async fn converge(
-    project: &Project,
-    env: &Environment,
-    target: &Target,
-    desired: &mut DesiredState,
-    user_kubeconfig: Option<&Path>,
-    args: &ConvergeArgs,
-) -> Result<SyncReport> {
-    let store = StateStore::new(&project.state_dir());
-    let _lock = store.lock(&env.name)?;
-    let mut state = store.load(&env.name)?;
-    state.phase = Phase::Syncing;
-    state.reference = Some(env.source.reference.clone());
-    state.created_at.get_or_insert_with(now_rfc3339);
-    store.save(&state)?;
-
-    let options = SyncOptions {
-        concurrency: usize::from(args.concurrency),
-        wait: !args.no_wait,
-        timeout: args.timeout,
-    };
-    let outcome = async {
-        let mut live = connect(&env.name, target).await?;
-        add_secret_copies(project, env, &live, user_kubeconfig, desired).await?;
-        let plan = SyncPlan::new(env, desired);
-        sync::sync(&mut live, &plan, &options)
-            .await
-            .in_stage(&env.name, Stage::Sync)
-    }
-    .await;
-    match &outcome {
-        Ok(report) => {
-            let failed = report.health.as_ref().is_some_and(|h| h.failed > 0);
-            state.phase = if failed {
-                Phase::Degraded
-            } else {
-                Phase::Synced
-            };
-            state.commit = Some(report.commit.clone());
-            state.synced_at = Some(now_rfc3339());
-            state.counts = Counts {
-                created: report.changes.created.len(),
-                configured: report.changes.configured.len(),
-                unchanged: report.changes.unchanged,
-                pruned: report.changes.pruned.len(),
-            };
-            state.health = report.health.clone();
-            state.drift = Some(Vec::new());
-            state.last_error = None;
-        }
-        Err(error) => {
-            state.phase = Phase::Failed;
-            state.last_error = Some(error.to_string());
-        }
-    }
-    store.save(&state)?;
-    outcome
+    let spinner = Spinner::new(context.quiet);
+    let session = context.session_with_identity(&spinner)?;
+    let options = super::sync_options(&args.converge);
+    let outcome = runtime()?.block_on(ops::sync::sync(&session, &args.env, &options));
+    spinner.finish();
+    let outcome = outcome?;
+    show(context, &outcome.environment, &outcome.report)?;
+    ops::sync::require_healthy(&outcome.environment, &outcome.report)
 }
 
 pub fn show(context: &Context, env: &str, report: &SyncReport) -> Result<()> {

@@ -35,18 +35,23 @@ pub enum ForkError {
     Template(#[from] TemplateError),
 }
 
-/// The environment's desired state, plus what the fork left out.
+/// The environment's desired state, plus what the fork left out and what looks wrong.
 #[derive(Debug)]
 pub struct Forked {
     pub objects: Vec<Object>,
     pub excluded: Excluded,
+    /// References the fork could not follow (a namespace the source does not contain).
+    pub warnings: Vec<String>,
 }
 
 /// Forks `objects` (production's desired state at `commit`) into `env`'s desired state.
+/// `implied_namespace` holds the source's objects that name no namespace (see
+/// [`implied_namespace`]).
 pub fn fork(
     mut objects: Vec<Object>,
     env: &Environment,
     commit: &str,
+    implied_namespace: &str,
 ) -> Result<Forked, ForkError> {
     let overlay = &env.overlay;
     let context = template::environment_context(env, commit);
@@ -68,8 +73,15 @@ pub fn fork(
     }
 
     let scopes = Scopes::from_objects(&objects);
-    let namespace_map = namespaces::NamespaceMap::plan(&objects, &scopes, env.target_namespace());
+    let mut namespace_map = namespaces::NamespaceMap::plan(
+        &objects,
+        &scopes,
+        env.target_namespace(),
+        implied_namespace,
+        !env.on_shared_cluster(),
+    );
     namespace_map.apply(&mut objects, &scopes);
+    let warnings = namespace_map.into_warnings();
     if env.on_shared_cluster() {
         namespaces::isolate_cluster_scoped(&mut objects, &scopes, &env.name);
     }
@@ -125,10 +137,24 @@ pub fn fork(
     }
     patches::apply(&planned_patches, &templates, &context, &mut objects)?;
     for object in objects.iter_mut() {
-        ownership::mark_owned(object, &env.name);
+        ownership::mark_owned(object, &env.name, &env.project);
     }
     sort_for_apply(&mut objects);
-    Ok(Forked { objects, excluded })
+    Ok(Forked {
+        objects,
+        excluded,
+        warnings,
+    })
+}
+
+/// The namespace a source is applied into when its objects name none: `source.namespace`,
+/// else the kustomization's `namespace:`, else `default` (where `kubectl apply` puts them).
+pub fn implied_namespace<'a>(env: &'a Environment, kustomization: Option<&'a str>) -> &'a str {
+    env.source
+        .namespace
+        .as_deref()
+        .or(kustomization)
+        .unwrap_or("default")
 }
 
 /// Image values are templates that do not depend on the object: render each once.

@@ -1,10 +1,20 @@
 //! Namespace mapping: where each source namespace lands, and every reference that must follow.
 //!
-//! A source with one namespace (or none) maps it to the target namespace; a source with several
-//! maps each to `<target>-<ns>`, so their relative layout survives. References to a renamed
-//! namespace follow it: binding subjects, webhook and APIService services, NetworkPolicy
-//! namespace selectors, and in-cluster DNS names in env values, container commands and args,
-//! and ConfigMap data.
+//! The source's implied namespace (`source.namespace`: what `kubectl -n` would have been, the
+//! kustomization's `namespace:`, else `default`) holds the objects that name no namespace and
+//! those that name it explicitly: one namespace, which lands in the target namespace. Other
+//! namespaces land in the target too when they are the only one, else each in
+//! `<target>-<ns>`, so the source's layout survives. References to a mapped namespace follow
+//! it: binding subjects, webhook and APIService services, NetworkPolicy namespace selectors,
+//! and in-cluster DNS names (`svc.ns`, `pod.svc.ns`, with or without `.svc[.cluster.local]`)
+//! in env values, container commands and args, ConfigMap data and Secret data.
+//!
+//! On a dedicated cluster the system namespaces (kube-system, kube-public, kube-node-lease)
+//! keep their names: an object there (the RoleBinding to
+//! `extension-apiserver-authentication-reader` of every aggregated API) means that very
+//! namespace. `default` is not one of them: in most repositories it is the application's own
+//! namespace (the implied one), and mapping it keeps every environment in its own namespaces
+//! on any provider.
 //!
 //! On a shared cluster (`namespace` provider) environments also share cluster-scoped names, so
 //! cluster-scoped objects other than CRDs and Namespaces get `-<env>` appended and references to
@@ -13,31 +23,69 @@
 use super::workloads::{containers_mut, pod_spec_mut};
 use crate::naming::{self, Backend};
 use crate::object::{Object, Origin, Scopes};
+use base64::Engine as _;
 use regex::Regex;
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 
+/// Namespaces every cluster has and that keep their names on a dedicated cluster.
+pub const SYSTEM_NAMESPACES: &[&str] = &["kube-system", "kube-public", "kube-node-lease"];
+
 pub struct NamespaceMap {
     /// Source namespace ("" for objects that name none) → target namespace.
     map: BTreeMap<String, String>,
+    /// Source namespaces that keep their names (system namespaces on a dedicated cluster).
+    kept: BTreeSet<String>,
+    /// Services of the source by (source namespace, name): a short DNS name (`svc.ns`,
+    /// `pod.svc.ns`) is rewritten only when it names one, since `spring.profiles.default` is
+    /// text, not a host.
+    services: BTreeSet<(String, String)>,
     dns: Option<Regex>,
+    /// References to namespaces the source does not contain, for the render to warn about.
+    warnings: BTreeSet<String>,
 }
 
+/// One DNS label.
+const LABEL: &str = r"[a-z0-9](?:[-a-z0-9]*[a-z0-9])?";
+
 impl NamespaceMap {
-    pub fn plan(objects: &[Object], scopes: &Scopes, target: &str) -> Self {
+    /// `implied` is the source's implied namespace; `keep_system` says the cluster is
+    /// dedicated, so system namespaces keep their names.
+    pub fn plan(
+        objects: &[Object],
+        scopes: &Scopes,
+        target: &str,
+        implied: &str,
+        keep_system: bool,
+    ) -> Self {
+        let source_namespace = |object: &Object| match object.namespace() {
+            "" => implied.to_string(),
+            ns => ns.to_string(),
+        };
         let mut named: BTreeSet<String> = BTreeSet::new();
+        let mut services = BTreeSet::new();
         for object in objects {
             if object.kind() == "Namespace" && object.group().is_empty() {
                 named.insert(object.name().to_string());
-            } else if !scopes.is_cluster_scoped(object) && !object.namespace().is_empty() {
-                named.insert(object.namespace().to_string());
+            } else if !scopes.is_cluster_scoped(object) {
+                named.insert(source_namespace(object));
+                if object.kind() == "Service" && object.group().is_empty() {
+                    services.insert((source_namespace(object), object.name().to_string()));
+                }
             }
         }
-        let several = named.len() > 1;
+        let kept: BTreeSet<String> = named
+            .iter()
+            .filter(|ns| keep_system && SYSTEM_NAMESPACES.contains(&ns.as_str()))
+            .cloned()
+            .collect();
+        let several = named.difference(&kept).count() > 1;
         let mut map: BTreeMap<String, String> = named
             .into_iter()
             .map(|ns| {
-                let to = if several {
+                let to = if kept.contains(&ns) {
+                    ns.clone()
+                } else if several && ns != implied {
                     naming::derive(&format!("{target}-{ns}"), Backend::Namespace)
                 } else {
                     target.to_string()
@@ -51,16 +99,27 @@ impl NamespaceMap {
             .filter(|(from, to)| !from.is_empty() && from != to)
             .map(|(from, _)| regex::escape(from))
             .collect();
-        // `svc.ns`, `svc.ns.svc`, `svc.ns.svc.cluster.local`; boundaries are checked by hand
-        // because the regex crate has no look-around.
+        // `[pod.]svc.ns[.svc[.cluster.local]]`; boundaries are checked by hand because the
+        // regex crate has no look-around.
         let dns = (!renamed.is_empty()).then(|| {
             Regex::new(&format!(
-                r"[a-z0-9](?:[-a-z0-9]*[a-z0-9])?\.({})(\.svc(?:\.cluster\.local)?)?",
+                r"({LABEL})(\.{LABEL})?\.({})(\.svc(?:\.cluster\.local)?)?",
                 renamed.join("|")
             ))
             .expect("escaped alternatives form a valid regex")
         });
-        NamespaceMap { map, dns }
+        NamespaceMap {
+            map,
+            kept,
+            services,
+            dns,
+            warnings: BTreeSet::new(),
+        }
+    }
+
+    /// What the render should warn about: references to namespaces the source lacks.
+    pub fn into_warnings(self) -> Vec<String> {
+        self.warnings.into_iter().collect()
     }
 
     pub fn target_of<'a>(&'a self, source: &'a str) -> &'a str {
@@ -75,8 +134,14 @@ impl NamespaceMap {
     }
 
     /// Moves objects to their target namespaces and adds Namespace objects that are missing.
-    pub fn apply(&self, objects: &mut Vec<Object>, scopes: &Scopes) {
+    /// Namespace objects of kept system namespaces are left out: every cluster has them, and
+    /// owning them would let `down` delete them.
+    pub fn apply(&mut self, objects: &mut Vec<Object>, scopes: &Scopes) {
+        objects.retain(|o| {
+            !(o.kind() == "Namespace" && o.group().is_empty() && self.kept.contains(o.name()))
+        });
         for object in objects.iter_mut() {
+            let who = object.object_ref().to_string();
             if object.kind() == "Namespace" && object.group().is_empty() {
                 let to = self.target_of(object.name()).to_string();
                 object.set_name(&to);
@@ -84,7 +149,7 @@ impl NamespaceMap {
                 let to = self.target_of(object.namespace()).to_string();
                 object.set_namespace(&to);
             }
-            self.rewrite_references(object);
+            self.rewrite_references(object, &who);
         }
         let present: BTreeSet<String> = objects
             .iter()
@@ -98,19 +163,19 @@ impl NamespaceMap {
             .filter(|o| !scopes.is_cluster_scoped(o))
             .map(|o| o.namespace().to_string())
             .chain([self.target_of("").to_string()])
-            .filter(|ns| !present.contains(ns))
+            .filter(|ns| !present.contains(ns) && !self.kept.contains(ns))
             .collect();
         for namespace in used {
             objects.push(namespace_object(&namespace));
         }
     }
 
-    fn rewrite_references(&self, object: &mut Object) {
+    fn rewrite_references(&mut self, object: &mut Object, who: &str) {
         match object.kind() {
             "RoleBinding" | "ClusterRoleBinding" => {
                 if let Some(Value::Array(subjects)) = object.get_mut(&["subjects"]) {
                     for subject in subjects.iter_mut().filter_map(Value::as_object_mut) {
-                        self.rename_field(subject, "namespace");
+                        self.rename_field(subject, "namespace", who);
                     }
                 }
             }
@@ -121,7 +186,7 @@ impl NamespaceMap {
                             .pointer_mut("/clientConfig/service")
                             .and_then(Value::as_object_mut)
                         {
-                            self.rename_field(service, "namespace");
+                            self.rename_field(service, "namespace", who);
                         }
                     }
                 }
@@ -131,7 +196,7 @@ impl NamespaceMap {
                     .get_mut(&["spec", "service"])
                     .and_then(Value::as_object_mut)
                 {
-                    self.rename_field(service, "namespace");
+                    self.rename_field(service, "namespace", who);
                 }
             }
             "CustomResourceDefinition" => {
@@ -139,14 +204,28 @@ impl NamespaceMap {
                     .get_mut(&["spec", "conversion", "webhook", "clientConfig", "service"])
                     .and_then(Value::as_object_mut)
                 {
-                    self.rename_field(service, "namespace");
+                    self.rename_field(service, "namespace", who);
                 }
             }
-            "NetworkPolicy" => self.rewrite_network_policy(object),
+            "NetworkPolicy" => self.rewrite_network_policy(object, who),
             "ConfigMap" => {
                 if let Some(Value::Object(data)) = object.get_mut(&["data"]) {
                     for value in data.values_mut() {
-                        self.rewrite_dns_value(value);
+                        self.rewrite_dns_value(value, who);
+                    }
+                }
+            }
+            // Only present under `secrets: inline`: a connection string there names a host
+            // as surely as one in a ConfigMap.
+            "Secret" if object.group().is_empty() => {
+                if let Some(Value::Object(data)) = object.get_mut(&["stringData"]) {
+                    for value in data.values_mut() {
+                        self.rewrite_dns_value(value, who);
+                    }
+                }
+                if let Some(Value::Object(data)) = object.get_mut(&["data"]) {
+                    for value in data.values_mut() {
+                        self.rewrite_dns_base64(value, who);
                     }
                 }
             }
@@ -157,33 +236,42 @@ impl NamespaceMap {
                 if let Some(Value::Array(env)) = container.get_mut("env") {
                     for var in env.iter_mut() {
                         if let Some(value) = var.get_mut("value") {
-                            self.rewrite_dns_value(value);
+                            self.rewrite_dns_value(value, who);
                         }
                     }
                 }
                 // A wait-for or probe script naming `svc.ns` would hang in the fork otherwise.
                 for field in ["command", "args"] {
                     if let Some(Value::Array(words)) = container.get_mut(field) {
-                        words
-                            .iter_mut()
-                            .for_each(|word| self.rewrite_dns_value(word));
+                        for word in words.iter_mut() {
+                            self.rewrite_dns_value(word, who);
+                        }
                     }
                 }
             }
         }
     }
 
-    fn rename_field(&self, map: &mut Map<String, Value>, field: &str) {
-        if let Some(to) = map
-            .get(field)
-            .and_then(Value::as_str)
-            .and_then(|ns| self.renamed(ns))
-        {
+    fn rename_field(&mut self, map: &mut Map<String, Value>, field: &str, who: &str) {
+        let Some(ns) = map.get(field).and_then(Value::as_str) else {
+            return;
+        };
+        if let Some(to) = self.renamed(ns) {
             map.insert(field.into(), Value::String(to.to_string()));
+        } else {
+            self.warn_if_unknown(ns, who);
         }
     }
 
-    fn rewrite_network_policy(&self, object: &mut Object) {
+    fn warn_if_unknown(&mut self, ns: &str, who: &str) {
+        if !self.map.contains_key(ns) && !SYSTEM_NAMESPACES.contains(&ns) {
+            self.warnings.insert(format!(
+                "{who} refers to namespace `{ns}`, which the source does not contain; left as it is (set source.namespace if the source is applied with `-n {ns}`)"
+            ));
+        }
+    }
+
+    fn rewrite_network_policy(&mut self, object: &mut Object, who: &str) {
         const NAME_LABEL: &str = "kubernetes.io/metadata.name";
         for direction in ["ingress", "egress"] {
             let Some(Value::Array(rules)) = object.get_mut(&["spec", direction]) else {
@@ -202,7 +290,7 @@ impl NamespaceMap {
                             .get_mut("matchLabels")
                             .and_then(Value::as_object_mut)
                         {
-                            self.rename_field(labels, NAME_LABEL);
+                            self.rename_field(labels, NAME_LABEL, who);
                         }
                         if let Some(Value::Array(exprs)) = selector.get_mut("matchExpressions") {
                             for expr in exprs.iter_mut() {
@@ -226,11 +314,45 @@ impl NamespaceMap {
         }
     }
 
-    fn rewrite_dns_value(&self, value: &mut Value) {
-        if let Value::String(text) = value
-            && let Some(rewritten) = self.rewrite_dns(text)
-        {
-            *text = rewritten;
+    fn rewrite_dns_value(&mut self, value: &mut Value, who: &str) {
+        if let Value::String(text) = value {
+            self.warn_about_unknown_hosts(text, who);
+            if let Some(rewritten) = self.rewrite_dns(text) {
+                *text = rewritten;
+            }
+        }
+    }
+
+    /// A Secret's `data` value: base64 of text that may name hosts; binary data stays as is.
+    fn rewrite_dns_base64(&mut self, value: &mut Value, who: &str) {
+        let engine = base64::engine::general_purpose::STANDARD;
+        let Some(text) = value
+            .as_str()
+            .and_then(|encoded| engine.decode(encoded).ok())
+            .and_then(|bytes| String::from_utf8(bytes).ok())
+        else {
+            return;
+        };
+        self.warn_about_unknown_hosts(&text, who);
+        if let Some(rewritten) = self.rewrite_dns(&text) {
+            *value = Value::String(engine.encode(rewritten));
+        }
+    }
+
+    /// Warns about `svc.ns.svc[.cluster.local]` names of namespaces the source lacks (the
+    /// short forms are too often plain text to warn about).
+    fn warn_about_unknown_hosts(&mut self, text: &str, who: &str) {
+        static QUALIFIED: std::sync::LazyLock<Regex> = std::sync::LazyLock::new(|| {
+            Regex::new(&format!(r"{LABEL}\.({LABEL})\.svc(?:\.cluster\.local)?\b"))
+                .expect("a valid regex")
+        });
+        let unknown: Vec<String> = QUALIFIED
+            .captures_iter(text)
+            .map(|caps| caps[1].to_string())
+            .filter(|ns| !self.map.contains_key(ns))
+            .collect();
+        for ns in unknown {
+            self.warn_if_unknown(&ns, who);
         }
     }
 
@@ -244,6 +366,7 @@ impl NamespaceMap {
         let mut changed = false;
         for caps in dns.captures_iter(text) {
             let whole = caps.get(0).expect("match");
+            let qualified = caps.get(4).is_some();
             let before_ok = whole.start() == 0 || {
                 let b = bytes[whole.start() - 1];
                 !is_name_char(b) && b != b'.'
@@ -252,12 +375,23 @@ impl NamespaceMap {
                 let b = bytes[whole.end()];
                 // `a.ns.example.com` is an outside host, not service `a` in `ns`.
                 !is_name_char(b)
-                    && (b != b'.' || caps.get(2).is_some_and(|s| s.as_str().ends_with("local")))
+                    && (b != b'.' || caps.get(4).is_some_and(|s| s.as_str().ends_with("local")))
             };
             if !(before_ok && after_ok) {
                 continue;
             }
-            let ns = caps.get(1).expect("namespace group");
+            let ns = caps.get(3).expect("namespace group");
+            // `svc.ns` or `pod.svc.ns`: only a Service of the source makes it a host.
+            let service = caps
+                .get(2)
+                .map_or(&caps[1], |pod_form| &pod_form.as_str()[1..]);
+            if !qualified
+                && !self
+                    .services
+                    .contains(&(ns.as_str().to_string(), service.to_string()))
+            {
+                continue;
+            }
             let Some(to) = self.renamed(ns.as_str()) else {
                 continue;
             };
@@ -392,17 +526,47 @@ fn rename_ref(
 mod tests {
     use super::*;
 
+    fn object(value: Value) -> Object {
+        let Value::Object(body) = value else {
+            unreachable!()
+        };
+        Object::new(
+            body,
+            Origin {
+                file: "t".into(),
+                document: 1,
+            },
+        )
+    }
+
+    fn service(ns: &str, name: &str) -> Object {
+        let metadata = if ns.is_empty() {
+            json!({ "name": name })
+        } else {
+            json!({ "name": name, "namespace": ns })
+        };
+        object(json!({"apiVersion": "v1", "kind": "Service", "metadata": metadata}))
+    }
+
     fn map_of(pairs: &[(&str, &str)]) -> NamespaceMap {
-        let objects: Vec<Object> = pairs
+        let objects: Vec<Object> = pairs.iter().map(|(ns, name)| service(ns, name)).collect();
+        NamespaceMap::plan(&objects, &Scopes::default(), "pr-1", "default", true)
+    }
+
+    /// Forks `objects` through the namespace map alone, as a dedicated cluster would.
+    fn mapped(objects: Vec<Object>, implied: &str) -> (Vec<Object>, Vec<String>) {
+        let mut objects = objects;
+        let scopes = Scopes::from_objects(&objects);
+        let mut map = NamespaceMap::plan(&objects, &scopes, "pr-1", implied, true);
+        map.apply(&mut objects, &scopes);
+        (objects, map.into_warnings())
+    }
+
+    fn find<'a>(objects: &'a [Object], kind: &str, name: &str) -> &'a Object {
+        objects
             .iter()
-            .map(|(ns, name)| {
-                let Value::Object(body) = json!({"apiVersion":"v1","kind":"Service","metadata":{"name":name,"namespace":ns}}) else {
-                    unreachable!()
-                };
-                Object::new(body, Origin { file: "t".into(), document: 1 })
-            })
-            .collect();
-        NamespaceMap::plan(&objects, &Scopes::default(), "pr-1")
+            .find(|o| o.kind() == kind && o.name() == name)
+            .unwrap_or_else(|| panic!("no {kind} {name}"))
     }
 
     #[test]
@@ -417,7 +581,12 @@ mod tests {
 
     #[test]
     fn dns_names_follow_renamed_namespaces() {
-        let map = map_of(&[("shop", "a"), ("payments", "b")]);
+        let map = map_of(&[
+            ("shop", "cart"),
+            ("shop", "redis"),
+            ("payments", "pay"),
+            ("payments", "db"),
+        ]);
         let cases = [
             ("cart.shop:7070", Some("cart.pr-1-shop:7070")),
             (
@@ -428,12 +597,163 @@ mod tests {
                 "redis.shop.svc:6379,pay.payments",
                 Some("redis.pr-1-shop.svc:6379,pay.pr-1-payments"),
             ),
+            // StatefulSet members: `pod.service.ns` in every form, and seed lists.
+            (
+                "db-0.db.payments.svc.cluster.local",
+                Some("db-0.db.pr-1-payments.svc.cluster.local"),
+            ),
+            ("db-0.db.payments.svc", Some("db-0.db.pr-1-payments.svc")),
+            (
+                "db-0.db.payments:9042,db-1.db.payments:9042",
+                Some("db-0.db.pr-1-payments:9042,db-1.db.pr-1-payments:9042"),
+            ),
+            // A qualified name is a host even for a Service the source lacks.
+            (
+                "other.shop.svc.cluster.local",
+                Some("other.pr-1-shop.svc.cluster.local"),
+            ),
             ("cdn.shop.example.com", None),
             ("myshop:80", None),
             ("x.shopping", None),
+            // Short forms that name no Service are text (`logging.level.shop`).
+            ("logging.level.shop", None),
+            ("unknown.shop:80", None),
         ];
         for (input, expected) in cases {
             assert_eq!(map.rewrite_dns(input).as_deref(), expected, "{input}");
         }
+    }
+
+    /// Objects without a namespace and objects in the implied one are one namespace: the
+    /// Ingress stays beside its Service, and references to `default` follow.
+    #[test]
+    fn the_implied_namespace_is_one_with_its_explicit_name() {
+        let objects = vec![
+            service("", "web"),
+            service("default", "redis"),
+            service("payments", "pay"),
+            object(
+                json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+                "metadata": {"name": "web", "namespace": "default"}}),
+            ),
+            object(
+                json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+                "metadata": {"name": "reader"},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
+                "subjects": [{"kind": "ServiceAccount", "name": "web", "namespace": "default"},
+                             {"kind": "ServiceAccount", "name": "x", "namespace": "monitoring"}]}),
+            ),
+            object(json!({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "config"},
+                "data": {"REDIS": "redis.default.svc.cluster.local:6379",
+                         "PAY": "pay.payments:80", "PROMETHEUS": "prom.monitoring.svc:9090"}})),
+        ];
+        let (objects, warnings) = mapped(objects, "default");
+        assert_eq!(find(&objects, "Service", "web").namespace(), "pr-1");
+        assert_eq!(find(&objects, "Service", "redis").namespace(), "pr-1");
+        assert_eq!(find(&objects, "Ingress", "web").namespace(), "pr-1");
+        assert_eq!(
+            find(&objects, "Service", "pay").namespace(),
+            "pr-1-payments"
+        );
+        let binding = find(&objects, "ClusterRoleBinding", "reader");
+        assert_eq!(binding.body["subjects"][0]["namespace"], "pr-1");
+        assert_eq!(binding.body["subjects"][1]["namespace"], "monitoring");
+        let config = find(&objects, "ConfigMap", "config");
+        assert_eq!(
+            config.body["data"]["REDIS"],
+            "redis.pr-1.svc.cluster.local:6379"
+        );
+        assert_eq!(config.body["data"]["PAY"], "pay.pr-1-payments:80");
+        let namespaces: Vec<&str> = objects
+            .iter()
+            .filter(|o| o.kind() == "Namespace")
+            .map(|o| o.name())
+            .collect();
+        assert_eq!(namespaces, ["pr-1", "pr-1-payments"]);
+        assert_eq!(warnings.len(), 2, "{warnings:#?}");
+        assert!(
+            warnings.iter().all(|w| w.contains("`monitoring`")),
+            "{warnings:#?}"
+        );
+        assert!(
+            warnings[0].contains("ClusterRoleBinding/reader")
+                || warnings[1].contains("ClusterRoleBinding/reader")
+        );
+
+        // `kubectl -n shop`: the implied namespace is `shop`, and `default` is just another.
+        let (objects, _) = mapped(vec![service("", "web"), service("shop", "api")], "shop");
+        assert_eq!(find(&objects, "Service", "web").namespace(), "pr-1");
+        assert_eq!(find(&objects, "Service", "api").namespace(), "pr-1");
+    }
+
+    #[test]
+    fn system_namespaces_keep_their_names_on_a_dedicated_cluster() {
+        let objects = vec![
+            object(
+                json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "kube-system"}}),
+            ),
+            service("metrics", "metrics-server"),
+            object(
+                json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+                "metadata": {"name": "metrics-server-auth-reader", "namespace": "kube-system"},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                            "name": "extension-apiserver-authentication-reader"},
+                "subjects": [{"kind": "ServiceAccount", "name": "metrics-server", "namespace": "metrics"}]}),
+            ),
+        ];
+        let before = objects[2].body.clone();
+        let (objects, warnings) = mapped(objects, "default");
+        let binding = find(&objects, "RoleBinding", "metrics-server-auth-reader");
+        assert_eq!(binding.namespace(), "kube-system");
+        assert_eq!(binding.body["roleRef"], before["roleRef"]);
+        // The only other namespace is the application's: it lands in the target itself.
+        assert_eq!(binding.body["subjects"][0]["namespace"], "pr-1");
+        assert_eq!(
+            find(&objects, "Service", "metrics-server").namespace(),
+            "pr-1"
+        );
+        assert!(
+            !objects
+                .iter()
+                .any(|o| o.kind() == "Namespace" && o.name() == "kube-system"),
+            "kube-system exists on every cluster and must never be owned (down would delete it)"
+        );
+        assert!(warnings.is_empty(), "{warnings:#?}");
+
+        // On a shared cluster nothing is kept: the refusal there is the shared cluster's job.
+        let objects = vec![service("kube-system", "a"), service("shop", "b")];
+        let scopes = Scopes::from_objects(&objects);
+        let map = NamespaceMap::plan(&objects, &scopes, "pr-1", "default", false);
+        assert_eq!(map.target_of("kube-system"), "pr-1-kube-system");
+    }
+
+    #[test]
+    fn inline_secret_data_follows_like_config_map_data() {
+        let engine = base64::engine::general_purpose::STANDARD;
+        let objects = vec![
+            service("shop", "db"),
+            service("pay", "api"),
+            object(json!({"apiVersion": "v1", "kind": "Secret",
+                "metadata": {"name": "conn", "namespace": "shop"},
+                "data": {"url": engine.encode("postgres://u:p@db-0.db.shop.svc.cluster.local:5432/x"),
+                         "binary": engine.encode([0xff_u8, 0xfe, 0x00])},
+                "stringData": {"seeds": "db-0.db.shop:9042,db-1.db.shop:9042"}})),
+        ];
+        let binary_before = objects[2].body["data"]["binary"].clone();
+        let (objects, _) = mapped(objects, "default");
+        let secret = find(&objects, "Secret", "conn");
+        let url = engine
+            .decode(secret.body["data"]["url"].as_str().unwrap())
+            .unwrap();
+        assert_eq!(
+            String::from_utf8(url).unwrap(),
+            "postgres://u:p@db-0.db.pr-1-shop.svc.cluster.local:5432/x"
+        );
+        assert_eq!(secret.body["data"]["binary"], binary_before);
+        assert_eq!(
+            secret.body["stringData"]["seeds"],
+            "db-0.db.pr-1-shop:9042,db-1.db.pr-1-shop:9042"
+        );
     }
 }

@@ -7,6 +7,8 @@ use serde_json::Value;
 pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 pub const MANAGED_BY_VALUE: &str = "sprout";
 pub const ENVIRONMENT_LABEL: &str = "sprout.dev/environment";
+/// The project that created an object: two projects sharing a cluster never sweep each other.
+pub const PROJECT_LABEL: &str = "sprout.dev/project";
 
 const SERVER_FIELDS: &[&str] = &[
     "uid",
@@ -19,7 +21,7 @@ const SERVER_FIELDS: &[&str] = &[
     "selfLink",
 ];
 
-pub fn mark_owned(object: &mut Object, environment: &str) {
+pub fn mark_owned(object: &mut Object, environment: &str, project: &str) {
     object.body.remove("status");
     let metadata = object.map_mut(&["metadata"]);
     for field in SERVER_FIELDS {
@@ -34,4 +36,7 @@ pub fn mark_owned(object: &mut Object, environment: &str) {
     let labels = object.map_mut(&["metadata", "labels"]);
     labels.insert(MANAGED_BY.into(), Value::String(MANAGED_BY_VALUE.into()));
     labels.insert(ENVIRONMENT_LABEL.into(), Value::String(environment.into()));
+    if !project.is_empty() {
+        labels.insert(PROJECT_LABEL.into(), Value::String(project.into()));
+    }
 }

@@ -1,11 +1,14 @@
 //! Stage 1, source: `repo@ref` → a commit → the objects under `path`, rendered if need be.
 
+mod kustomization;
+mod links;
 mod parse;
+pub mod remotes;
 mod render;
 pub mod repo;
 mod tree;
 
-pub use parse::parse;
+pub use parse::{parse, parse_bytes};
 
 use crate::object::Object;
 use crate::process::ProcessError;
@@ -68,6 +71,16 @@ pub enum SourceError {
         first: String,
         second: String,
     },
+    #[error(
+        "symlink {link} leaves the commit: {why}; a render must read only the commit, so make it a relative link inside the repository"
+    )]
+    LinkLeavesCommit { link: String, why: String },
+    #[error(
+        "{file}: `{entry}` is not a file or folder of the commit, so kustomize would fetch it from the network at render time; remote resources are refused unless sprout.yaml `remoteResources` lists a prefix of it"
+    )]
+    RemoteResource { file: String, entry: String },
+    #[error("{file}: `{entry}` resolves outside the checkout; a render must read only the commit")]
+    OutsideCheckout { file: String, entry: String },
     #[error("cannot write checkout {path}: {source}")]
     Checkout {
         path: String,
@@ -103,13 +116,17 @@ pub struct Fetched {
     pub objects: Vec<Object>,
     /// Manifest files read from git (0 when a render tool produced the objects).
     pub files_read: usize,
+    /// The `namespace:` of the source's kustomization, when it sets one.
+    pub namespace: Option<String>,
 }
 
-/// Resolves the source and reads (or renders) its objects. `cache_dir` holds fetched remotes.
+/// Resolves the source and reads (or renders) its objects. `cache_dir` holds fetched remotes;
+/// `remote_resources` are the prefixes of kustomize remote resources allowed to be fetched.
 pub fn fetch(
     source: &Source,
     project_root: &Path,
     cache_dir: &Path,
+    remote_resources: &[String],
 ) -> Result<Fetched, SourceError> {
     let opened = repo::open(&source.repo, project_root, cache_dir)?;
     let commit = repo::resolve(&opened, &source.repo, &source.reference)?;
@@ -133,9 +150,11 @@ pub fn fetch(
         }
         explicit => explicit,
     };
+    let root = tree::subtree(&opened.repo, commit, ".", &source.repo, &source.reference)?;
+    let mut namespace = None;
     let (objects, files_read) = match render {
         RenderMode::Manifests | RenderMode::Auto => {
-            let files = tree::manifest_files(&opened.repo, &folder, &source.path)?;
+            let files = tree::manifest_files(&opened.repo, &root, &folder, &source.path)?;
             (parse_files(&files)?, files.len())
         }
         RenderMode::Kustomize | RenderMode::Helm => {
@@ -146,6 +165,7 @@ pub fn fetch(
             tree::checkout(&opened.repo, commit, checkout.path())?;
             let dir = checkout.path().join(source.path.trim_matches('/'));
             let (tool, output) = if render == RenderMode::Kustomize {
+                namespace = kustomization::inspect(checkout.path(), &dir, remote_resources)?;
                 render::kustomize(&dir)?
             } else {
                 let default_release = Path::new(&source.path)
@@ -153,10 +173,18 @@ pub fn fetch(
                     .map(|n| n.to_string_lossy().into_owned())
                     .filter(|n| n != ".")
                     .unwrap_or_else(|| "release".into());
+                for file in &source.helm.values_files {
+                    kustomization::check_inside(checkout.path(), &dir.join(file)).map_err(
+                        |_| SourceError::OutsideCheckout {
+                            file: "spec.source.helm.valuesFiles".into(),
+                            entry: file.clone(),
+                        },
+                    )?;
+                }
                 render::helm(&dir, &source.helm, &default_release)?
             };
             let name = format!("{tool} {}", source.path);
-            (parse(&name, &String::from_utf8_lossy(&output))?, 0)
+            (parse_bytes(&name, &output)?, 0)
         }
     };
     reject_duplicates(&objects)?;
@@ -165,6 +193,7 @@ pub fn fetch(
         render,
         objects,
         files_read,
+        namespace,
     })
 }
 
@@ -181,7 +210,7 @@ fn parse_files(files: &[tree::SourceFile]) -> Result<Vec<Object>, SourceError> {
                 scope.spawn(move || {
                     let mut objects = Vec::new();
                     for file in part {
-                        objects.extend(parse(&file.path, &String::from_utf8_lossy(&file.content))?);
+                        objects.extend(parse_bytes(&file.path, &file.content)?);
                     }
                     Ok(objects)
                 })

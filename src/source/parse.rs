@@ -3,40 +3,37 @@
 
 use super::SourceError;
 use crate::object::{Object, Origin};
-use serde::Deserialize;
 use serde_json::{Map, Value};
 
 /// Parses one file (or a render tool's output, named by `file`).
 pub fn parse(file: &str, text: &str) -> Result<Vec<Object>, SourceError> {
+    let located = |e: crate::yaml::YamlError| SourceError::Parse {
+        file: file.to_string(),
+        document: e.document,
+        line: e.line,
+        message: e.message,
+    };
+    let documents = if file.ends_with(".json") {
+        vec![crate::yaml::json_document(text).map_err(located)?]
+    } else {
+        crate::yaml::documents(text).map_err(located)?
+    };
     let mut objects = Vec::new();
-    if file.ends_with(".json") {
-        let value: Value = serde_json::from_str(text).map_err(|e| SourceError::Parse {
-            file: file.to_string(),
-            document: 1,
-            line: e.line(),
-            message: e.to_string(),
-        })?;
-        collect(file, 1, value, &mut objects)?;
-        return Ok(objects);
-    }
-    for (index, document) in serde_yaml::Deserializer::from_str(text).enumerate() {
-        let number = index + 1;
-        let value = Value::deserialize(document).map_err(|e| {
-            let message = e.to_string();
-            let message = match message.find(" at line ") {
-                Some(i) => message[..i].to_string(),
-                None => message,
-            };
-            SourceError::Parse {
-                file: file.to_string(),
-                document: number,
-                line: e.location().map_or(0, |l| l.line()),
-                message,
-            }
-        })?;
-        collect(file, number, value, &mut objects)?;
+    for (index, value) in documents.into_iter().enumerate() {
+        collect(file, index + 1, value, &mut objects)?;
     }
     Ok(objects)
+}
+
+/// Parses the bytes of one file, which must be UTF-8.
+pub fn parse_bytes(file: &str, bytes: &[u8]) -> Result<Vec<Object>, SourceError> {
+    let text = crate::yaml::decode(bytes).map_err(|e| SourceError::Parse {
+        file: file.to_string(),
+        document: e.document,
+        line: e.line,
+        message: e.message,
+    })?;
+    parse(file, text)
 }
 
 fn collect(
@@ -175,5 +172,25 @@ mod tests {
         assert_eq!(ok.len(), 1);
         let err = parse("b.yaml", "apiVersion: v1\nkind: ConfigMap\n").unwrap_err();
         assert!(err.to_string().contains("metadata.name"), "{err}");
+    }
+
+    #[test]
+    fn duplicate_keys_and_invalid_utf8_name_file_and_line() {
+        let text = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\nmetadata: {name: b}\n";
+        let err = parse("deploy/cm.yaml", text).unwrap_err().to_string();
+        assert!(err.starts_with("deploy/cm.yaml:4: document 1:"), "{err}");
+        assert!(err.contains("duplicate key `metadata`"), "{err}");
+        let json =
+            r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"a"},"kind":"Secret"}"#;
+        let err = parse("deploy/cm.json", json).unwrap_err().to_string();
+        assert!(err.contains("duplicate key `kind`"), "{err}");
+        let err = parse_bytes(
+            "deploy/x.yaml",
+            b"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: \xc3}\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.starts_with("deploy/x.yaml:3: document 1:"), "{err}");
+        assert!(err.contains("UTF-8"), "{err}");
     }
 }

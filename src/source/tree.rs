@@ -1,7 +1,7 @@
 //! Reading a folder of a commit straight from git's object database: no checkout, no working
 //! tree, so uncommitted edits never leak into an environment and reads are fast.
 
-use super::SourceError;
+use super::{SourceError, links};
 use git2::{ObjectType, Oid, Repository, Tree, TreeWalkMode, TreeWalkResult};
 use std::path::Path;
 
@@ -58,9 +58,12 @@ pub fn shape(tree: &Tree<'_>) -> FolderShape {
     }
 }
 
-/// Every `*.yaml`, `*.yml` and `*.json` blob below `tree`, in path order.
+/// Every `*.yaml`, `*.yml` and `*.json` blob below `tree` (the folder `prefix` of `root`), in
+/// path order. A symlink is read through to its target in the commit; one that leaves the
+/// commit's tree is an error, whatever its name.
 pub fn manifest_files(
     repo: &Repository,
+    root: &Tree<'_>,
     tree: &Tree<'_>,
     prefix: &str,
 ) -> Result<Vec<SourceFile>, SourceError> {
@@ -75,16 +78,27 @@ pub fn manifest_files(
         let Ok(name) = entry.name() else {
             return TreeWalkResult::Ok;
         };
-        if !(name.ends_with(".yaml") || name.ends_with(".yml") || name.ends_with(".json")) {
-            return TreeWalkResult::Ok;
-        }
         let path = [prefix, dir.trim_end_matches('/'), name]
             .iter()
             .filter(|p| !p.is_empty())
             .copied()
             .collect::<Vec<_>>()
             .join("/");
-        match repo.find_blob(entry.id()) {
+        let mut id = entry.id();
+        if entry.filemode() == SYMLINK {
+            match links::resolve(repo, root, &path) {
+                Ok(links::Target::Blob(target)) => id = target,
+                Ok(links::Target::Other) => return TreeWalkResult::Ok,
+                Err(e) => {
+                    failure = Some(e);
+                    return TreeWalkResult::Abort;
+                }
+            }
+        }
+        if !(name.ends_with(".yaml") || name.ends_with(".yml") || name.ends_with(".json")) {
+            return TreeWalkResult::Ok;
+        }
+        match repo.find_blob(id) {
             Ok(blob) => files.push(SourceFile {
                 path,
                 content: blob.content().to_vec(),
@@ -125,10 +139,24 @@ pub fn checkout(repo: &Repository, commit: Oid, dir: &Path) -> Result<(), Source
         let target = dir.join(parent).join(name);
         let result = match entry.kind() {
             Some(ObjectType::Tree) => std::fs::create_dir_all(&target),
+            // A link is written only once its whole chain is known to stay in the commit's
+            // tree: a render tool follows links, and must never read a file of this machine.
+            Some(ObjectType::Blob) if entry.filemode() == SYMLINK => {
+                if let Err(e) = links::resolve(repo, &tree, &format!("{parent}{name}")) {
+                    failure = Some(e);
+                    return TreeWalkResult::Abort;
+                }
+                repo.find_blob(entry.id())
+                    .map_err(std::io::Error::other)
+                    .and_then(|blob| {
+                        let link = String::from_utf8_lossy(blob.content()).into_owned();
+                        std::os::unix::fs::symlink(link, &target)
+                    })
+            }
             Some(ObjectType::Blob) => repo
                 .find_blob(entry.id())
                 .map_err(std::io::Error::other)
-                .and_then(|blob| write_entry(&target, parent, blob.content(), entry.filemode())),
+                .and_then(|blob| write_file(&target, blob.content(), entry.filemode())),
             _ => Ok(()),
         };
         if let Err(e) = result {
@@ -144,50 +172,14 @@ pub fn checkout(repo: &Repository, commit: Oid, dir: &Path) -> Result<(), Source
     failure.map_or(Ok(()), Err)
 }
 
-fn write_entry(target: &Path, parent: &str, content: &[u8], mode: i32) -> std::io::Result<()> {
+const SYMLINK: i32 = 0o120000;
+
+fn write_file(target: &Path, content: &[u8], mode: i32) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    const SYMLINK: i32 = 0o120000;
     const EXECUTABLE: i32 = 0o100755;
-    if mode == SYMLINK {
-        let link = String::from_utf8_lossy(content).into_owned();
-        // A link out of the checkout would let a render tool read files of this machine.
-        if !stays_inside(parent, &link) {
-            return Ok(());
-        }
-        return std::os::unix::fs::symlink(link, target);
-    }
     std::fs::write(target, content)?;
     if mode == EXECUTABLE {
         std::fs::set_permissions(target, std::fs::Permissions::from_mode(0o755))?;
     }
     Ok(())
-}
-
-/// Whether a symlink at `parent/` pointing to `link` resolves inside the checkout.
-fn stays_inside(parent: &str, link: &str) -> bool {
-    if link.starts_with('/') {
-        return false;
-    }
-    let mut depth = parent.split('/').filter(|c| !c.is_empty()).count() as i64;
-    for component in link.split('/') {
-        match component {
-            "" | "." => {}
-            ".." => depth -= 1,
-            _ => depth += 1,
-        }
-        if depth < 0 {
-            return false;
-        }
-    }
-    true
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn symlinks_may_not_leave_the_checkout() {
-        assert!(super::stays_inside("a/", "../b/c"));
-        assert!(!super::stays_inside("a/", "../../etc/passwd"));
-        assert!(!super::stays_inside("", "/etc/passwd"));
-    }
 }

@@ -59,6 +59,9 @@ pub struct SourceFields {
     pub render: Option<RenderMode>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub helm: Option<HelmOptions>,
+    /// The namespace of objects that name none: what `kubectl -n` would have been.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]

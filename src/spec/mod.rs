@@ -8,10 +8,10 @@ pub use document::*;
 pub(crate) use location::is_key_of;
 pub use location::{line_of, yaml_error};
 
+use crate::lifecycle::schedule::{self, Schedule};
 use crate::naming::{self, Backend};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SpecError {
@@ -35,6 +35,9 @@ pub enum SpecError {
 #[derive(Debug, Clone)]
 pub struct Environment {
     pub name: String,
+    /// The project's identity (`project` in sprout.yaml), carried by everything sprout creates
+    /// for the environment; empty for a project that has none yet.
+    pub project: String,
     /// The spec file, relative to the project root, for messages.
     pub file: String,
     /// The spec file's text, for locating template errors.
@@ -55,6 +58,9 @@ pub struct Source {
     pub path: String,
     pub render: RenderMode,
     pub helm: HelmOptions,
+    /// The namespace of objects that name none (`kubectl -n`); when unset, the
+    /// kustomization's `namespace:` or `default`.
+    pub namespace: Option<String>,
 }
 
 impl Environment {
@@ -84,6 +90,34 @@ impl Environment {
     /// Where namespaced objects land: `overlay.namespace`, else the environment's name.
     pub fn target_namespace(&self) -> &str {
         self.overlay.namespace.as_deref().unwrap_or(&self.name)
+    }
+
+    /// An environment known only by its name and where its cluster runs: what `gc` has for a
+    /// cluster whose spec was removed, enough for the provider to delete it.
+    pub fn bare(name: &str, project: &crate::project::Project, provider: Provider) -> Self {
+        Environment {
+            name: name.to_string(),
+            project: project.identity().to_string(),
+            file: format!("(removed) environments/{name}.yaml"),
+            text: String::new(),
+            labels: BTreeMap::new(),
+            protected: false,
+            source: Source {
+                repo: ".".into(),
+                reference: String::new(),
+                path: ".".into(),
+                render: RenderMode::default(),
+                helm: HelmOptions::default(),
+                namespace: None,
+            },
+            cluster: Some(ClusterSpec {
+                provider,
+                eks: None,
+                namespace: None,
+            }),
+            overlay: Overlay::default(),
+            lifecycle: Lifecycle::default(),
+        }
     }
 
     /// Line of `key` in the spec file (1 when not found), for messages.
@@ -193,22 +227,27 @@ impl SpecLoader {
                 message: format!("invalid environment name: {message}"),
             });
         }
-        let read = match self.overrides.get(name) {
-            Some(text) => Ok(text.clone()),
-            None => std::fs::read_to_string(&path),
+        let text = match self.overrides.get(name) {
+            Some(text) => text.clone(),
+            None => match std::fs::read(&path) {
+                Ok(bytes) => strict_text(&file, bytes)?,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(SpecError::NotFound {
+                        name: name.to_string(),
+                        file,
+                    });
+                }
+                Err(source) => return Err(SpecError::Read { file, source }),
+            },
         };
-        let text = match read {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(SpecError::NotFound {
-                    name: name.to_string(),
-                    file,
-                });
-            }
-            Err(source) => return Err(SpecError::Read { file, source }),
-        };
+        crate::yaml::check_flow_depth(&text).map_err(|problem| SpecError::Invalid {
+            file: file.clone(),
+            line: problem.line,
+            message: problem.message,
+        })?;
         let document: EnvironmentDocument =
             serde_yaml::from_str(&text).map_err(|e| location::yaml_error(&file, &e))?;
+        reject_duplicate_keys(&file, &text)?;
         let parsed = Parsed {
             file,
             text,
@@ -217,6 +256,33 @@ impl SpecLoader {
         parsed.check(name)?;
         Ok(parsed)
     }
+}
+
+/// The text of a YAML file that must be UTF-8, or the line where it is not.
+pub(crate) fn strict_text(file: &str, bytes: Vec<u8>) -> Result<String, SpecError> {
+    match String::from_utf8(bytes) {
+        Ok(text) => Ok(text),
+        Err(e) => {
+            let problem = crate::yaml::decode(e.as_bytes()).expect_err("not UTF-8");
+            Err(SpecError::Invalid {
+                file: file.to_string(),
+                line: problem.line,
+                message: problem.message,
+            })
+        }
+    }
+}
+
+/// Typed parsing catches a repeated field of a struct, not a repeated label or Helm value:
+/// the strict reader refuses every repeated key, and deep nesting before any parsing.
+pub(crate) fn reject_duplicate_keys(file: &str, text: &str) -> Result<(), SpecError> {
+    crate::yaml::documents(text)
+        .map(|_| ())
+        .map_err(|problem| SpecError::Invalid {
+            file: file.to_string(),
+            line: problem.line,
+            message: problem.message,
+        })
 }
 
 /// One spec file, read and parsed.
@@ -261,6 +327,11 @@ impl Parsed {
                     doc.metadata.name, doc.metadata.name
                 ),
             ));
+        }
+        if let Some(ns) = &doc.spec.source.namespace
+            && let Err(message) = naming::check(ns, Backend::Namespace)
+        {
+            return Err(self.invalid("namespace:", format!("invalid source.namespace: {message}")));
         }
         let overlay = &doc.spec.overlay;
         if let Some(ns) = &overlay.namespace
@@ -331,38 +402,21 @@ impl Parsed {
                 format!("invalid lifecycle.ttl `{ttl}`: {e} (try 8h or 90m)"),
             ));
         }
-        for (key, schedule) in [
-            ("teardown:", &lifecycle.teardown),
-            ("wake:", &lifecycle.wake),
+        for (key, field, expr) in [
+            ("teardown:", "teardown", &lifecycle.teardown),
+            ("wake:", "wake", &lifecycle.wake),
         ] {
-            if let Some(schedule) = schedule
-                && let Err(e) = parse_crontab(schedule)
+            if let Some(expr) = expr
+                && let Err(e) = Schedule::parse(expr)
             {
-                return Err(self.invalid(
-                    key,
-                    format!("invalid schedule `{schedule}`: {e} (a 5-field crontab, e.g. \"0 12 * * 1-5\")"),
-                ));
+                return Err(self.invalid(key, format!("invalid lifecycle.{field} `{expr}`: {e}")));
             }
         }
-        if let Some(tz) = &lifecycle.timezone
-            && chrono_tz::Tz::from_str(tz).is_err()
-        {
-            return Err(self.invalid(
-                "timezone:",
-                format!("unknown timezone `{tz}` (an IANA name such as Europe/Berlin)"),
-            ));
+        if let Err(e) = schedule::timezone(lifecycle.timezone.as_deref()) {
+            return Err(self.invalid("timezone:", format!("invalid lifecycle.timezone: {e}")));
         }
         Ok(())
     }
-}
-
-/// A standard 5-field crontab as a `cron` schedule (which wants a leading seconds field).
-pub fn parse_crontab(expr: &str) -> Result<cron::Schedule, String> {
-    let fields = expr.split_whitespace().count();
-    if fields != 5 {
-        return Err(format!("expected 5 fields, found {fields}"));
-    }
-    cron::Schedule::from_str(&format!("0 {expr}")).map_err(|e| e.to_string())
 }
 
 /// Folds a chain `[child, parent, grandparent, ...]` into one environment: source fields are
@@ -377,6 +431,7 @@ fn resolve(chain: Vec<Parsed>) -> Result<Environment, SpecError> {
         fields.path = fields.path.or_else(|| s.path.clone());
         fields.render = fields.render.or(s.render);
         fields.helm = fields.helm.or_else(|| s.helm.clone());
+        fields.namespace = fields.namespace.or_else(|| s.namespace.clone());
     }
     let mut chain = chain.into_iter();
     let own = chain
@@ -390,6 +445,7 @@ fn resolve(chain: Vec<Parsed>) -> Result<Environment, SpecError> {
     };
     let doc = own.document.clone();
     Ok(Environment {
+        project: String::new(),
         name: doc.metadata.name.clone(),
         file: own.file,
         text: own.text,
@@ -401,6 +457,7 @@ fn resolve(chain: Vec<Parsed>) -> Result<Environment, SpecError> {
             path: fields.path.unwrap_or_else(|| ".".into()),
             render: fields.render.unwrap_or_default(),
             helm: fields.helm.unwrap_or_default(),
+            namespace: fields.namespace,
         },
         cluster: doc.spec.cluster.clone(),
         overlay: doc.spec.overlay.clone(),

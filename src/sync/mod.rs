@@ -350,6 +350,24 @@ async fn decide_all<'o>(
     }
 }
 
+/// The checks `sync` makes before its first write, alone and read-only: for a caller that must
+/// write something of its own first (the environment's lock on a shared cluster, whose
+/// namespace may not exist yet) and wants a refusal to come before that write too.
+pub async fn preflight(
+    live: &mut Live,
+    plan: &SyncPlan<'_>,
+    options: &SyncOptions,
+) -> Result<(), SyncError> {
+    let LiveView {
+        inventory,
+        snapshot,
+        ..
+    } = read_live(live, plan).await?;
+    preflight_kinds(live, plan.objects)?;
+    decide_all(live, plan, &inventory, &snapshot, options.concurrency).await?;
+    Ok(())
+}
+
 pub async fn sync(
     live: &mut Live,
     plan: &SyncPlan<'_>,

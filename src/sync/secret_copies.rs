@@ -24,6 +24,7 @@ pub async fn read(
     source: &Live,
     copy: &SecretCopy,
     env: &str,
+    project: &str,
     namespace: &str,
 ) -> Result<Vec<Object>, SyncError> {
     let secrets = Resolved {
@@ -40,7 +41,7 @@ pub async fn read(
             name: name.clone(),
         };
         match source.get(&secrets, &reference).await? {
-            Some(live) => match copy_of(&live, &reference, env, namespace) {
+            Some(live) => match copy_of(&live, &reference, env, project, namespace) {
                 Ok(object) => copies.push(object),
                 Err(e) => failures.push(e),
             },
@@ -66,6 +67,7 @@ fn copy_of(
     live: &Value,
     source: &ObjectRef,
     env: &str,
+    project: &str,
     namespace: &str,
 ) -> Result<Object, SyncError> {
     let kind = live.get("type").and_then(Value::as_str).unwrap_or("Opaque");
@@ -98,7 +100,7 @@ fn copy_of(
             document: 1,
         },
     );
-    mark_owned(&mut object, env);
+    mark_owned(&mut object, env, project);
     Ok(object)
 }
 
@@ -125,7 +127,7 @@ mod tests {
                 "ownerReferences": [{"kind": "ExternalSecret", "name": "db"}]},
             "data": {"username": "YWxpY2U=", "password": "czNjcjN0"},
         });
-        let copy = copy_of(&live, &source(), "pr-42", "pr-42").unwrap();
+        let copy = copy_of(&live, &source(), "pr-42", "", "pr-42").unwrap();
         assert_eq!(
             Value::Object(copy.body),
             json!({
@@ -143,7 +145,7 @@ mod tests {
     fn a_service_account_token_is_refused_without_showing_its_value() {
         let live =
             json!({"type": "kubernetes.io/service-account-token", "data": {"token": "c2VjcmV0"}});
-        let error = copy_of(&live, &source(), "pr-42", "pr-42")
+        let error = copy_of(&live, &source(), "pr-42", "", "pr-42")
             .unwrap_err()
             .to_string();
         assert!(error.contains("Secret/dev-secrets/db"), "{error}");

@@ -202,3 +202,114 @@ fn missing_render_tools() {
         "{stderr}"
     );
 }
+
+#[test]
+fn duplicate_keys_and_invalid_utf8_in_manifests_and_specs() {
+    let mut repo = minimal_repo();
+    repo.write(
+        "environments/dev.yaml",
+        &format!("{HEADER}metadata: {{name: dev}}\nspec:\n  from: production\n"),
+    );
+    repo.write(
+        "deploy/twice.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: real\ndata: {a: b}\nmetadata:\n  name: renamed\n",
+    );
+    repo.commit("a second metadata");
+    rejects(
+        &repo,
+        "dev",
+        &["deploy/twice.yaml:6", "duplicate key `metadata`"],
+    );
+
+    repo.write(
+        "deploy/twice.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: real}\n",
+    );
+    std::fs::write(
+        repo.path().join("deploy/latin1.yaml"),
+        b"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: latin1}\ndata: {city: M\xfcnchen}\n",
+    )
+    .unwrap();
+    repo.commit("a Latin-1 file");
+    rejects(&repo, "dev", &["deploy/latin1.yaml:4", "invalid UTF-8"]);
+
+    std::fs::remove_file(repo.path().join("deploy/latin1.yaml")).unwrap();
+    repo.commit("UTF-8 again");
+    repo.write(
+        "environments/dev.yaml",
+        &format!(
+            "{HEADER}metadata:\n  name: dev\n  labels:\n    sprout.dev/owner: alice\n    sprout.dev/owner: mallory\nspec:\n  from: production\n"
+        ),
+    );
+    rejects(
+        &repo,
+        "dev",
+        &[
+            "environments/dev.yaml:7",
+            "duplicate key `sprout.dev/owner`",
+        ],
+    );
+    std::fs::write(
+        repo.path().join("environments/dev.yaml"),
+        [
+            format!("{HEADER}metadata: {{name: dev}}\nspec:\n  from: production\n").as_bytes(),
+            b"  overlay: {env: {CITY: M\xfcnchen}}\n",
+        ]
+        .concat(),
+    )
+    .unwrap();
+    rejects(&repo, "dev", &["environments/dev.yaml:6", "invalid UTF-8"]);
+}
+
+#[test]
+fn deeply_nested_manifest_fails_fast() {
+    let mut repo = minimal_repo();
+    repo.write(
+        "environments/dev.yaml",
+        &format!("{HEADER}metadata: {{name: dev}}\nspec:\n  from: production\n"),
+    );
+    repo.write(
+        "deploy/deep.yaml",
+        &format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: deep}}\ndata: {}\n",
+            "[".repeat(500_000)
+        ),
+    );
+    repo.commit("500 KB of nesting");
+    let started = std::time::Instant::now();
+    rejects(
+        &repo,
+        "dev",
+        &["deploy/deep.yaml:4", "nested deeper than 128"],
+    );
+    let took = started.elapsed();
+    assert!(took < std::time::Duration::from_secs(1), "took {took:?}");
+}
+
+#[test]
+fn templates_cannot_read_sprouts_environment() {
+    let repo = minimal_repo();
+    repo.write(
+        "environments/dev.yaml",
+        &format!(
+            "{HEADER}metadata: {{name: dev}}\nspec:\n  from: production\n  overlay:\n    patches:\n      - target: {{kind: ConfigMap, name: app}}\n        patch: |\n          data:\n            leaked: \"{{{{ get_env(name='SPROUT_TEST_SECRET') }}}}\"\n"
+        ),
+    );
+    let output = repo
+        .sprout()
+        .args(["render", "dev"])
+        .env("SPROUT_TEST_SECRET", "hunter2")
+        .output()
+        .unwrap();
+    let stderr = stderr_of(&output);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("environments/dev.yaml:11: overlay.patches[0].patch:"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("`get_env()` is disabled"), "{stderr}");
+    assert!(
+        !stderr.contains("hunter2") && output.stdout.is_empty(),
+        "{stderr}"
+    );
+}

@@ -118,6 +118,8 @@ impl ControlPlane {
                     Some("create" | "update" | "patch" | "delete" | "deletecollection")
                 )
             })
+            // The environment's lock (a Lease) is bookkeeping, not a change to its objects.
+            .filter(|event| event["objectRef"]["resource"] != "leases")
             .filter(|event| {
                 !event["requestURI"]
                     .as_str()
@@ -127,6 +129,24 @@ impl ControlPlane {
                 let object = &event["objectRef"];
                 object["namespace"] == namespace
                     || (object["resource"] == "namespaces" && object["name"] == namespace)
+            })
+            .map(|event| format!("{} {}", event["verb"], event["requestURI"]))
+            .collect()
+    }
+}
+
+impl ControlPlane {
+    /// Every write request sprout sent since `mark`, anywhere in the cluster.
+    pub fn all_writes_since(&self, mark: usize) -> Vec<String> {
+        let text = std::fs::read_to_string(&self.audit_log).unwrap_or_default();
+        text.lines()
+            .skip(mark)
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .filter(|event| {
+                event["userAgent"]
+                    .as_str()
+                    .is_some_and(|ua| ua.starts_with("sprout/"))
+                    && !matches!(event["verb"].as_str(), Some("get" | "list" | "watch"))
             })
             .map(|event| format!("{} {}", event["verb"], event["requestURI"]))
             .collect()

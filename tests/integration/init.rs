@@ -13,8 +13,8 @@ fn scaffolds_and_keeps_existing_files() {
     let production =
         std::fs::read_to_string(repo.path().join("environments/production.yaml")).unwrap();
     assert!(
-        production.contains("path: k8s/prod")
-            && production.contains("ref: main")
+        production.contains("path: \"k8s/prod\"")
+            && production.contains("ref: \"main\"")
             && production.contains("protected: true")
     );
     for template in [

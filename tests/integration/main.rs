@@ -3,12 +3,15 @@
 
 mod bad_input;
 mod cluster;
+mod commit_only;
 mod convergence;
+mod crashes;
 mod eks;
 mod errors;
 mod git_sources;
 mod golden;
 mod init;
+mod lifecycle;
 mod network;
 mod providers;
 mod retry;

@@ -119,6 +119,42 @@ fn down_saying(standins: &StandIns, repo: &TestRepo, cp: &ControlPlane, env: &st
     assert!(stdout_of(&down).contains(expected), "{}", stdout_of(&down));
 }
 
+/// `main"#x` is a valid branch name; written raw into a spec template it closed the quotes and
+/// commented out the rest, so the environment followed `main`.
+#[test]
+fn a_branch_name_holding_quotes_and_a_comment_is_followed_exactly() {
+    let cp = control_plane();
+    let branch = format!("{}\"#x", unique("main"));
+    let repo = project_with_branch(&branch);
+    let standins = StandIns::new();
+    let up = up_json(
+        &standins,
+        &repo,
+        &cp,
+        &["--branch", &branch, "--provider", "kind"],
+    );
+    let env = up["environment"].as_str().unwrap().to_string();
+    let text =
+        std::fs::read_to_string(repo.path().join(format!("environments/{env}.yaml"))).unwrap();
+    let spec: Value = serde_yaml::from_str(&text).unwrap();
+    assert_eq!(spec["spec"]["source"]["ref"], branch.as_str(), "{text}");
+    assert_eq!(
+        spec["metadata"]["labels"]["sprout.dev/branch"],
+        branch.as_str()
+    );
+    let greeting = cp.kubectl_ok(&[
+        "get",
+        "configmap",
+        "app",
+        "-n",
+        &env,
+        "-o",
+        "jsonpath={.data.greeting}",
+    ]);
+    assert_eq!(greeting, "hello from the branch");
+    down_saying(&standins, &repo, &cp, &env, "deleted");
+}
+
 #[test]
 fn kind_up_is_idempotent_hostile_branches_never_reach_a_shell_and_down_removes_it() {
     let cp = control_plane();
@@ -150,7 +186,12 @@ fn kind_up_is_idempotent_hostile_branches_never_reach_a_shell_and_down_removes_i
     );
     let spec =
         std::fs::read_to_string(repo.path().join(format!("environments/{env}.yaml"))).unwrap();
-    assert!(spec.contains("provider: kind"), "{spec}");
+    let parsed: serde_yaml::Value = serde_yaml::from_str(&spec).unwrap();
+    assert_eq!(parsed["spec"]["cluster"]["provider"], "kind", "{spec}");
+    assert_eq!(
+        parsed["metadata"]["labels"]["sprout.dev/origin"], "branch",
+        "{spec}"
+    );
 
     let create = standins
         .calls()
@@ -249,12 +290,13 @@ fn minikube_up_with_a_developer_environment_and_down() {
     assert_eq!(env, format!("dev-{developer}"));
     let spec =
         std::fs::read_to_string(repo.path().join(format!("environments/{env}.yaml"))).unwrap();
-    assert!(
-        spec.contains("ref: \"feature/search\"")
-            && spec.contains("ttl: 2h")
-            && spec.contains(&format!("sprout.dev/owner: \"{developer}\"")),
-        "{spec}"
-    );
+    let parsed: serde_yaml::Value = serde_yaml::from_str(&spec).unwrap();
+    assert_eq!(parsed["spec"]["source"]["ref"], "feature/search", "{spec}");
+    assert_eq!(parsed["spec"]["lifecycle"]["ttl"], "2h", "{spec}");
+    let labels = &parsed["metadata"]["labels"];
+    assert_eq!(labels["sprout.dev/owner"], developer.as_str(), "{spec}");
+    assert_eq!(labels["sprout.dev/origin"], "developer", "{spec}");
+    assert_eq!(labels["sprout.dev/developer"], developer.as_str(), "{spec}");
     let start = standins
         .calls()
         .into_iter()

@@ -1,0 +1,207 @@
+//! The operations every front end calls — `up`, `sync`, `sleep`, `wake`, `extend`, `down` and a
+//! `gc` pass — with typed inputs and outcomes: no clap types, no printing (progress goes to a
+//! [`Progress`] the caller supplies). Commands, `gc` and `serve` are thin front ends over these,
+//! so an environment is brought up or torn down the same way whoever asks.
+//!
+//! Every operation holds the environment's lock from its first change to its last (see
+//! [`crate::state::lock`]), and leaves a record from which the same operation, run again after a
+//! crash, converges.
+
+pub mod down;
+pub mod extend;
+pub mod gc;
+pub mod sleep;
+pub mod sync;
+pub mod up;
+
+use crate::cluster::provider::Progress;
+use crate::cluster::{self, Target};
+use crate::desired::{self, DesiredState};
+use crate::error::{InStage, Result, Stage};
+use crate::project::Project;
+use crate::spec::Environment;
+use crate::state::lease::LeaseLock;
+use crate::state::lock::Wait;
+use crate::state::{EnvironmentLock, Holder, StateStore};
+use crate::sync::live::Live;
+use crate::sync::{SyncOptions, SyncPlan};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// What every operation runs with: the project, how to reach clusters, where progress goes.
+pub struct Session<'a> {
+    pub project: Project,
+    /// `--kubeconfig` or `KUBECONFIG`, for environments on an existing cluster.
+    pub user_kubeconfig: Option<PathBuf>,
+    pub progress: &'a dyn Progress,
+    /// How long to wait for an environment another run is changing.
+    pub lock_wait: Wait,
+}
+
+/// Progress that goes nowhere (tests, `--once` passes whose caller logs outcomes itself).
+pub struct Silent;
+
+impl Progress for Silent {
+    fn phase(&self, _message: &str) {}
+}
+
+/// The default wait for a busy environment: long enough for another `up` to finish.
+pub const DEFAULT_LOCK_WAIT: Duration = Duration::from_secs(600);
+
+impl Session<'_> {
+    pub fn store(&self) -> StateStore {
+        StateStore::new(&self.project.state_dir())
+    }
+
+    pub fn user_kubeconfig(&self) -> Option<&Path> {
+        self.user_kubeconfig.as_deref()
+    }
+
+    pub fn environment(&self, name: &str) -> Result<Environment> {
+        self.project.environment(name).in_stage(name, Stage::Spec)
+    }
+
+    /// The spec, where it lives and its desired state, checked before any side effect.
+    pub fn prepare(&self, name: &str) -> Result<Prepared> {
+        let env = self.environment(name)?;
+        let target = cluster::target_for(&self.project, &env, self.user_kubeconfig())
+            .in_stage(&env.name, Stage::Cluster)?;
+        let desired = desired::compute(&self.project, &env)?;
+        Ok(Prepared {
+            env,
+            target,
+            desired,
+        })
+    }
+}
+
+/// An environment held for one operation: its local lock from the start and, on a cluster
+/// others reach, its Lease there from just before the first write to that cluster (so that
+/// everything that can fail without writing — reading sources, Secret copies — fails first).
+/// Operations call [`Held::release`] when done; a crash frees the file lock at once and lets
+/// the Lease expire.
+pub struct Held {
+    _file: EnvironmentLock,
+    lease: Option<LeaseLock>,
+    command: String,
+    wait: Wait,
+}
+
+impl Held {
+    /// Takes the environment's Lease on its shared cluster, once, before anything is read for
+    /// a change; a no-op for environments on clusters of their own (only this machine reaches
+    /// those, through sprout's kubeconfig). The Lease lives in the environment's namespace:
+    /// when that does not exist yet, a sync (`first_sync`) is checked read-only first, so that
+    /// a refusal still comes before any write, and a teardown has nothing to lock.
+    pub async fn guard_cluster(
+        &mut self,
+        env: &Environment,
+        live: &mut Live,
+        first_sync: Option<(&SyncPlan<'_>, &SyncOptions)>,
+    ) -> Result<()> {
+        if self.lease.is_some() || !env.on_shared_cluster() {
+            return Ok(());
+        }
+        if !crate::state::lease::namespace_exists(live, env.target_namespace())
+            .await
+            .map_err(|e| e.into_error(&env.name))?
+        {
+            let Some((plan, options)) = first_sync else {
+                return Ok(());
+            };
+            crate::sync::preflight(live, plan, options)
+                .await
+                .in_stage(&env.name, Stage::Sync)?;
+        }
+        let lease = crate::state::lease::acquire(
+            live,
+            env.target_namespace(),
+            &env.name,
+            &env.project,
+            &Holder::me(&self.command),
+            self.wait,
+        )
+        .await
+        .map_err(|e| e.into_error(&env.name))?;
+        self.lease = Some(lease);
+        Ok(())
+    }
+
+    /// The namespace the lock created to live in, if this operation created it (it is then
+    /// reported as created by the sync, which found it in place).
+    pub fn created_namespace(&self) -> Option<&str> {
+        self.lease.as_ref()?.created_namespace.as_deref()
+    }
+
+    pub async fn release(self) {
+        if let Some(lease) = self.lease {
+            lease.release().await;
+        }
+    }
+}
+
+/// Takes `env`'s local lock for `command`, waiting as the session says.
+pub fn hold(session: &Session<'_>, env: &Environment, command: &str) -> Result<Held> {
+    let file = session
+        .store()
+        .lock(&env.name, command, session.lock_wait)?;
+    Ok(Held {
+        _file: file,
+        lease: None,
+        command: command.to_string(),
+        wait: session.lock_wait,
+    })
+}
+
+/// An environment ready to be synced or compared: spec, cluster and desired state.
+pub struct Prepared {
+    pub env: Environment,
+    pub target: Target,
+    pub desired: DesiredState,
+}
+
+pub async fn connect(env: &str, target: &Target) -> Result<Live> {
+    let client = cluster::client(target)
+        .await
+        .in_stage(env, Stage::Cluster)?;
+    Ok(Live::new(client, cluster::server_of(target)))
+}
+
+/// Completes `desired` with what only a cluster can provide: the Secrets the environment copies
+/// from its allow-listed source (`overlay.secrets: copy`), read from `live` or, when the source
+/// names a context, from that context of the user's kubeconfig. Only read, never written.
+pub async fn add_secret_copies(
+    session: &Session<'_>,
+    env: &Environment,
+    live: &Live,
+    desired: &mut DesiredState,
+) -> Result<()> {
+    let Some((copy, source)) = session
+        .project
+        .secret_copy_of(env)
+        .in_stage(&env.name, Stage::Spec)?
+    else {
+        return Ok(());
+    };
+    let elsewhere = match &source.context {
+        Some(context) => Some(
+            connect(
+                &env.name,
+                &cluster::user_context(context, session.user_kubeconfig()),
+            )
+            .await?,
+        ),
+        None => None,
+    };
+    let copies = crate::sync::secret_copies::read(
+        elsewhere.as_ref().unwrap_or(live),
+        copy,
+        &env.name,
+        &env.project,
+        env.target_namespace(),
+    )
+    .await
+    .in_stage(&env.name, Stage::Sync)?;
+    desired.add(copies);
+    Ok(())
+}

@@ -1,0 +1,134 @@
+//! `sync`: re-resolve the environment's ref and converge its cluster (apply, prune, health),
+//! recording the outcome. Also the second half of `up` and `wake` ([`converge`]).
+
+use super::{Prepared, Session, add_secret_copies, connect};
+use crate::cluster::Target;
+use crate::desired::DesiredState;
+use crate::error::{InStage, Result, Stage};
+use crate::spec::Environment;
+use crate::state::{Counts, EnvironmentState, Phase, now};
+use crate::sync::health::Health;
+use crate::sync::{self, SyncOptions, SyncPlan, SyncReport};
+
+/// What `sync` did: the report of the apply, and the desired state it converged to.
+pub struct SyncOutcome {
+    pub environment: String,
+    pub report: SyncReport,
+}
+
+pub async fn sync(session: &Session<'_>, name: &str, options: &SyncOptions) -> Result<SyncOutcome> {
+    let mut prepared = session.prepare(name)?;
+    let mut held = super::hold(session, &prepared.env, &format!("sync {name}"))?;
+    let mut state = session.store().load(name)?;
+    let Prepared {
+        env,
+        target,
+        desired,
+    } = &mut prepared;
+    let report = converge(
+        session, &mut held, env, target, desired, &mut state, options,
+    )
+    .await;
+    held.release().await;
+    let report = report?;
+    Ok(SyncOutcome {
+        environment: env.name.clone(),
+        report,
+    })
+}
+
+/// Syncs `desired` into the cluster and records the outcome in `state`: the shared core of
+/// `sync`, `up` and `wake`. The caller holds the environment's local lock; the cluster-side one
+/// is taken here, once the desired state is complete.
+pub async fn converge(
+    session: &Session<'_>,
+    held: &mut super::Held,
+    env: &Environment,
+    target: &Target,
+    desired: &mut DesiredState,
+    state: &mut EnvironmentState,
+    options: &SyncOptions,
+) -> Result<SyncReport> {
+    let store = session.store();
+    state.phase = Phase::Syncing;
+    state.reference = Some(env.source.reference.clone());
+    state.timeline.created_at.get_or_insert_with(now);
+    store.save(state)?;
+
+    let outcome = async {
+        let mut live = connect(&env.name, target).await?;
+        add_secret_copies(session, env, &live, desired).await?;
+        let plan = SyncPlan::new(env, desired);
+        held.guard_cluster(env, &mut live, Some((&plan, options)))
+            .await?;
+        sync::sync(&mut live, &plan, options)
+            .await
+            .in_stage(&env.name, Stage::Sync)
+    }
+    .await;
+    let mut outcome = outcome;
+    if let (Ok(report), Some(namespace)) = (&mut outcome, held.created_namespace()) {
+        let name = format!("Namespace/{namespace}");
+        let changes = &mut report.changes;
+        if let Some(at) = changes.configured.iter().position(|c| *c == name) {
+            changes.configured.remove(at);
+            changes.created.insert(0, name);
+        } else if !changes.created.contains(&name) && changes.unchanged > 0 {
+            changes.unchanged -= 1;
+            changes.created.insert(0, name);
+        }
+    }
+    match &outcome {
+        Ok(report) => {
+            let failed = report.health.as_ref().is_some_and(|h| h.failed > 0);
+            state.phase = if failed {
+                Phase::Degraded
+            } else {
+                Phase::Synced
+            };
+            state.commit = Some(report.commit.clone());
+            state.synced_at = Some(now());
+            state.counts = Counts {
+                created: report.changes.created.len(),
+                configured: report.changes.configured.len(),
+                unchanged: report.changes.unchanged,
+                pruned: report.changes.pruned.len(),
+            };
+            state.health = report.health.clone();
+            state.drift = Some(Vec::new());
+            state.last_error = None;
+        }
+        Err(error) => {
+            state.phase = Phase::Failed;
+            state.last_error = Some(error.to_string());
+        }
+    }
+    store.save(state)?;
+    outcome
+}
+
+/// Objects that failed their health check, named (an operation that leaves any fails).
+pub fn failed_objects(report: &SyncReport) -> Vec<String> {
+    report
+        .health
+        .iter()
+        .flat_map(|h| h.objects.iter())
+        .filter_map(|o| match &o.health {
+            Health::Failed(why) => Some(format!("{} ({why})", o.object)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// After the report is shown: failed objects make the run fail (exit 1), naming each.
+pub fn require_healthy(env: &str, report: &SyncReport) -> Result<()> {
+    let failed = failed_objects(report);
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(crate::Error::Unhealthy {
+            env: env.to_string(),
+            failed,
+        })
+    }
+}

@@ -1,0 +1,319 @@
+//! The environment's lock on a cluster others reach: a `coordination.k8s.io/v1` Lease named
+//! `sprout-lock` in the environment's namespace. Two checkouts (two developers, a laptop and CI)
+//! syncing one shared-cluster environment serialize on it, where their local file locks cannot
+//! see each other.
+//!
+//! It is renewed while held and taken over only once it has expired (renew time + duration in
+//! the past), so a holder killed with `kill -9` blocks others for at most the lease duration.
+//! Every write carries the `resourceVersion` it read: two takers can never both win.
+
+use super::lock::{Holder, Wait};
+use crate::error::Error;
+use crate::fork::ownership::{ENVIRONMENT_LABEL, MANAGED_BY, MANAGED_BY_VALUE, PROJECT_LABEL};
+use crate::sync::SyncError;
+use crate::sync::live::{FIELD_MANAGER, Live};
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+pub const LEASE_NAME: &str = "sprout-lock";
+const HOLDER_ANNOTATION: &str = "sprout.dev/holder";
+const DURATION: Duration = Duration::from_secs(30);
+const RENEW_EVERY: Duration = Duration::from_secs(10);
+
+/// A held Lease; renewed in the background until [`LeaseLock::release`] (or expiry, if the
+/// process dies).
+pub struct LeaseLock {
+    /// The namespace this taker created to hold the Lease (the environment's first sync).
+    pub created_namespace: Option<String>,
+    api: Api<Lease>,
+    identity: String,
+    renewer: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Debug)]
+pub enum LeaseError {
+    /// Another run holds it (the holder, for the message).
+    Held(String),
+    /// The namespace cannot hold the lock, or the cluster did not answer.
+    Sync(SyncError),
+}
+
+impl LeaseError {
+    pub fn into_error(self, env: &str) -> Error {
+        match self {
+            LeaseError::Held(holder) => Error::Busy {
+                env: env.to_string(),
+                holder: Some(holder),
+            },
+            LeaseError::Sync(error) => Error::from(error).stage(env, crate::error::Stage::Sync),
+        }
+    }
+}
+
+/// A unique identity per taker: two runs of the same command on one host are still two holders.
+fn identity(holder: &Holder) -> String {
+    format!(
+        "{}/{}/{}",
+        holder.host,
+        holder.pid,
+        holder.since.timestamp_nanos_opt().unwrap_or_default()
+    )
+}
+
+fn expired(lease: &Lease, now: Timestamp) -> bool {
+    let Some(spec) = &lease.spec else { return true };
+    if spec.holder_identity.as_deref().unwrap_or("").is_empty() {
+        return true;
+    }
+    let Some(MicroTime(renewed)) = &spec.renew_time else {
+        return true;
+    };
+    let duration = i64::from(spec.lease_duration_seconds.unwrap_or(0));
+    renewed.as_second() + duration < now.as_second()
+}
+
+/// A holder on this host whose process is gone (killed, crashed) cannot renew: its Lease is
+/// free at once instead of after the lease duration. Holders elsewhere are judged by expiry.
+fn holder_died_here(lease: &Lease) -> bool {
+    let Some(holder) = lease
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(HOLDER_ANNOTATION))
+        .and_then(|text| serde_json::from_str::<Holder>(text).ok())
+    else {
+        return false;
+    };
+    if holder.host != super::lock::hostname() {
+        return false;
+    }
+    // Gone, or its pid now runs something that is not sprout.
+    std::fs::read_link(format!("/proc/{}/exe", holder.pid))
+        .map(|exe| !exe.to_string_lossy().contains("sprout"))
+        .unwrap_or(true)
+}
+
+fn holder_of(lease: &Lease) -> String {
+    lease
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(HOLDER_ANNOTATION))
+        .and_then(|text| serde_json::from_str::<Holder>(text).ok())
+        .map(|h| h.to_string())
+        .unwrap_or_else(|| {
+            lease
+                .spec
+                .as_ref()
+                .and_then(|s| s.holder_identity.clone())
+                .unwrap_or_default()
+        })
+}
+
+fn held_by(mut lease: Lease, env: &str, holder: &Holder, identity: &str) -> Lease {
+    let now = MicroTime(Timestamp::now());
+    let transitions = lease
+        .spec
+        .as_ref()
+        .and_then(|s| s.lease_transitions)
+        .unwrap_or(0);
+    lease.metadata.labels = Some(BTreeMap::from([
+        (MANAGED_BY.to_string(), MANAGED_BY_VALUE.to_string()),
+        (ENVIRONMENT_LABEL.to_string(), env.to_string()),
+    ]));
+    lease
+        .metadata
+        .annotations
+        .get_or_insert_with(BTreeMap::new)
+        .insert(
+            HOLDER_ANNOTATION.to_string(),
+            serde_json::to_string(holder).expect("a holder serializes"),
+        );
+    lease.spec = Some(LeaseSpec {
+        holder_identity: Some(identity.to_string()),
+        lease_duration_seconds: Some(DURATION.as_secs() as i32),
+        acquire_time: Some(now.clone()),
+        renew_time: Some(now),
+        lease_transitions: Some(transitions + 1),
+        ..Default::default()
+    });
+    lease
+}
+
+/// Takes the Lease in `namespace` for `holder`, waiting as `wait` says. The namespace is
+/// created (labelled for `env`, as sync would) when missing; one that belongs to another
+/// environment is refused.
+pub async fn acquire(
+    live: &Live,
+    namespace: &str,
+    env: &str,
+    project: &str,
+    holder: &Holder,
+    wait: Wait,
+) -> Result<LeaseLock, LeaseError> {
+    let api_error =
+        |e: kube::Error| LeaseError::Sync(live.call_error("take the environment's lock", e));
+    let created = ensure_namespace(live, namespace, env, project).await?;
+    let api: Api<Lease> = Api::namespaced(live.client.clone(), namespace);
+    let identity = identity(holder);
+    let deadline = match wait {
+        Wait::No => Instant::now(),
+        Wait::Upto(limit) => Instant::now() + limit,
+    };
+    loop {
+        let taken = match api.get_opt(LEASE_NAME).await.map_err(api_error)? {
+            None => {
+                let lease = Lease {
+                    metadata: ObjectMeta {
+                        name: Some(LEASE_NAME.into()),
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                };
+                api.create(
+                    &PostParams::default(),
+                    &held_by(lease, env, holder, &identity),
+                )
+                .await
+            }
+            Some(lease) if expired(&lease, Timestamp::now()) || holder_died_here(&lease) => {
+                // The resourceVersion read above rides along: a concurrent taker makes this 409.
+                api.replace(
+                    LEASE_NAME,
+                    &PostParams::default(),
+                    &held_by(lease, env, holder, &identity),
+                )
+                .await
+            }
+            Some(lease) => {
+                if Instant::now() >= deadline {
+                    return Err(LeaseError::Held(holder_of(&lease)));
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        };
+        match taken {
+            Ok(_) => break,
+            Err(kube::Error::Api(status)) if status.code == 409 => continue,
+            Err(e) => return Err(api_error(e)),
+        }
+    }
+    let renewer = tokio::spawn(renew(api.clone(), identity.clone()));
+    Ok(LeaseLock {
+        created_namespace: created.then(|| namespace.to_string()),
+        api,
+        identity,
+        renewer,
+    })
+}
+
+/// Whether `namespace` exists (the Lease can only live in an existing one).
+pub async fn namespace_exists(live: &Live, namespace: &str) -> Result<bool, LeaseError> {
+    let api: Api<Namespace> = Api::all(live.client.clone());
+    api.get_opt(namespace)
+        .await
+        .map(|found| found.is_some())
+        .map_err(|e| LeaseError::Sync(live.call_error("read the environment's namespace", e)))
+}
+
+/// The namespace that holds the Lease: created (labelled as sync would label it) when missing;
+/// one that is not the environment's is refused exactly as sync's preflight refuses it.
+async fn ensure_namespace(
+    live: &Live,
+    namespace: &str,
+    env: &str,
+    project: &str,
+) -> Result<bool, LeaseError> {
+    let api: Api<Namespace> = Api::all(live.client.clone());
+    let api_error =
+        |e: kube::Error| LeaseError::Sync(live.call_error("take the environment's lock", e));
+    if let Some(existing) = api.get_opt(namespace).await.map_err(api_error)? {
+        let owner = existing
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(ENVIRONMENT_LABEL))
+            .cloned();
+        return match owner.as_deref() {
+            Some(owner) if owner == env => Ok(false),
+            _ => Err(LeaseError::Sync(SyncError::NotOurs {
+                object: format!("Namespace/{namespace}"),
+                owner: owner.map_or("no sprout label".to_string(), |o| {
+                    format!("labelled for environment `{o}`")
+                }),
+            })),
+        };
+    }
+    let mut labels = serde_json::json!({MANAGED_BY: MANAGED_BY_VALUE, ENVIRONMENT_LABEL: env});
+    if !project.is_empty() {
+        labels[PROJECT_LABEL] = project.into();
+    }
+    let wanted = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": namespace, "labels": labels},
+    });
+    api.patch(
+        namespace,
+        &PatchParams::apply(FIELD_MANAGER),
+        &Patch::Apply(&wanted),
+    )
+    .await
+    .map_err(api_error)?;
+    Ok(true)
+}
+
+/// Keeps the Lease fresh while the operation runs; stops when someone else holds it.
+async fn renew(api: Api<Lease>, identity: String) {
+    loop {
+        tokio::time::sleep(RENEW_EVERY).await;
+        let Ok(Some(mut lease)) = api.get_opt(LEASE_NAME).await else {
+            continue;
+        };
+        let Some(spec) = lease.spec.as_mut() else {
+            return;
+        };
+        if spec.holder_identity.as_deref() != Some(identity.as_str()) {
+            tracing::warn!("the environment's Lease was taken over; this run no longer holds it");
+            return;
+        }
+        spec.renew_time = Some(MicroTime(Timestamp::now()));
+        if let Err(e) = api
+            .replace(LEASE_NAME, &PostParams::default(), &lease)
+            .await
+        {
+            tracing::debug!(error = %e, "renewing the environment's Lease");
+        }
+    }
+}
+
+impl LeaseLock {
+    /// Gives the Lease up at once (others need not wait for it to expire). Best effort: if the
+    /// cluster does not answer, the Lease simply expires.
+    pub async fn release(self) {
+        self.renewer.abort();
+        if let Ok(Some(mut lease)) = self.api.get_opt(LEASE_NAME).await
+            && let Some(spec) = lease.spec.as_mut()
+            && spec.holder_identity.as_deref() == Some(self.identity.as_str())
+        {
+            spec.holder_identity = None;
+            spec.renew_time = None;
+            let _ = self
+                .api
+                .replace(LEASE_NAME, &PostParams::default(), &lease)
+                .await;
+        }
+    }
+}
+
+impl Drop for LeaseLock {
+    fn drop(&mut self) {
+        self.renewer.abort();
+    }
+}

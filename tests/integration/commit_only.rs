@@ -1,0 +1,173 @@
+//! Rendering is a function of the commit: symlinks that leave the commit's tree and kustomize
+//! resources fetched from the network are refused, with real git repositories.
+
+use crate::util::{TestRepo, stderr_of};
+use std::os::unix::fs::symlink;
+
+const PRODUCTION: &str = "apiVersion: sprout.dev/v1alpha1\nkind: Environment\nmetadata: {name: production}\nspec:\n  protected: true\n  source: {ref: main, path: deploy}\n";
+const DEV: &str = "apiVersion: sprout.dev/v1alpha1\nkind: Environment\nmetadata: {name: dev}\nspec:\n  from: production\n";
+
+fn project() -> TestRepo {
+    let repo = TestRepo::new();
+    repo.write("environments/production.yaml", PRODUCTION)
+        .write("environments/dev.yaml", DEV)
+        .write(
+            "deploy/app.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: app}\n",
+        );
+    repo
+}
+
+fn render(repo: &TestRepo) -> std::process::Output {
+    repo.sprout().args(["render", "dev"]).output().unwrap()
+}
+
+/// A chain of relative links, each harmless on its own text: `up -> ..` is the root,
+/// `above -> up/..` is the folder holding the checkout.
+fn add_escaping_chain(repo: &TestRepo, folder: &str, leak: &str) {
+    let dir = repo.path().join(folder);
+    std::fs::create_dir_all(&dir).unwrap();
+    symlink("..", dir.join("up")).unwrap();
+    symlink("up/..", dir.join("above")).unwrap();
+    symlink("above/etc/hostname", dir.join(leak)).unwrap();
+}
+
+#[test]
+fn a_chain_of_relative_links_out_of_the_commit_is_refused_for_manifests() {
+    let mut repo = project();
+    add_escaping_chain(&repo, "deploy", "leak.yaml");
+    repo.commit("links");
+    let output = render(&repo);
+    let stderr = stderr_of(&output);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("symlink deploy/above leaves the commit"),
+        "{stderr}"
+    );
+    assert!(output.stdout.is_empty());
+}
+
+#[test]
+fn links_inside_the_commit_are_read_through() {
+    let mut repo = project();
+    repo.write(
+        "shared/config.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: shared}\n",
+    );
+    symlink("../shared", repo.path().join("deploy/common")).unwrap();
+    symlink("common/config.yaml", repo.path().join("deploy/linked.yaml")).unwrap();
+    repo.commit("links inside");
+    let output = render(&repo);
+    let stderr = stderr_of(&output);
+    assert!(output.status.success(), "{stderr}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("name: shared"), "{stdout}");
+}
+
+#[test]
+fn kustomize_and_helm_sources_refuse_links_out_of_the_commit() {
+    let mut repo = project();
+    repo.write(
+        "deploy/kustomization.yaml",
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [app.yaml]\n",
+    );
+    // Anywhere in the commit: kustomize overlays read `../base`, so the whole tree is written.
+    add_escaping_chain(&repo, "elsewhere", "values.yaml");
+    repo.commit("kustomize with links");
+    let stderr = stderr_of(&render(&repo));
+    assert!(
+        stderr.contains("symlink elsewhere/above leaves the commit"),
+        "{stderr}"
+    );
+
+    std::fs::remove_file(repo.path().join("deploy/kustomization.yaml")).unwrap();
+    repo.write(
+        "deploy/Chart.yaml",
+        "apiVersion: v2\nname: app\nversion: 0.1.0\n",
+    );
+    repo.commit("a chart with links");
+    let output = render(&repo);
+    let stderr = stderr_of(&output);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("symlink elsewhere/above leaves the commit"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn kustomize_remote_resources_are_refused_unless_allow_listed() {
+    let mut repo = project();
+    repo.write(
+        "base/kustomization.yaml",
+        "resources:\n- app.yaml\n- github.com/acme/platform//deploy?ref=v1\n",
+    )
+    .write(
+        "base/app.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: base}\n",
+    )
+    .write(
+        "deploy/kustomization.yaml",
+        "namespace: shop\nresources:\n- ../base\n",
+    );
+    std::fs::remove_file(repo.path().join("deploy/app.yaml")).unwrap();
+    repo.commit("a remote base");
+    let output = render(&repo);
+    let stderr = stderr_of(&output);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("base/kustomization.yaml: `github.com/acme/platform//deploy?ref=v1` is not a file or folder of the commit"),
+        "{stderr}"
+    );
+
+    // Allow-listed, kustomize may fetch it: here from a loopback port nobody listens on, so
+    // the render fails in kustomize, not in sprout's check.
+    repo.write(
+        "base/kustomization.yaml",
+        "resources:\n- app.yaml\n- http://127.0.0.1:9/remote.yaml\n",
+    );
+    repo.commit("a remote on loopback");
+    let stderr = stderr_of(&render(&repo));
+    assert!(stderr.contains("remoteResources"), "{stderr}");
+    repo.write(
+        "sprout.yaml",
+        "remoteResources: [\"http://127.0.0.1:9/\"]\n",
+    );
+    let stderr = stderr_of(&render(&repo));
+    assert!(!stderr.contains("remoteResources"), "{stderr}");
+    assert!(stderr.contains("render: kustomize"), "{stderr}");
+
+    // Without the remote: the kustomization's namespace is the implied one and lands in dev.
+    repo.write("base/kustomization.yaml", "resources:\n- app.yaml\n");
+    repo.commit("no remote");
+    let output = render(&repo);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{}", stderr_of(&output));
+    assert!(stdout.contains("namespace: dev"), "{stdout}");
+    assert!(!stdout.contains("namespace: shop"), "{stdout}");
+}
+
+#[test]
+fn render_warns_about_namespaces_the_source_does_not_contain() {
+    let mut repo = project();
+    repo.write(
+        "deploy/binding.yaml",
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {name: scrape}\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: view}\nsubjects:\n- {kind: ServiceAccount, name: prometheus, namespace: monitoring}\n- {kind: ServiceAccount, name: app, namespace: default}\n",
+    );
+    repo.commit("a binding");
+    let output = repo
+        .sprout()
+        .args(["-q", "render", "dev"])
+        .output()
+        .unwrap();
+    let stderr = stderr_of(&output);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("warning: dev: ClusterRoleBinding/scrape refers to namespace `monitoring`"),
+        "{stderr}"
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    // The implied namespace (`default`, where the ConfigMap without one lives) follows.
+    assert!(!stdout.contains("namespace: default"), "{stdout}");
+    assert!(stdout.contains("namespace: monitoring"), "{stdout}");
+}
