@@ -395,13 +395,16 @@ fn no_answer(error: &kube::Error) -> Option<String> {
         source = e.source();
     }
     let text = chain.join(": ").to_lowercase();
+    // hyper says "client error (Connect)" when no connection came about; a connection that
+    // broke mid-answer ("connection closed before message completed") did get an answer.
     [
-        "connect",
+        "client error (connect)",
+        "tcp connect",
         "tls",
         "certificate",
         "handshake",
-        "dns",
-        "resolve",
+        "dns error",
+        "failed to lookup",
         "timed out",
         "deadline",
     ]
