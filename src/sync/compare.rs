@@ -73,7 +73,11 @@ fn is_zero(value: &Value) -> bool {
 }
 
 /// The cheap test: applied with this exact desired state (`recorded_hash`) and not edited since.
-fn evidently_unchanged(object: &Object, recorded_hash: Option<&str>, live: &Value) -> bool {
+pub(crate) fn evidently_unchanged(
+    object: &Object,
+    recorded_hash: Option<&str>,
+    live: &Value,
+) -> bool {
     recorded_hash == Some(desired_hash(object).as_str())
         && is_subset(&Value::Object(object.body.clone()), live)
 }

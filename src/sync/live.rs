@@ -13,6 +13,7 @@
 //! answer, however bad, is reported as the error of the object or call it belongs to.
 
 use super::SyncError;
+use super::catalog::Catalog;
 use super::compare::is_secret;
 use super::messages::{MESSAGE_LIMIT, bounded, without_secret_values};
 use crate::object::{Object, ObjectRef};
@@ -20,8 +21,7 @@ use kube::api::{
     Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, Preconditions,
     PropagationPolicy,
 };
-use kube::core::GroupVersionKind;
-use kube::discovery::{ApiCapabilities, ApiResource, Discovery, Scope};
+use kube::discovery::{ApiResource, Discovery, Scope};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -32,7 +32,7 @@ pub const FIELD_MANAGER: &str = "sprout";
 pub struct Live {
     pub client: kube::Client,
     pub server: String,
-    discovery: Option<Discovery>,
+    catalog: Catalog,
     /// How `client` was configured, to make clients that act as another identity.
     config: Option<kube::Config>,
     /// Writes to namespaced objects go through this client when set: the environment's own
@@ -49,10 +49,11 @@ pub struct Resolved {
 
 impl Live {
     pub fn new(client: kube::Client, server: String) -> Self {
+        let catalog = Catalog::cached(&server).unwrap_or_default();
         Live {
             client,
             server,
-            discovery: None,
+            catalog,
             config: None,
             tenant: None,
         }
@@ -92,25 +93,23 @@ impl Live {
         }
     }
 
-    /// Discovers the API groups the objects use. Aggregated discovery costs two requests; a
-    /// server that does not offer it (Kubernetes < 1.26) answers with no groups and no error,
-    /// so a missing group means "fall back to classic discovery".
+    /// Makes sure the catalog knows the API groups the objects use: from the cache of this
+    /// server when it knows them all, else asked of the server (see `catalog.rs`).
     pub async fn discover(&mut self, groups: &BTreeSet<String>) -> Result<(), SyncError> {
-        let wanted: Vec<&str> = groups.iter().map(String::as_str).collect();
-        let aggregated = Discovery::new(self.client.clone())
-            .filter(&wanted)
-            .run_aggregated()
-            .await;
-        let complete = |d: &Discovery| wanted.iter().all(|g| d.has_group(g));
-        let discovery = match aggregated {
-            Ok(d) if complete(&d) => d,
-            _ => Discovery::new(self.client.clone())
-                .filter(&wanted)
-                .run()
-                .await
-                .map_err(|e| self.call_error("discovery", e))?,
-        };
-        self.discovery = Some(discovery);
+        if self.catalog.covers(groups) {
+            return Ok(());
+        }
+        self.rediscover(groups).await
+    }
+
+    /// Asks the server about `groups` whatever the cache says: after CRDs were applied, and
+    /// before a kind is called unserved or a failed read is trusted.
+    pub async fn rediscover(&mut self, groups: &BTreeSet<String>) -> Result<(), SyncError> {
+        let found = Catalog::discover(&self.client, groups)
+            .await
+            .map_err(|e| self.call_error("discovery", e))?;
+        self.catalog.merge(found);
+        self.catalog.save(&self.server);
         Ok(())
     }
 
@@ -154,17 +153,16 @@ impl Live {
         Ok(contents)
     }
 
+    /// Whether the catalog was asked of the server in this run.
+    pub fn discovered_now(&self) -> bool {
+        self.catalog.fresh()
+    }
+
     pub fn resolve_kind(&self, api_version: &str, kind: &str) -> Option<Resolved> {
-        let (group, version) = match api_version.split_once('/') {
-            Some((g, v)) => (g, v),
-            None => ("", api_version),
-        };
-        let gvk = GroupVersionKind::gvk(group, version, kind);
-        let (resource, caps): (ApiResource, ApiCapabilities) =
-            self.discovery.as_ref()?.resolve_gvk(&gvk)?;
+        let (resource, namespaced) = self.catalog.resolve(api_version, kind)?;
         Some(Resolved {
             resource,
-            namespaced: caps.scope == Scope::Namespaced,
+            namespaced,
         })
     }
 
@@ -182,27 +180,18 @@ impl Live {
     pub fn unserved_hint(&self, api_version: &str, kind: &str) -> String {
         let group = api_version.split_once('/').map_or("", |(g, _)| g);
         let served: Vec<String> = self
-            .discovery
-            .as_ref()
-            .and_then(|d| d.get(group))
-            .map(|g| {
-                g.versions()
-                    .filter(|v| {
-                        g.versioned_resources(v)
-                            .iter()
-                            .any(|(resource, _)| resource.kind == kind)
-                    })
-                    .map(|v| {
-                        if group.is_empty() {
-                            v.to_string()
-                        } else {
-                            format!("{group}/{v}")
-                        }
-                    })
-                    .collect()
+            .catalog
+            .versions_serving(group, kind)
+            .into_iter()
+            .map(|v| {
+                if group.is_empty() {
+                    v
+                } else {
+                    format!("{group}/{v}")
+                }
             })
-            .unwrap_or_default();
-        let group_served = self.discovery.as_ref().is_some_and(|d| d.has_group(group));
+            .collect();
+        let group_served = self.catalog.has_group(group);
         if !served.is_empty() {
             format!(
                 "the server serves {kind} as {}; change apiVersion",
@@ -493,13 +482,16 @@ fn no_answer(error: &kube::Error) -> Option<String> {
         source = e.source();
     }
     let text = chain.join(": ").to_lowercase();
+    // hyper says "client error (Connect)" when no connection came about; a connection that
+    // broke mid-answer ("connection closed before message completed") did get an answer.
     [
-        "connect",
+        "client error (connect)",
+        "tcp connect",
         "tls",
         "certificate",
         "handshake",
-        "dns",
-        "resolve",
+        "dns error",
+        "failed to lookup",
         "timed out",
         "deadline",
     ]

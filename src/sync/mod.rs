@@ -15,6 +15,7 @@
 //! A sync with nothing to change sends no write request. Before it starts, the desired state is
 //! completed with the Secrets an environment copies (see [`secret_copies`]).
 
+mod catalog;
 pub mod compare;
 pub mod diff;
 pub mod health;
@@ -86,7 +87,7 @@ pub enum SyncError {
     Inventory { message: String },
     #[error("{} objects failed:\n  {}", errors.len(), messages::capped(&errors.iter().map(|e| e.to_string()).collect::<Vec<_>>()).join("\n  "))]
     Several { errors: Vec<SyncError> },
-    #[error("not healthy after {}s:\n  {}", timeout.as_secs(), stuck.join("\n  "))]
+    #[error("not healthy after {}s:\n  {}", timeout.as_secs(), messages::capped(stuck).join("\n  "))]
     HealthTimeout {
         timeout: Duration,
         stuck: Vec<String>,
@@ -198,18 +199,40 @@ struct LiveView<'o> {
     snapshot: Snapshot,
 }
 
+/// Reads the inventory and the live state at once (one round trip when discovery is cached; a
+/// cluster far away makes every sequential request count).
 async fn read_live<'o>(live: &mut Live, plan: &SyncPlan<'o>) -> Result<LiveView<'o>, SyncError> {
-    let inventory = Inventory::load(live, plan.inventory_namespace, plan.owner()).await?;
+    let groups = groups_of(plan, &Inventory::default());
+    live.discover(&groups).await?;
+    let resolvable = |live: &Live| -> Vec<&'o Object> {
+        plan.objects
+            .iter()
+            .filter(|o| live.resolve_kind(o.api_version(), o.kind()).is_some())
+            .collect()
+    };
+    // A kind missing from a cached catalog may be new: ask before calling it unserved.
+    if resolvable(live).len() < plan.objects.len() && !live.discovered_now() {
+        live.rediscover(&groups).await?;
+    }
+    let objects = resolvable(live);
+    let (inventory, snapshot) = futures::future::join(
+        Inventory::load(live, plan.inventory_namespace, plan.owner()),
+        Snapshot::take(live, &objects),
+    )
+    .await;
+    let inventory = inventory?;
+    let snapshot = match snapshot {
+        // A cached catalog can name a kind the server no longer serves: ask, read again.
+        Err(_) if !live.discovered_now() => {
+            live.rediscover(&groups).await?;
+            Snapshot::take(live, &resolvable(live)).await?
+        }
+        other => other?,
+    };
     live.discover(&groups_of(plan, &inventory)).await?;
-    let resolvable: Vec<&Object> = plan
-        .objects
-        .iter()
-        .filter(|o| live.resolve_kind(o.api_version(), o.kind()).is_some())
-        .collect();
-    let snapshot = Snapshot::take(live, &resolvable).await?;
     Ok(LiveView {
         inventory,
-        resolvable,
+        resolvable: resolvable(live),
         snapshot,
     })
 }
@@ -289,23 +312,47 @@ fn mebibytes(bytes: usize) -> String {
 
 /// What to do with every desired object, by the comparison `status` and `diff` use (dry runs
 /// where the cheap test cannot tell, `concurrency` at a time). Every refusal is reported at once.
-async fn decide_all(
+async fn decide_all<'o>(
     live: &Live,
-    plan: &SyncPlan<'_>,
+    plan: &SyncPlan<'o>,
     inventory: &Inventory,
     snapshot: &Snapshot,
     concurrency: usize,
 ) -> Result<BTreeMap<ObjectRef, Action>, SyncError> {
-    let decisions: Vec<(ObjectRef, Result<Action, SyncError>)> =
-        futures::stream::iter(plan.objects)
-            .map(|object| async move {
-                let reference = object.object_ref();
-                let action = decide(live, object, inventory, snapshot.get(&reference), plan).await;
-                (reference, action)
+    let decide_each = |objects: Vec<&'o Object>, schema_changes: BTreeSet<(String, String)>| {
+        futures::stream::iter(objects)
+            .map(move |object| {
+                let changing = schema_changes
+                    .contains(&(object.group().to_string(), object.kind().to_string()));
+                async move {
+                    let reference = object.object_ref();
+                    let current = snapshot.get(&reference);
+                    let action = decide(live, object, inventory, current, plan, changing).await;
+                    (reference, action)
+                }
             })
             .buffer_unordered(concurrency.max(1))
-            .collect()
-            .await;
+            .collect::<Vec<(ObjectRef, Result<Action, SyncError>)>>()
+    };
+    // CRDs first: a dry run of a custom resource answers by the schema the server has now, so
+    // the objects of a CRD this sync changes are judged without one.
+    let (crds, others): (Vec<&Object>, Vec<&Object>) = plan
+        .objects
+        .iter()
+        .partition(|o| o.kind() == "CustomResourceDefinition");
+    let mut decisions = decide_each(crds, BTreeSet::new()).await;
+    let changing_crds: Vec<Object> = plan
+        .objects
+        .iter()
+        .filter(|o| o.kind() == "CustomResourceDefinition")
+        .filter(|o| {
+            decisions.iter().any(|(r, d)| {
+                r == &o.object_ref() && !matches!(d, Ok(Action::Unchanged | Action::Shared))
+            })
+        })
+        .cloned()
+        .collect();
+    decisions.extend(decide_each(others, kinds_defined_by(&changing_crds)).await);
     let mut actions = BTreeMap::new();
     let mut refusals = Vec::new();
     for (reference, decision) in decisions {
@@ -464,7 +511,7 @@ pub async fn sync(
     });
     if new_crds || resolvable.len() < plan.objects.len() {
         health::wait(live, &crds, true, Duration::from_secs(60)).await?;
-        live.discover(&groups_of(plan, &old)).await?;
+        live.rediscover(&groups_of(plan, &old)).await?;
         let custom: Vec<&Object> = rest
             .iter()
             .copied()
@@ -512,6 +559,17 @@ pub async fn sync(
     lap("stages 2 and 3 applied");
     // Prune what the inventory holds and git no longer wants, then record the result.
     let desired: BTreeSet<ObjectRef> = plan.objects.iter().map(Object::object_ref).collect();
+    // Prune takes an unserved kind for a deleted CRD (its objects are gone with it); only the
+    // server may say so, never a cached catalog.
+    let unresolved = inventory.entries.iter().any(|(reference, entry)| {
+        !desired.contains(reference)
+            && live
+                .resolve_kind(&entry.api_version, &reference.kind)
+                .is_none()
+    });
+    if unresolved && !live.discovered_now() {
+        live.rediscover(&groups_of(plan, &inventory)).await?;
+    }
     prune::prune_stale(live, &mut inventory, &desired, plan.owner(), &mut changes).await?;
     inventory.commit = Some(plan.commit.to_string());
     if inventory != old {
@@ -603,7 +661,8 @@ pub async fn teardown(
     let mut inventory = Inventory::load(live, inventory_namespace, owner).await?;
     let mut groups: BTreeSet<String> = inventory.entries.keys().map(|r| r.group.clone()).collect();
     groups.insert(String::new());
-    live.discover(&groups).await?;
+    // Deletes rest on the server's word of what it serves, never on a cached catalog's.
+    live.rediscover(&groups).await?;
     let mut changes = ChangeSet::default();
     let mut namespaces: BTreeSet<String> = inventory
         .entries
@@ -759,7 +818,8 @@ pub async fn marked_to_survive(
     let inventory = Inventory::load(live, inventory_namespace, owner).await?;
     let mut groups: BTreeSet<String> = inventory.entries.keys().map(|r| r.group.clone()).collect();
     groups.insert(String::new());
-    live.discover(&groups).await?;
+    // Deletes rest on the server's word of what it serves, never on a cached catalog's.
+    live.rediscover(&groups).await?;
     let mut marked = Vec::new();
     for (reference, entry) in &inventory.entries {
         let Some(resolved) = live.resolve_kind(&entry.api_version, &reference.kind) else {
@@ -927,6 +987,7 @@ async fn decide(
     inventory: &Inventory,
     current: Option<&Value>,
     plan: &SyncPlan<'_>,
+    schema_changes: bool,
 ) -> Result<Action, SyncError> {
     let reference = object.object_ref();
     let Some(current) = current else {
@@ -945,6 +1006,13 @@ async fn decide(
     }
     let resolved = live.resolve(object)?;
     let recorded = inventory.hash_of(&reference);
+    if schema_changes {
+        return Ok(if compare::evidently_unchanged(object, recorded, current) {
+            Action::Unchanged
+        } else {
+            Action::Configure { force }
+        });
+    }
     match compare::judge(live, &resolved, object, recorded, Some(current), force).await? {
         compare::Verdict::Unchanged => Ok(Action::Unchanged),
         compare::Verdict::Missing => Ok(Action::Create),

@@ -653,3 +653,62 @@ fn down_of_a_cluster_deleted_out_of_band_does_not_hang() {
         standins.calls()
     );
 }
+
+/// A CRD with `properties` under `spec`, for a group of the test's own.
+fn gauges(group: &str, properties: &str, gauge_spec: &str) -> String {
+    format!(
+        "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata: {{name: gauges.{group}}}\n\
+         spec:\n  group: {group}\n  scope: Namespaced\n  names: {{kind: Gauge, plural: gauges}}\n  versions:\n  \
+         - name: v1\n    served: true\n    storage: true\n    schema:\n      openAPIV3Schema:\n        type: object\n        \
+         properties:\n          spec:\n            type: object\n            properties: {{{properties}}}\n\
+         ---\napiVersion: {group}/v1\nkind: Gauge\nmetadata: {{name: g}}\nspec: {{{gauge_spec}}}\n"
+    )
+}
+
+/// On a dedicated cluster CRDs are applied like everything else. A custom resource whose CRD
+/// changes in the same sync is judged without a dry run (a dry run answers by the old schema,
+/// which would prune the new field and call the object unchanged).
+#[test]
+fn a_custom_resource_changed_with_its_crd_is_applied_in_the_same_sync() {
+    let cp = control_plane();
+    let env = unique("crd-change");
+    let group = format!("{env}.sprout.test");
+    let mut repo = TestRepo::new();
+    repo.write(
+        "deploy/gauges.yaml",
+        &gauges(&group, "size: {type: integer}", "size: 1"),
+    )
+    .write("environments/production.yaml", PRODUCTION);
+    write_kind_environment(&repo, &env);
+    repo.commit("production");
+    let standins = StandIns::new();
+    up_json(&standins, &repo, &cp, &[&env]);
+
+    repo.write(
+        "deploy/gauges.yaml",
+        &gauges(
+            &group,
+            "size: {type: integer}, color: {type: string}",
+            "size: 1, color: blue",
+        ),
+    );
+    repo.commit("gauges get a color");
+    let output = standins
+        .sprout(&repo, &cp)
+        .args(["-o", "json", "sync", &env, "--timeout", "30s"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr_of(&output));
+    let color = cp.kubectl_ok(&[
+        "get",
+        &format!("gauges.{group}"),
+        "g",
+        "-n",
+        &env,
+        "-o",
+        "jsonpath={.spec.color}",
+    ]);
+    assert_eq!(color, "blue");
+    down_saying(&standins, &repo, &cp, &env, "");
+    cp.kubectl(&["delete", "crd", &format!("gauges.{group}")]);
+}
