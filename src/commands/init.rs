@@ -57,7 +57,7 @@ pub fn run(context: &Context, args: &InitArgs) -> Result<()> {
     Ok(())
 }
 
-fn ignore_state_dir(context: &Context, root: &Path) -> Result<()> {
+pub(super) fn ignore_state_dir(context: &Context, root: &Path) -> Result<()> {
     let path = root.join(".gitignore");
     let existing = std::fs::read_to_string(&path).unwrap_or_default();
     if existing

@@ -57,6 +57,7 @@ impl Context {
             self.note(format!(
                 "this project now has an identity, `{identity}`, written to sprout.yaml: sprout labels what it creates with it (commit sprout.yaml)"
             ));
+            init::ignore_state_dir(self, &self.root)?;
         }
         Ok(session)
     }

@@ -238,6 +238,11 @@ async fn gather(
             (remote, listing)
         })
         .collect();
+    for target in crate::state::shared_clusters::all(&project.state_dir()) {
+        if cluster::check_allowed(project, &target).is_ok() {
+            shared_targets.insert(target_key(&target), target);
+        }
+    }
     let (orphans, removers) = find_orphans(session, &names, &shared_targets, &mut notes).await?;
     let grace = humantime::parse_duration(&project.settings.grace_period)
         .ok()

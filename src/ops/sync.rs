@@ -87,6 +87,9 @@ pub async fn converge(
             changes.created.insert(0, name);
         }
     }
+    if outcome.is_ok() && env.on_shared_cluster() {
+        crate::state::shared_clusters::remember(&session.project.state_dir(), target)?;
+    }
     match &outcome {
         Ok(report) => {
             let failed = report.health.as_ref().is_some_and(|h| h.failed > 0);

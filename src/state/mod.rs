@@ -4,6 +4,7 @@
 
 pub mod lease;
 pub mod lock;
+pub mod shared_clusters;
 pub mod store;
 
 pub use lock::{EnvironmentLock, Holder};

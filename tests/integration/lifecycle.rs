@@ -666,3 +666,29 @@ fn distinct_origins_that_map_to_one_name_never_share_an_environment() {
     );
     run(repo.path(), &cp, &["down", &name]);
 }
+
+#[test]
+fn a_namespace_left_behind_on_a_shared_cluster_is_found_after_its_spec_is_gone() {
+    let cp = control_plane();
+    let env = &unique("lc-leftover");
+    let repo = project(env, "{}", "gracePeriod: 1s\n");
+    ok(repo.path(), &cp, &["up", env]);
+    // The spec goes (deleted by hand, or `down` had to keep the namespace): no spec points at
+    // the cluster any more, but the project remembers it was used.
+    std::fs::remove_file(repo.path().join(format!("environments/{env}.yaml"))).unwrap();
+    let first = gc(repo.path(), &cp, &[]);
+    assert!(
+        first["notes"]
+            .to_string()
+            .contains(&format!("namespace {env}")),
+        "{first}"
+    );
+    std::thread::sleep(Duration::from_millis(1100));
+    let done = gc(repo.path(), &cp, &[]);
+    assert!(
+        actions(&done)
+            .iter()
+            .any(|(_, action, _, outcome)| action == "delete-orphan" && outcome == "done"),
+        "{done}"
+    );
+}
