@@ -118,14 +118,15 @@ impl FlowScanner {
             }
             self.block_scalar_parent = None;
         }
-        if self.depth == 0 && self.quote.is_none() && line.starts_with("---") {
-            return 0;
-        }
         let mut deepest = self.depth;
         // Where a node may start: quotes and brackets mean structure only there; elsewhere
         // (inside a plain scalar such as `echo it's [x]`) they are text.
         let mut at_node_start = true;
         let mut i = indent;
+        let marker = |m: &str| line.starts_with(m) && bytes.get(3).is_none_or(|b| *b == b' ');
+        if self.depth == 0 && self.quote.is_none() && (marker("---") || marker("...")) {
+            i = 3;
+        }
         while i < bytes.len() {
             let b = bytes[i];
             if let Some(close) = self.quote {
@@ -149,6 +150,13 @@ impl FlowScanner {
                 b' ' | b'\t' => {}
                 b'#' if space_before => break,
                 b'"' | b'\'' if at_node_start => self.quote = Some(b),
+                // A tag or an anchor comes before the node it names: `!t [` and `&a {` still
+                // open a collection.
+                b'!' | b'&' if at_node_start => {
+                    while i + 1 < bytes.len() && !matches!(bytes[i + 1], b' ' | b'\t') {
+                        i += 1;
+                    }
+                }
                 b'[' | b'{' if at_node_start || self.depth > 0 => {
                     self.depth += 1;
                     deepest = deepest.max(self.depth);
@@ -335,6 +343,11 @@ mod tests {
             ("lists", format!("a: 1\nb: {}", "[".repeat(250_000))),
             ("maps", format!("a: 1\nb: {}", "{a: ".repeat(125_000))),
             ("mixed", format!("a: 1\nb: {}", "[{a: ".repeat(100_000))),
+            ("tagged", format!("a: 1\nb: !t &x {}", "[".repeat(250_000))),
+            (
+                "document start",
+                format!("a: 1\n--- {}", "[".repeat(250_000)),
+            ),
         ] {
             let started = Instant::now();
             let err = documents(&text).unwrap_err();

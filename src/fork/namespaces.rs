@@ -343,12 +343,15 @@ impl NamespaceMap {
     /// short forms are too often plain text to warn about).
     fn warn_about_unknown_hosts(&mut self, text: &str, who: &str) {
         static QUALIFIED: std::sync::LazyLock<Regex> = std::sync::LazyLock::new(|| {
-            Regex::new(&format!(r"{LABEL}\.({LABEL})\.svc(?:\.cluster\.local)?\b"))
-                .expect("a valid regex")
+            Regex::new(&format!(
+                r"({LABEL})\.({LABEL})\.svc(?:\.cluster\.local)?\b"
+            ))
+            .expect("a valid regex")
         });
         let unknown: Vec<String> = QUALIFIED
             .captures_iter(text)
-            .map(|caps| caps[1].to_string())
+            .filter(|caps| !is_api_server(&caps[1], &caps[2]))
+            .map(|caps| caps[2].to_string())
             .filter(|ns| !self.map.contains_key(ns))
             .collect();
         for ns in unknown {
@@ -385,6 +388,9 @@ impl NamespaceMap {
             let service = caps
                 .get(2)
                 .map_or(&caps[1], |pod_form| &pod_form.as_str()[1..]);
+            if is_api_server(service, ns.as_str()) {
+                continue;
+            }
             if !qualified
                 && !self
                     .services
@@ -406,6 +412,12 @@ impl NamespaceMap {
         out.push_str(&text[last..]);
         Some(out)
     }
+}
+
+/// `kubernetes.default[.svc…]` is the API server of whatever cluster the object runs in, not a
+/// Service of the source: it never moves.
+fn is_api_server(service: &str, ns: &str) -> bool {
+    service == "kubernetes" && ns == "default"
 }
 
 fn namespace_object(name: &str) -> Object {
@@ -646,6 +658,7 @@ mod tests {
             object(json!({"apiVersion": "v1", "kind": "ConfigMap",
                 "metadata": {"name": "config"},
                 "data": {"REDIS": "redis.default.svc.cluster.local:6379",
+                         "API": "https://kubernetes.default.svc:443",
                          "PAY": "pay.payments:80", "PROMETHEUS": "prom.monitoring.svc:9090"}})),
         ];
         let (objects, warnings) = mapped(objects, "default");
@@ -665,6 +678,10 @@ mod tests {
             "redis.pr-1.svc.cluster.local:6379"
         );
         assert_eq!(config.body["data"]["PAY"], "pay.pr-1-payments:80");
+        assert_eq!(
+            config.body["data"]["API"],
+            "https://kubernetes.default.svc:443"
+        );
         let namespaces: Vec<&str> = objects
             .iter()
             .filter(|o| o.kind() == "Namespace")
