@@ -30,6 +30,9 @@ pub fn yaml_document(object: &Object) -> String {
 /// it writes plain, and the placeholder is then replaced by the scalar's safe spelling.
 pub fn yaml_text(value: &Value) -> String {
     let plain = serde_yaml::to_string(value).expect("a JSON value always serializes to YAML");
+    if !any_ambiguous(value) {
+        return plain;
+    }
     // A placeholder no document holds: a letter-and-digit word the library writes plain.
     let mut prefix = String::from("sproutyamlscalar");
     while plain.contains(&prefix) {
@@ -46,6 +49,23 @@ pub fn yaml_text(value: &Value) -> String {
         text = text.replace(&format!("{prefix}{index}z"), spelling);
     }
     text
+}
+
+/// Whether `value` holds anything [`swap_ambiguous`] would swap (most objects do not, and are
+/// then written in one pass without a copy).
+fn any_ambiguous(value: &Value) -> bool {
+    match value {
+        Value::String(s) => written_plain_but_ambiguous(s),
+        Value::Number(n) => n
+            .as_f64()
+            .filter(|_| n.is_f64())
+            .is_some_and(|f| yaml_1_1_float(f).is_some()),
+        Value::Array(items) => items.iter().any(any_ambiguous),
+        Value::Object(map) => map
+            .iter()
+            .any(|(key, item)| written_plain_but_ambiguous(key) || any_ambiguous(item)),
+        Value::Null | Value::Bool(_) => false,
+    }
 }
 
 fn swap_ambiguous(value: &Value, prefix: &str, spellings: &mut Vec<String>) -> Value {
