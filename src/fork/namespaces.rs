@@ -36,10 +36,10 @@ pub struct NamespaceMap {
     map: BTreeMap<String, String>,
     /// Source namespaces that keep their names (system namespaces on a dedicated cluster).
     kept: BTreeSet<String>,
-    /// Services of the source by (source namespace, name): a short DNS name (`svc.ns`,
-    /// `pod.svc.ns`) is rewritten only when it names one, since `spring.profiles.default` is
-    /// text, not a host.
-    services: BTreeSet<(String, String)>,
+    /// Namespaced objects of the source by (source namespace, name): a short DNS name
+    /// (`svc.ns`, `pod.svc.ns`) is rewritten only when it names one (a Service, or the object
+    /// an operator makes a Service for), since `spring.profiles.default` is text, not a host.
+    names: BTreeSet<(String, String)>,
     dns: Option<Regex>,
     /// References to namespaces the source does not contain, for the render to warn about.
     warnings: BTreeSet<String>,
@@ -63,15 +63,13 @@ impl NamespaceMap {
             ns => ns.to_string(),
         };
         let mut named: BTreeSet<String> = BTreeSet::new();
-        let mut services = BTreeSet::new();
+        let mut names = BTreeSet::new();
         for object in objects {
             if object.kind() == "Namespace" && object.group().is_empty() {
                 named.insert(object.name().to_string());
             } else if !scopes.is_cluster_scoped(object) {
                 named.insert(source_namespace(object));
-                if object.kind() == "Service" && object.group().is_empty() {
-                    services.insert((source_namespace(object), object.name().to_string()));
-                }
+                names.insert((source_namespace(object), object.name().to_string()));
             }
         }
         let kept: BTreeSet<String> = named
@@ -111,7 +109,7 @@ impl NamespaceMap {
         NamespaceMap {
             map,
             kept,
-            services,
+            names,
             dns,
             warnings: BTreeSet::new(),
         }
@@ -342,6 +340,9 @@ impl NamespaceMap {
     /// Warns about `svc.ns.svc[.cluster.local]` names of namespaces the source lacks (the
     /// short forms are too often plain text to warn about).
     fn warn_about_unknown_hosts(&mut self, text: &str, who: &str) {
+        if !text.contains(".svc") {
+            return;
+        }
         static QUALIFIED: std::sync::LazyLock<Regex> = std::sync::LazyLock::new(|| {
             Regex::new(&format!(
                 r"({LABEL})\.({LABEL})\.svc(?:\.cluster\.local)?\b"
@@ -362,6 +363,9 @@ impl NamespaceMap {
     /// `text` with in-cluster DNS names of renamed namespaces rewritten, if any matched.
     pub fn rewrite_dns(&self, text: &str) -> Option<String> {
         let dns = self.dns.as_ref()?;
+        if !text.contains('.') {
+            return None;
+        }
         let bytes = text.as_bytes();
         let is_name_char = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || b == b'_';
         let mut out = String::with_capacity(text.len());
@@ -384,7 +388,7 @@ impl NamespaceMap {
                 continue;
             }
             let ns = caps.get(3).expect("namespace group");
-            // `svc.ns` or `pod.svc.ns`: only a Service of the source makes it a host.
+            // `svc.ns` or `pod.svc.ns`: only an object of the source makes it a host.
             let service = caps
                 .get(2)
                 .map_or(&caps[1], |pod_form| &pod_form.as_str()[1..]);
@@ -393,7 +397,7 @@ impl NamespaceMap {
             }
             if !qualified
                 && !self
-                    .services
+                    .names
                     .contains(&(ns.as_str().to_string(), service.to_string()))
             {
                 continue;
@@ -627,7 +631,7 @@ mod tests {
             ("cdn.shop.example.com", None),
             ("myshop:80", None),
             ("x.shopping", None),
-            // Short forms that name no Service are text (`logging.level.shop`).
+            // Short forms that name no object of the source are text (`logging.level.shop`).
             ("logging.level.shop", None),
             ("unknown.shop:80", None),
         ];
