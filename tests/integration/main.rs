@@ -5,6 +5,7 @@ mod bad_input;
 mod cluster;
 mod commit_only;
 mod eks;
+mod fork_namespaces;
 mod git_sources;
 mod golden;
 mod init;
