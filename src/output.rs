@@ -29,23 +29,52 @@ pub fn yaml_document(object: &Object) -> String {
 /// quoting by YAML 1.2 alone, so each scalar it would get wrong is swapped for a placeholder
 /// it writes plain, and the placeholder is then replaced by the scalar's safe spelling.
 pub fn yaml_text(value: &Value) -> String {
-    let plain = serde_yaml::to_string(value).expect("a JSON value always serializes to YAML");
-    // A placeholder no document holds: a letter-and-digit word the library writes plain.
+    let serialize =
+        |v: &Value| serde_yaml::to_string(v).expect("a JSON value always serializes to YAML");
+    if !any_ambiguous(value) {
+        return serialize(value);
+    }
+    // A placeholder no string of the document holds: a word the library writes plain.
     let mut prefix = String::from("sproutyamlscalar");
-    while plain.contains(&prefix) {
+    while holds_text(value, &prefix) {
         prefix.push('x');
     }
     let mut spellings = Vec::new();
-    let swapped = swap_ambiguous(value, &prefix, &mut spellings);
-    if spellings.is_empty() {
-        return plain;
-    }
-    let mut text = serde_yaml::to_string(&swapped).expect("a JSON value always serializes to YAML");
+    let mut text = serialize(&swap_ambiguous(value, &prefix, &mut spellings));
     // The closing `z` keeps placeholder 1 from matching the start of placeholder 12.
     for (index, spelling) in spellings.iter().enumerate() {
         text = text.replace(&format!("{prefix}{index}z"), spelling);
     }
     text
+}
+
+/// Whether any key or string of `value` contains `needle`.
+fn holds_text(value: &Value, needle: &str) -> bool {
+    match value {
+        Value::String(s) => s.contains(needle),
+        Value::Array(items) => items.iter().any(|item| holds_text(item, needle)),
+        Value::Object(map) => map
+            .iter()
+            .any(|(key, item)| key.contains(needle) || holds_text(item, needle)),
+        _ => false,
+    }
+}
+
+/// Whether `value` holds anything [`swap_ambiguous`] would swap (most objects do not, and are
+/// then written in one pass without a copy).
+fn any_ambiguous(value: &Value) -> bool {
+    match value {
+        Value::String(s) => written_plain_but_ambiguous(s),
+        Value::Number(n) => n
+            .as_f64()
+            .filter(|_| n.is_f64())
+            .is_some_and(|f| yaml_1_1_float(f).is_some()),
+        Value::Array(items) => items.iter().any(any_ambiguous),
+        Value::Object(map) => map
+            .iter()
+            .any(|(key, item)| written_plain_but_ambiguous(key) || any_ambiguous(item)),
+        Value::Null | Value::Bool(_) => false,
+    }
 }
 
 fn swap_ambiguous(value: &Value, prefix: &str, spellings: &mut Vec<String>) -> Value {
@@ -88,27 +117,79 @@ fn swap_ambiguous(value: &Value, prefix: &str, spellings: &mut Vec<String>) -> V
 /// Whether the YAML library writes `s` plain although YAML 1.1 would misread it (what it
 /// already quotes, such as `'8080'`, keeps its spelling).
 fn written_plain_but_ambiguous(s: &str) -> bool {
+    thread_local! {
+        /// The library's answer per string: the same few (`"1"`, `"true"`, `"8080"`) recur in
+        /// every object, and asking costs a serialization.
+        static WRITTEN_PLAIN: std::cell::RefCell<std::collections::HashMap<String, bool>> =
+            Default::default();
+    }
     is_ambiguous_in_yaml_1_1(s)
-        && serde_yaml::to_string(s).is_ok_and(|spelled| !spelled.starts_with(['\'', '"']))
+        && WRITTEN_PLAIN.with(|cache| {
+            if let Some(plain) = cache.borrow().get(s) {
+                return *plain;
+            }
+            let plain =
+                serde_yaml::to_string(s).is_ok_and(|spelled| !spelled.starts_with(['\'', '"']));
+            cache.borrow_mut().insert(s.to_string(), plain);
+            plain
+        })
 }
 
 /// Whether a YAML 1.1 reader would resolve the plain scalar `s` to something other than
 /// this string (PyYAML's resolvers, plus `y`/`n` of the YAML 1.1 boolean type); the YAML
 /// library already quotes what YAML 1.2 would misread, and nothing else needs quotes.
 fn is_ambiguous_in_yaml_1_1(s: &str) -> bool {
-    static RESOLVED: LazyLock<Regex> = LazyLock::new(|| {
+    // Words are compared as they are; only what starts like a number, a date or a time needs
+    // the (slower) patterns.
+    if matches!(
+        s,
+        "" | "~"
+            | "="
+            | "<<"
+            | "null"
+            | "Null"
+            | "NULL"
+            | "y"
+            | "Y"
+            | "yes"
+            | "Yes"
+            | "YES"
+            | "n"
+            | "N"
+            | "no"
+            | "No"
+            | "NO"
+            | "true"
+            | "True"
+            | "TRUE"
+            | "false"
+            | "False"
+            | "FALSE"
+            | "on"
+            | "On"
+            | "ON"
+            | "off"
+            | "Off"
+            | "OFF"
+    ) {
+        return true;
+    }
+    let starts_like_a_number = s
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_digit() || "+-.".contains(c));
+    if s.len() > 48 || !starts_like_a_number {
+        return false;
+    }
+    static NUMBER_OR_TIME: LazyLock<Regex> = LazyLock::new(|| {
         Regex::new(concat!(
             r"^(?:",
-            // bool
-            r"y|Y|yes|Yes|YES|n|N|no|No|NO|true|True|TRUE|false|False|FALSE|on|On|ON|off|Off|OFF",
             // int: binary, octal, decimal, hex, sexagesimal
-            r"|[-+]?0b[0-1_]+|[-+]?0[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+",
+            r"[-+]?0b[0-1_]+|[-+]?0[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+",
             r"|[-+]?[1-9][0-9_]*(?::[0-5]?[0-9])+",
             // float
             r"|[-+]?[0-9][0-9_]*\.[0-9_]*(?:[eE][-+][0-9]+)?|\.[0-9][0-9_]*(?:[eE][-+][0-9]+)?",
             r"|[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+\.[0-9_]*|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN)",
-            // null, merge, value
-            r"|~|null|Null|NULL|<<|=",
             // timestamp
             r"|[0-9]{4}-[0-9]{2}-[0-9]{2}",
             r"|[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}(?:[Tt]|[ \t]+)[0-9]{1,2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]*)?(?:[ \t]*(?:Z|[-+][0-9]{1,2}(?::[0-9]{2})?))?",
@@ -116,7 +197,7 @@ fn is_ambiguous_in_yaml_1_1(s: &str) -> bool {
         ))
         .expect("a valid regex")
     });
-    RESOLVED.is_match(s)
+    NUMBER_OR_TIME.is_match(s)
 }
 
 /// A float's spelling when the YAML library's (`1e300`, `1.5e-7`) is not a YAML 1.1 float:
@@ -235,6 +316,14 @@ mod tests {
         ] {
             assert!(text.lines().any(|l| l.trim() == line), "{line} in:\n{text}");
         }
+        // A document holding the placeholder word itself still comes out right.
+        let tricky_too = json!({"a": "sproutyamlscalar0z", "b": "yes", "sproutyamlscalar1z": "on"});
+        let text = yaml_text(&tricky_too);
+        assert_eq!(
+            serde_yaml::from_str::<Value>(&text).unwrap(),
+            tricky_too,
+            "{text}"
+        );
         // What needs no quotes stays plain: the output of ordinary objects does not change.
         let plain = json!({"a": "plain", "b": 3, "c": ["x", 0.5]});
         assert_eq!(yaml_text(&plain), serde_yaml::to_string(&plain).unwrap());

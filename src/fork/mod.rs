@@ -62,7 +62,7 @@ pub fn fork(
     let mut templates = Templates::new();
 
     let excluded = exclude::exclude(&mut objects, &overlay.drop, &overlay.secrets);
-    let planned_patches = patches::plan(env, &objects)?;
+    let planned_patches = patches::plan(env, &objects, implied_namespace)?;
     for p in &planned_patches {
         templates.add(&p.site, &p.patch.patch)?;
     }

@@ -36,10 +36,10 @@ pub struct NamespaceMap {
     map: BTreeMap<String, String>,
     /// Source namespaces that keep their names (system namespaces on a dedicated cluster).
     kept: BTreeSet<String>,
-    /// Services of the source by (source namespace, name): a short DNS name (`svc.ns`,
-    /// `pod.svc.ns`) is rewritten only when it names one, since `spring.profiles.default` is
-    /// text, not a host.
-    services: BTreeSet<(String, String)>,
+    /// Namespaced objects of the source by (source namespace, name): a short DNS name
+    /// (`svc.ns`, `pod.svc.ns`) is rewritten only when it names one (a Service, or the object
+    /// an operator makes a Service for), since `spring.profiles.default` is text, not a host.
+    names: BTreeSet<(String, String)>,
     dns: Option<Regex>,
     /// References to namespaces the source does not contain, for the render to warn about.
     warnings: BTreeSet<String>,
@@ -63,15 +63,13 @@ impl NamespaceMap {
             ns => ns.to_string(),
         };
         let mut named: BTreeSet<String> = BTreeSet::new();
-        let mut services = BTreeSet::new();
+        let mut names = BTreeSet::new();
         for object in objects {
             if object.kind() == "Namespace" && object.group().is_empty() {
                 named.insert(object.name().to_string());
             } else if !scopes.is_cluster_scoped(object) {
                 named.insert(source_namespace(object));
-                if object.kind() == "Service" && object.group().is_empty() {
-                    services.insert((source_namespace(object), object.name().to_string()));
-                }
+                names.insert((source_namespace(object), object.name().to_string()));
             }
         }
         let kept: BTreeSet<String> = named
@@ -111,7 +109,7 @@ impl NamespaceMap {
         NamespaceMap {
             map,
             kept,
-            services,
+            names,
             dns,
             warnings: BTreeSet::new(),
         }
@@ -342,13 +340,19 @@ impl NamespaceMap {
     /// Warns about `svc.ns.svc[.cluster.local]` names of namespaces the source lacks (the
     /// short forms are too often plain text to warn about).
     fn warn_about_unknown_hosts(&mut self, text: &str, who: &str) {
+        if !text.contains(".svc") {
+            return;
+        }
         static QUALIFIED: std::sync::LazyLock<Regex> = std::sync::LazyLock::new(|| {
-            Regex::new(&format!(r"{LABEL}\.({LABEL})\.svc(?:\.cluster\.local)?\b"))
-                .expect("a valid regex")
+            Regex::new(&format!(
+                r"({LABEL})\.({LABEL})\.svc(?:\.cluster\.local)?\b"
+            ))
+            .expect("a valid regex")
         });
         let unknown: Vec<String> = QUALIFIED
             .captures_iter(text)
-            .map(|caps| caps[1].to_string())
+            .filter(|caps| !is_api_server(&caps[1], &caps[2]))
+            .map(|caps| caps[2].to_string())
             .filter(|ns| !self.map.contains_key(ns))
             .collect();
         for ns in unknown {
@@ -359,6 +363,9 @@ impl NamespaceMap {
     /// `text` with in-cluster DNS names of renamed namespaces rewritten, if any matched.
     pub fn rewrite_dns(&self, text: &str) -> Option<String> {
         let dns = self.dns.as_ref()?;
+        if !text.contains('.') {
+            return None;
+        }
         let bytes = text.as_bytes();
         let is_name_char = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || b == b'_';
         let mut out = String::with_capacity(text.len());
@@ -381,13 +388,16 @@ impl NamespaceMap {
                 continue;
             }
             let ns = caps.get(3).expect("namespace group");
-            // `svc.ns` or `pod.svc.ns`: only a Service of the source makes it a host.
+            // `svc.ns` or `pod.svc.ns`: only an object of the source makes it a host.
             let service = caps
                 .get(2)
                 .map_or(&caps[1], |pod_form| &pod_form.as_str()[1..]);
+            if is_api_server(service, ns.as_str()) {
+                continue;
+            }
             if !qualified
                 && !self
-                    .services
+                    .names
                     .contains(&(ns.as_str().to_string(), service.to_string()))
             {
                 continue;
@@ -406,6 +416,12 @@ impl NamespaceMap {
         out.push_str(&text[last..]);
         Some(out)
     }
+}
+
+/// `kubernetes.default[.svc…]` is the API server of whatever cluster the object runs in, not a
+/// Service of the source: it never moves.
+fn is_api_server(service: &str, ns: &str) -> bool {
+    service == "kubernetes" && ns == "default"
 }
 
 fn namespace_object(name: &str) -> Object {
@@ -716,7 +732,7 @@ mod tests {
             ("cdn.shop.example.com", None),
             ("myshop:80", None),
             ("x.shopping", None),
-            // Short forms that name no Service are text (`logging.level.shop`).
+            // Short forms that name no object of the source are text (`logging.level.shop`).
             ("logging.level.shop", None),
             ("unknown.shop:80", None),
         ];
@@ -747,6 +763,7 @@ mod tests {
             object(json!({"apiVersion": "v1", "kind": "ConfigMap",
                 "metadata": {"name": "config"},
                 "data": {"REDIS": "redis.default.svc.cluster.local:6379",
+                         "API": "https://kubernetes.default.svc:443",
                          "PAY": "pay.payments:80", "PROMETHEUS": "prom.monitoring.svc:9090"}})),
         ];
         let (objects, warnings) = mapped(objects, "default");
@@ -766,6 +783,10 @@ mod tests {
             "redis.pr-1.svc.cluster.local:6379"
         );
         assert_eq!(config.body["data"]["PAY"], "pay.pr-1-payments:80");
+        assert_eq!(
+            config.body["data"]["API"],
+            "https://kubernetes.default.svc:443"
+        );
         let namespaces: Vec<&str> = objects
             .iter()
             .filter(|o| o.kind() == "Namespace")

@@ -19,6 +19,7 @@ pub struct PlannedPatch<'a> {
 pub fn plan<'a>(
     env: &'a Environment,
     objects: &[Object],
+    implied_namespace: &str,
 ) -> Result<Vec<PlannedPatch<'a>>, ForkError> {
     let mut planned = Vec::new();
     for (i, patch) in env.overlay.patches.iter().enumerate() {
@@ -36,7 +37,11 @@ pub fn plan<'a>(
                 target
                     .namespace
                     .as_deref()
-                    .is_none_or(|ns| o.namespace() == ns)
+                    // An object that names no namespace is in the implied one.
+                    .is_none_or(|ns| match o.namespace() {
+                        "" => ns == implied_namespace,
+                        own => own == ns,
+                    })
             })
             .map(|(i, _)| i)
             .collect();

@@ -10,8 +10,16 @@ use std::path::{Path, PathBuf};
 
 const FILE_NAMES: &[&str] = &["kustomization.yaml", "kustomization.yml", "Kustomization"];
 
-/// Fields whose entries kustomize loads as files, folders or remote targets.
-const REFERENCE_FIELDS: &[&str] = &["resources", "bases", "components"];
+/// Fields whose entries kustomize loads as files, folders or remote targets (generators,
+/// transformers and validators may also be inline configurations, which are not paths).
+const REFERENCE_FIELDS: &[&str] = &[
+    "resources",
+    "bases",
+    "components",
+    "generators",
+    "transformers",
+    "validators",
+];
 
 /// Checks every kustomization reachable from `dir` (inside the checkout `root`) and returns
 /// the `namespace:` of the one in `dir`.
@@ -63,7 +71,11 @@ pub fn inspect(root: &Path, dir: &Path, allowed: &[String]) -> Result<Option<Str
             let Some(Value::Array(entries)) = body.get(*field) else {
                 continue;
             };
-            for entry in entries.iter().filter_map(Value::as_str) {
+            for entry in entries
+                .iter()
+                .filter_map(Value::as_str)
+                .filter(|entry| !entry.contains('\n'))
+            {
                 let local = folder.join(entry);
                 if local.symlink_metadata().is_err() {
                     // kustomize takes what is not a local path for a remote target.

@@ -244,7 +244,7 @@ impl SpecLoader {
                 Err(source) => return Err(SpecError::Read { file, source }),
             },
         };
-        crate::yaml::check_flow_depth(&text).map_err(|problem| SpecError::Invalid {
+        crate::yaml::check_depth(&text).map_err(|problem| SpecError::Invalid {
             file: file.clone(),
             line: problem.line,
             message: problem.message,

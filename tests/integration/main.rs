@@ -8,6 +8,7 @@ mod convergence;
 mod crashes;
 mod eks;
 mod errors;
+mod fork_namespaces;
 mod git_sources;
 mod golden;
 mod init;
