@@ -32,10 +32,15 @@ struct Line {
 
 pub fn run(context: &Context) -> Result<()> {
     let project = context.project()?;
-    let store = StateStore::new(&project.state_dir());
+    let store = StateStore::for_project(&project, context.kubeconfig.as_deref());
     let now = chrono::Utc::now();
     let mut lines = Vec::new();
-    for name in project.environment_names()? {
+    // Specs here, and records in the store without one here (a team's store holds the
+    // previews `serve` made from its templates).
+    let mut names: std::collections::BTreeSet<String> =
+        project.environment_names()?.into_iter().collect();
+    names.extend(store.names()?);
+    for name in names {
         let state = store.load(&name)?;
         let (protected, error, outlook, timezone) = match project.environment(&name) {
             Ok(env) => {
