@@ -68,7 +68,11 @@ mod tests {
             let value = serde_yaml::Value::deserialize(document).unwrap();
             let kind = value["kind"].as_str().unwrap().to_string();
             if !["Namespace", "CustomResourceDefinition"].contains(&kind.as_str()) {
-                assert_eq!(value["metadata"]["namespace"].as_str(), Some("team-a"), "{kind}");
+                assert_eq!(
+                    value["metadata"]["namespace"].as_str(),
+                    Some("team-a"),
+                    "{kind}"
+                );
             }
             kinds.push(kind);
         }
@@ -85,7 +89,10 @@ mod tests {
                 "PodDisruptionBudget"
             ]
         );
-        assert!(text.contains("image: \"registry.example/sprout:1\""), "{text}");
+        assert!(
+            text.contains("image: \"registry.example/sprout:1\""),
+            "{text}"
+        );
     }
 
     #[test]

@@ -66,10 +66,17 @@ fn read_export(args: &ImportArgs, project: &str) -> Result<Export> {
             .map_err(|e| Error::io(format!("cannot read {file}"), e))?
     };
     let invalid = |line: usize, message: String| Error::Usage(format!("{file}:{line}: {message}"));
-    let export: Export = serde_json::from_str(&text)
-        .map_err(|e| invalid(e.line(), format!("not the output of `sprout state export`: {e}")))?;
+    let export: Export = serde_json::from_str(&text).map_err(|e| {
+        invalid(
+            e.line(),
+            format!("not the output of `sprout state export`: {e}"),
+        )
+    })?;
     if export.kind != EXPORT_KIND {
-        return Err(invalid(1, format!("kind is `{}`, not {EXPORT_KIND}", export.kind)));
+        return Err(invalid(
+            1,
+            format!("kind is `{}`, not {EXPORT_KIND}", export.kind),
+        ));
     }
     if export.project != project {
         return Err(invalid(

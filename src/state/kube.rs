@@ -91,7 +91,9 @@ fn connection(target: Option<Target>, namespace: &str) -> Arc<Connection> {
     type Key = (Option<(PathBuf, Option<String>)>, String);
     static CONNECTIONS: Mutex<Option<HashMap<Key, Arc<Connection>>>> = Mutex::new(None);
     let key = (
-        target.as_ref().map(|t| (t.kubeconfig.clone(), t.context.clone())),
+        target
+            .as_ref()
+            .map(|t| (t.kubeconfig.clone(), t.context.clone())),
         namespace.to_string(),
     );
     let mut connections = CONNECTIONS.lock().expect("connections lock");
@@ -114,9 +116,12 @@ pub async fn management_client(
     settings: &StateSettings,
     user_kubeconfig: Option<&Path>,
 ) -> std::result::Result<kube::Client, StateError> {
-    connect(target_of(settings, user_kubeconfig).as_ref(), &settings.namespace)
-        .await
-        .map(|ready| ready.client)
+    connect(
+        target_of(settings, user_kubeconfig).as_ref(),
+        &settings.namespace,
+    )
+    .await
+    .map(|ready| ready.client)
 }
 
 async fn connect(
@@ -175,9 +180,10 @@ impl Connection {
     /// a service account cannot read CRDs). Missing: created, which needs a cluster admin —
     /// otherwise the error says to install.
     async fn ensure_crd(&self, ready: &Ready) -> std::result::Result<(), StateError> {
-        let served = |resources: &k8s_openapi::apimachinery::pkg::apis::meta::v1::APIResourceList| {
-            resources.resources.iter().any(|r| r.name == PLURAL)
-        };
+        let served =
+            |resources: &k8s_openapi::apimachinery::pkg::apis::meta::v1::APIResourceList| {
+                resources.resources.iter().any(|r| r.name == PLURAL)
+            };
         let group_version = format!("{GROUP}/{VERSION}");
         match ready.client.list_api_group_resources(&group_version).await {
             Ok(resources) if served(&resources) => return Ok(()),
@@ -297,7 +303,10 @@ impl KubeStore {
         }
     }
 
-    fn record_of(&self, object: DynamicObject) -> std::result::Result<EnvironmentState, StateError> {
+    fn record_of(
+        &self,
+        object: DynamicObject,
+    ) -> std::result::Result<EnvironmentState, StateError> {
         let name = object.metadata.name.clone().unwrap_or_default();
         let owner = object
             .metadata
@@ -415,10 +424,8 @@ impl KubeStore {
                 .data(serde_json::json!({
                     "spec": {"environment": env, "project": this.project},
                 }));
-            let mut labels = BTreeMap::from([(
-                MANAGED_BY.to_string(),
-                MANAGED_BY_VALUE.to_string(),
-            )]);
+            let mut labels =
+                BTreeMap::from([(MANAGED_BY.to_string(), MANAGED_BY_VALUE.to_string())]);
             if !this.project.is_empty() {
                 labels.insert(PROJECT_LABEL.to_string(), this.project.clone());
             }
@@ -477,8 +484,11 @@ impl KubeStore {
                     .map(|_| ()),
             )
             .map_err(|e| {
-                this.connection
-                    .error(&ready, &format!("remove the record of environment {env}"), e)
+                this.connection.error(
+                    &ready,
+                    &format!("remove the record of environment {env}"),
+                    e,
+                )
             })?;
             // The lock goes with the record (its holder, if any, is the remover).
             gone(
@@ -500,8 +510,7 @@ impl KubeStore {
         let holder = Holder::me(command);
         let taken = bridge::run(async move {
             let ready = this.connection.ready().await?;
-            match lease::take(this.leases(&ready), &lock_name(&name), &name, &holder, wait).await
-            {
+            match lease::take(this.leases(&ready), &lock_name(&name), &name, &holder, wait).await {
                 Ok(lock) => Ok(Ok(lock)),
                 Err(Taken::Held(holder)) => Ok(Err(holder)),
                 Err(Taken::Api(e)) => Err(this.connection.error(

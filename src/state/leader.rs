@@ -313,13 +313,19 @@ async fn try_acquire_or_renew(
         };
         let duration = spec
             .lease_duration_seconds
-            .map_or(config.lease_duration, |s| Duration::from_secs(s.max(0) as u64));
+            .map_or(config.lease_duration, |s| {
+                Duration::from_secs(s.max(0) as u64)
+            });
         if started < seen_at + duration {
             return Ok(Attempt::Held);
         }
     }
     let transitions = spec.lease_transitions.unwrap_or(0) + i32::from(!mine);
-    let acquired = if mine { spec.acquire_time.clone() } else { None };
+    let acquired = if mine {
+        spec.acquire_time.clone()
+    } else {
+        None
+    };
     lease.spec = Some(held_spec(config, acquired, transitions));
     // The resourceVersion read above rides along: a concurrent writer makes this a 409.
     match api.replace(name, &PostParams::default(), &lease).await {
@@ -350,7 +356,12 @@ mod tests {
         let mut config = ElectionConfig::new("sprout-system", "a");
         config.check().unwrap();
         config.renew_deadline = config.lease_duration;
-        assert!(config.check().unwrap_err().contains("shorter than the lease"));
+        assert!(
+            config
+                .check()
+                .unwrap_err()
+                .contains("shorter than the lease")
+        );
         let mut config = ElectionConfig::new("sprout-system", "a");
         config.retry_period = config.renew_deadline;
         assert!(config.check().unwrap_err().contains("retry period"));

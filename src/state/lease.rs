@@ -100,9 +100,15 @@ fn holder_died_here(lease: &Lease) -> bool {
     if holder.host != super::lock::hostname() {
         return false;
     }
-    // Gone, or its pid now runs something that is not sprout.
+    // Gone, or its pid now runs another program.
     std::fs::read_link(format!("/proc/{}/exe", holder.pid))
-        .map(|exe| !exe.to_string_lossy().contains("sprout"))
+        .map(|exe| {
+            let exe = exe.to_string_lossy();
+            match &holder.exe {
+                Some(recorded) => exe != recorded.as_str(),
+                None => !exe.contains("sprout"),
+            }
+        })
         .unwrap_or(true)
 }
 
@@ -343,8 +349,7 @@ async fn renew(api: Api<Lease>, name: String, identity: String) {
             return;
         }
         spec.renew_time = Some(MicroTime(Timestamp::now()));
-        if let Err(e) = api.replace(&name, &PostParams::default(), &lease).await
-        {
+        if let Err(e) = api.replace(&name, &PostParams::default(), &lease).await {
             tracing::debug!(error = %e, "renewing the environment's Lease");
         }
     }

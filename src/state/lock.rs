@@ -21,6 +21,10 @@ pub struct Holder {
     pub pid: u32,
     pub host: String,
     pub since: DateTime<Utc>,
+    /// The holder's executable, to tell a live holder from a reused pid (absent in locks
+    /// written by older versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exe: Option<String>,
 }
 
 impl Holder {
@@ -31,6 +35,9 @@ impl Holder {
             pid: std::process::id(),
             host: hostname(),
             since: Utc::now(),
+            exe: std::env::current_exe()
+                .ok()
+                .map(|p| p.to_string_lossy().into_owned()),
         }
     }
 }
@@ -85,12 +92,7 @@ pub(crate) fn lock_path(dir: &Path, env: &str) -> PathBuf {
 
 /// Takes `env`'s lock in `dir` for `holder`, waiting as `wait` says; `Error::Busy` names the
 /// holder when it gives up.
-pub(crate) fn acquire(
-    dir: &Path,
-    env: &str,
-    holder: &Holder,
-    wait: Wait,
-) -> Result<FileLock> {
+pub(crate) fn acquire(dir: &Path, env: &str, holder: &Holder, wait: Wait) -> Result<FileLock> {
     std::fs::create_dir_all(dir)
         .map_err(|e| Error::io(format!("cannot create {}", dir.display()), e))?;
     let path = lock_path(dir, env);
