@@ -635,3 +635,28 @@ async fn a_partitioned_leader_stops_before_the_other_takes_over_and_waits_to_win
     assert_eq!(holder(&plane, &namespace.name), "a");
     a.stop().await;
 }
+
+#[test]
+fn gc_keeps_records_of_the_shared_store_that_have_no_spec_here() {
+    let plane = control_plane();
+    let namespace = Namespace::new(&plane, "mgmt-gc");
+    let dir = tempfile::tempdir().unwrap();
+    let project = kube_project(dir.path(), "gc-1", &namespace.name);
+    let store = StateStore::for_project(&project, Some(&plane.kubeconfig));
+    // A preview `serve` made from a template in its pod: no spec in this checkout.
+    let mut record = store.load("pr-99").unwrap();
+    record.phase = sprout::state::Phase::Synced;
+    store.save(&record).unwrap();
+    let out = sprout_in(dir.path())
+        .env("KUBECONFIG", &plane.kubeconfig)
+        .args(["gc"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let said = format!("{}{}", stdout_of(&out), stderr_of(&out));
+    assert!(
+        said.contains("pr-99 has no spec in this checkout: kept"),
+        "{said}"
+    );
+    assert_eq!(store.names().unwrap(), ["pr-99"]);
+}
