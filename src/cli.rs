@@ -322,6 +322,11 @@ impl StateArgs {
             crate::naming::check(namespace, crate::naming::Backend::Namespace)
                 .map_err(|why| crate::error::Error::Usage(format!("--namespace: {why}")))?;
             settings.namespace = namespace.clone();
+            if settings.backend == StateBackend::File {
+                return Err(crate::error::Error::Usage(
+                    "--namespace is the kubernetes backend's: add --state kubernetes (or set state.backend in sprout.yaml)".into(),
+                ));
+            }
         }
         Ok(())
     }

@@ -110,18 +110,23 @@ fn connection(target: Option<Target>, namespace: &str) -> Arc<Connection> {
         .clone()
 }
 
-/// A client of the management cluster `settings` name (for the leader election of `serve`,
-/// which keeps its Lease next to the records). Creates nothing.
+/// A client of the management cluster `settings` name, on the caller's runtime, once the
+/// management namespace and the CRD exist (made when missing, as the store makes them): for the
+/// leader election of `serve`, which keeps its Lease next to the records.
 pub async fn management_client(
     settings: &StateSettings,
     user_kubeconfig: Option<&Path>,
 ) -> std::result::Result<kube::Client, StateError> {
-    connect(
-        target_of(settings, user_kubeconfig).as_ref(),
-        &settings.namespace,
-    )
+    let target = target_of(settings, user_kubeconfig);
+    let shared = connection(target.clone(), &settings.namespace);
+    tokio::task::spawn_blocking(move || {
+        bridge::run(async move { shared.ready().await.map(|_| ()) })
+    })
     .await
-    .map(|ready| ready.client)
+    .expect("the state backend's check does not panic")?;
+    connect(target.as_ref(), &settings.namespace)
+        .await
+        .map(|ready| ready.client)
 }
 
 async fn connect(

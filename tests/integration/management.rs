@@ -516,14 +516,24 @@ fn holder(plane: &ControlPlane, namespace: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_electors_one_leader_and_the_other_takes_over_when_it_dies() {
     let plane = control_plane();
-    let namespace = Namespace::new(&plane, "mgmt-elect");
+    // Not made here: the management client of `serve` makes its namespace.
+    let namespace = Namespace {
+        plane: &plane,
+        name: unique("mgmt-elect"),
+    };
+    let settings = sprout::project::StateSettings {
+        backend: sprout::project::StateBackend::Kubernetes,
+        namespace: namespace.name.clone(),
+        context: None,
+    };
+    let management = sprout::state::kube::management_client(&settings, Some(&plane.kubeconfig))
+        .await
+        .unwrap();
     let transitions = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let seen = transitions.clone();
-    let a = leader::campaign(
-        client(&plane, None).await,
-        election(&namespace.name, "a"),
-        move |leading| seen.lock().unwrap().push(leading),
-    )
+    let a = leader::campaign(management, election(&namespace.name, "a"), move |leading| {
+        seen.lock().unwrap().push(leading)
+    })
     .unwrap();
     let b = leader::campaign(
         client(&plane, None).await,
