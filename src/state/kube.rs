@@ -526,7 +526,9 @@ impl KubeStore {
             }
         })?;
         match taken {
-            Ok(lease) => Ok(EnvironmentLock::Cluster(ClusterLock { lease: Some(lease) })),
+            Ok(lease) => Ok(EnvironmentLock::Cluster(Box::new(ClusterLock {
+                lease: Some(lease),
+            }))),
             Err(holder) => Err(Error::Busy {
                 env: env.to_string(),
                 holder: Some(holder),

@@ -69,7 +69,7 @@ pub enum EnvironmentLock {
     /// The file backend's lock: the file closes.
     File(FileLock),
     /// The cluster backend's Lease in the management namespace: given up at once.
-    Cluster(super::kube::ClusterLock),
+    Cluster(Box<super::kube::ClusterLock>),
 }
 
 /// An OS lock on `<env>.lock`, held until dropped (or the process dies).
