@@ -178,10 +178,9 @@ impl Project {
         if let Err(why) =
             crate::naming::check(&settings.state.namespace, crate::naming::Backend::Namespace)
         {
-            let text = std::fs::read_to_string(&settings_path).unwrap_or_default();
             return Err(SpecError::Invalid {
                 file: SETTINGS_FILE.into(),
-                line: crate::spec::line_of(&text, "namespace:"),
+                line: crate::spec::line_of(&settings_text, "namespace:"),
                 message: format!("state.namespace: {why}"),
             });
         }

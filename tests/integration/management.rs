@@ -670,3 +670,39 @@ fn gc_keeps_records_of_the_shared_store_that_have_no_spec_here() {
     );
     assert_eq!(store.names().unwrap(), ["pr-99"]);
 }
+
+#[test]
+fn a_bad_state_setting_is_refused_with_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    for (settings, expected) in [
+        (
+            "project: p-1\nstate:\n  backend: kubernetes\n  namespace: Sprout_System\n",
+            "sprout.yaml:4: state.namespace",
+        ),
+        ("project: p-1\nstate:\n  backend: etcd\n", "sprout.yaml:3"),
+        (
+            "project: p-1\nstate: {backend: kubernetes, nameSpace: x}\n",
+            "sprout.yaml:2",
+        ),
+    ] {
+        std::fs::write(dir.path().join("sprout.yaml"), settings).unwrap();
+        let out = sprout_in(dir.path()).args(["list"]).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{settings}");
+        assert!(
+            stderr_of(&out).contains(expected),
+            "{settings}: {}",
+            stderr_of(&out)
+        );
+    }
+    std::fs::write(dir.path().join("sprout.yaml"), "project: p-1\n").unwrap();
+    let out = sprout_in(dir.path())
+        .args(["state", "export", "--namespace", "x"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr_of(&out).contains("--namespace is the kubernetes backend's"),
+        "{}",
+        stderr_of(&out)
+    );
+}
