@@ -15,8 +15,8 @@ pub enum StateStore {
     Kubernetes(KubeStore),
 }
 
-/// How many times [`StateStore::update`] retries a write another writer beat.
-const UPDATE_ATTEMPTS: usize = 10;
+/// How many times [`StateStore::update`] tries a write other writers keep beating.
+const UPDATE_ATTEMPTS: u32 = 20;
 
 impl StateStore {
     /// A file store in `state_dir` (what tests and the file backend use).
@@ -107,11 +107,20 @@ impl StateStore {
         env: &str,
         mut change: impl FnMut(&mut EnvironmentState),
     ) -> Result<EnvironmentState> {
-        for _ in 0..UPDATE_ATTEMPTS {
+        for attempt in 1..=UPDATE_ATTEMPTS {
             let mut state = self.load(env)?;
             change(&mut state);
             match self.save(&state) {
-                Err(Error::State(StateError::Conflict { .. })) => continue,
+                Err(Error::State(StateError::Conflict { .. })) => {
+                    // Writers that collided retry at different moments, or they collide again.
+                    let mut random = [0u8; 1];
+                    let _ = getrandom::fill(&mut random);
+                    let spread = u64::from(attempt.min(5)) * 10;
+                    std::thread::sleep(std::time::Duration::from_millis(
+                        u64::from(random[0]) % spread.max(1),
+                    ));
+                    continue;
+                }
                 Err(e) => return Err(e),
                 Ok(()) => return Ok(state),
             }
