@@ -231,10 +231,15 @@ async fn run(
     let mut leading = false;
     loop {
         let started = Instant::now();
-        // No request may outlive the renew deadline: a hung connection must not keep the
-        // loop from noticing that leadership has lapsed.
+        // A slow answer (a busy API server) may still renew, but no attempt outlives the
+        // leadership it could extend, nor the renew deadline: a hung connection must not keep
+        // the loop from noticing that leadership has lapsed.
+        let limit = match *shared.leading_until.lock().expect("leader lock") {
+            Some(until) if until > started => until - started,
+            _ => config.renew_deadline,
+        };
         let attempt = tokio::time::timeout(
-            config.retry_period,
+            limit,
             try_acquire_or_renew(&api, &config, &mut observed, started),
         )
         .await;
