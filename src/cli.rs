@@ -68,6 +68,11 @@ pub enum Command {
     Wake(SyncArgs),
     /// The preview service: generators, schedules, webhooks, /metrics, /healthz.
     Serve(ServeArgs),
+    /// Print the manifests that run `sprout serve` for a team in a cluster (`| kubectl apply -f -`).
+    Install(InstallArgs),
+    /// Move environment records between the file and the cluster state backends.
+    #[command(subcommand)]
+    State(StateCommand),
     /// A credential for EKS clusters (the kubeconfig's exec plugin runs this).
     #[command(hide = true)]
     EksToken {
@@ -278,4 +283,82 @@ pub enum WebhookProvider {
 pub enum LogFormat {
     Text,
     Json,
+}
+
+/// Which state backend a command uses, overriding sprout.yaml's `state:`; flattened into the
+/// commands that take it (`state export`, `state import`, `serve`).
+#[derive(Debug, Args, Clone, Default)]
+pub struct StateArgs {
+    /// Where environment records and locks live: files under stateDir, or a management cluster
+    /// (the current kubeconfig context, or state.context of sprout.yaml).
+    #[arg(long = "state", value_enum, value_name = "BACKEND")]
+    pub backend: Option<StateBackendArg>,
+    /// The management namespace of the kubernetes backend (default: state.namespace of
+    /// sprout.yaml, else sprout-system), created if missing.
+    #[arg(long, value_name = "NS")]
+    pub namespace: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StateBackendArg {
+    File,
+    Kubernetes,
+}
+
+impl StateArgs {
+    /// `settings` with these flags applied; a bad namespace is refused.
+    pub fn apply(
+        &self,
+        settings: &mut crate::project::StateSettings,
+    ) -> Result<(), crate::error::Error> {
+        use crate::project::StateBackend;
+        if let Some(backend) = self.backend {
+            settings.backend = match backend {
+                StateBackendArg::File => StateBackend::File,
+                StateBackendArg::Kubernetes => StateBackend::Kubernetes,
+            };
+        }
+        if let Some(namespace) = &self.namespace {
+            crate::naming::check(namespace, crate::naming::Backend::Namespace)
+                .map_err(|why| crate::error::Error::Usage(format!("--namespace: {why}")))?;
+            settings.namespace = namespace.clone();
+            if settings.backend == StateBackend::File {
+                return Err(crate::error::Error::Usage(
+                    "--namespace is the kubernetes backend's: add --state kubernetes (or set state.backend in sprout.yaml)".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StateCommand {
+    /// Print every environment record of the backend as JSON (for `state import`).
+    Export(StateArgs),
+    /// Write the records of FILE (from `state export`) into the backend; existing records are
+    /// kept as they are.
+    Import(ImportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The output of `sprout state export` (`-` for stdin).
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub state: StateArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct InstallArgs {
+    /// The namespace sprout runs in and keeps its records and Leases in.
+    #[arg(long, default_value = crate::project::DEFAULT_STATE_NAMESPACE, value_name = "NS")]
+    pub namespace: String,
+    /// The image to run: sprout with the team's project at /project (see the README).
+    #[arg(long, default_value = concat!("sprout:", env!("CARGO_PKG_VERSION")), value_name = "REF")]
+    pub image: String,
+    /// The PodDisruptionBudget's API version: policy/v1 (Kubernetes 1.21 and later), or
+    /// policy/v1beta1 for older clusters.
+    #[arg(long, default_value = "policy/v1", value_parser = ["policy/v1", "policy/v1beta1"])]
+    pub pdb_api: String,
 }

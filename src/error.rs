@@ -77,6 +77,8 @@ pub enum Error {
     Cluster(#[from] crate::cluster::ClusterError),
     #[error(transparent)]
     Sync(#[from] crate::sync::SyncError),
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
     /// Invalid command-line input; nothing was changed.
     #[error("{0}")]
     Usage(String),
@@ -95,8 +97,10 @@ impl Error {
             Error::Stage { source, .. } => source.exit_code(),
             Error::Spec(_) | Error::Fork(_) | Error::Usage(_) => 2,
             Error::Cluster(e) if e.is_refusal() => 2,
+            Error::State(crate::state::StateError::NotOurs { .. }) => 2,
             Error::Cluster(_)
             | Error::Sync(_)
+            | Error::State(_)
             | Error::Busy { .. }
             | Error::Drift { .. }
             | Error::MassDelete { .. }

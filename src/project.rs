@@ -42,6 +42,9 @@ pub struct Settings {
     /// their namespaces; see "What a fork may do on a shared cluster" in the README.
     #[serde(default)]
     pub shared_cluster: SharedCluster,
+    /// Where environment records and locks live: files (the default), or a management cluster.
+    #[serde(default)]
+    pub state: StateSettings,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -50,6 +53,47 @@ pub struct SharedCluster {
     /// Cluster-scoped kinds (besides Namespaces and shared CRDs) a fork may apply, confined.
     #[serde(default)]
     pub allow_cluster_scoped: Vec<String>,
+}
+
+/// `state:` in sprout.yaml: `{backend: kubernetes, namespace: sprout-system, context: X}`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StateSettings {
+    #[serde(default)]
+    pub backend: StateBackend,
+    /// The management namespace (kubernetes backend), created if missing.
+    #[serde(default = "default_state_namespace")]
+    pub namespace: String,
+    /// The kubeconfig context of the management cluster (default: the current context; inside
+    /// a pod without a kubeconfig, the pod's own cluster).
+    #[serde(default)]
+    pub context: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StateBackend {
+    /// One JSON file per environment under `stateDir` (the CLI's default).
+    #[default]
+    File,
+    /// One `Environment` custom resource per environment in a management cluster.
+    Kubernetes,
+}
+
+pub const DEFAULT_STATE_NAMESPACE: &str = "sprout-system";
+
+fn default_state_namespace() -> String {
+    DEFAULT_STATE_NAMESPACE.into()
+}
+
+impl Default for StateSettings {
+    fn default() -> Self {
+        StateSettings {
+            backend: StateBackend::File,
+            namespace: default_state_namespace(),
+            context: None,
+        }
+    }
 }
 
 /// A namespace Secrets may be copied from, in the cluster of `context` (of the user's
@@ -84,6 +128,7 @@ impl Default for Settings {
             secret_sources: Vec::new(),
             remote_resources: Vec::new(),
             shared_cluster: SharedCluster::default(),
+            state: StateSettings::default(),
         }
     }
 }
@@ -128,6 +173,15 @@ impl Project {
                 file: SETTINGS_FILE.into(),
                 line: 1,
                 message: format!("invalid gracePeriod `{}`: {e}", settings.grace_period),
+            });
+        }
+        if let Err(why) =
+            crate::naming::check(&settings.state.namespace, crate::naming::Backend::Namespace)
+        {
+            return Err(SpecError::Invalid {
+                file: SETTINGS_FILE.into(),
+                line: crate::spec::line_of(&settings_text, "namespace:"),
+                message: format!("state.namespace: {why}"),
             });
         }
         let specs = SpecLoader::new(&root, &root.join(ENVIRONMENTS_DIR));

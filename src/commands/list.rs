@@ -32,17 +32,28 @@ struct Line {
 
 pub fn run(context: &Context) -> Result<()> {
     let project = context.project()?;
-    let store = StateStore::new(&project.state_dir());
+    let store = StateStore::for_project(&project, context.kubeconfig.as_deref());
     let now = chrono::Utc::now();
     let mut lines = Vec::new();
-    for name in project.environment_names()? {
+    // Specs here, and records in the store without one here (a team's store holds the
+    // previews `serve` made from its templates).
+    let specs: std::collections::BTreeSet<String> =
+        project.environment_names()?.into_iter().collect();
+    let mut names = specs.clone();
+    names.extend(store.names()?);
+    for name in names {
         let state = store.load(&name)?;
-        let (protected, error, outlook, timezone) = match project.environment(&name) {
+        let spec = if specs.contains(&name) {
+            project.environment(&name).map_err(|e| e.to_string())
+        } else {
+            Err("no spec in this checkout (record only)".to_string())
+        };
+        let (protected, error, outlook, timezone) = match spec {
             Ok(env) => {
                 let (outlook, timezone) = outlook_of(&env, &state, now);
                 (env.protected, None, outlook, timezone)
             }
-            Err(e) => (false, Some(e.to_string()), Outlook::default(), None),
+            Err(e) => (false, Some(e), Outlook::default(), None),
         };
         lines.push(Line {
             environment: name,

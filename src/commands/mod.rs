@@ -6,10 +6,12 @@ mod extend;
 mod gc;
 mod helpers;
 mod init;
+mod install;
 mod list;
 mod render;
 mod serve;
 mod sleep;
+mod state;
 mod status;
 mod sync;
 mod up;
@@ -92,6 +94,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Sleep(args) => sleep::sleep(&context, &args),
         Command::Wake(args) => sleep::wake(&context, &args),
         Command::Serve(args) => serve::run(&context, &args),
+        Command::Install(args) => install::run(&args),
+        Command::State(command) => state::run(&context, &command),
         Command::EksToken { cluster, region } => helpers::eks_token(&cluster, &region),
         Command::ControlPlane { action, dir, audit } => {
             helpers::control_plane(&action, &dir, audit)

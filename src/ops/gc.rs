@@ -389,6 +389,17 @@ async fn find_orphans(
         if names.contains(&env) {
             continue;
         }
+        if matches!(store, crate::state::StateStore::Kubernetes(_)) {
+            // A shared store holds records of other checkouts and of `serve` (previews made
+            // from templates in its pod): a spec missing here does not make them orphans.
+            notes.push(Note {
+                message: format!(
+                    "record of environment {env} has no spec in this checkout: kept (the cluster state backend is shared)"
+                ),
+                environment: Some(env),
+            });
+            continue;
+        }
         let state = store.load(&env)?;
         recorded.insert(env.clone());
         let object = match &state.cluster {

@@ -49,8 +49,9 @@ impl Progress for Silent {
 pub const DEFAULT_LOCK_WAIT: Duration = Duration::from_secs(600);
 
 impl Session<'_> {
+    /// The state store the project uses (files, or its management cluster).
     pub fn store(&self) -> StateStore {
-        StateStore::new(&self.project.state_dir())
+        StateStore::for_project(&self.project, self.user_kubeconfig())
     }
 
     pub fn user_kubeconfig(&self) -> Option<&Path> {

@@ -1,5 +1,6 @@
 //! The environment's lock on a cluster others reach: a `coordination.k8s.io/v1` Lease named
-//! `sprout-lock` in the environment's namespace. Two checkouts (two developers, a laptop and CI)
+//! `sprout-lock` in the environment's namespace (and, with the cluster state backend, one Lease
+//! per environment in the management namespace: [`take`] serves both). Two checkouts (two developers, a laptop and CI)
 //! syncing one shared-cluster environment serialize on it, where their local file locks cannot
 //! see each other.
 //!
@@ -31,8 +32,15 @@ pub struct LeaseLock {
     /// The namespace this taker created to hold the Lease (the environment's first sync).
     pub created_namespace: Option<String>,
     api: Api<Lease>,
+    name: String,
     identity: String,
     renewer: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for LeaseLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "LeaseLock({}, {})", self.name, self.identity)
+    }
 }
 
 #[derive(Debug)]
@@ -92,9 +100,15 @@ fn holder_died_here(lease: &Lease) -> bool {
     if holder.host != super::lock::hostname() {
         return false;
     }
-    // Gone, or its pid now runs something that is not sprout.
+    // Gone, or its pid now runs another program.
     std::fs::read_link(format!("/proc/{}/exe", holder.pid))
-        .map(|exe| !exe.to_string_lossy().contains("sprout"))
+        .map(|exe| {
+            let exe = exe.to_string_lossy();
+            match &holder.exe {
+                Some(recorded) => exe != recorded.as_str(),
+                None => !exe.contains("sprout"),
+            }
+        })
         .unwrap_or(true)
 }
 
@@ -156,21 +170,47 @@ pub async fn acquire(
     holder: &Holder,
     wait: Wait,
 ) -> Result<LeaseLock, LeaseError> {
-    let api_error =
-        |e: kube::Error| LeaseError::Sync(live.call_error("take the environment's lock", e));
     let created = ensure_namespace(live, namespace, env, project).await?;
     let api: Api<Lease> = Api::namespaced(live.client.clone(), namespace);
+    let mut lock = take(api, LEASE_NAME, env, holder, wait)
+        .await
+        .map_err(|e| match e {
+            Taken::Held(holder) => LeaseError::Held(holder),
+            Taken::Api(e) => LeaseError::Sync(live.call_error("take the environment's lock", e)),
+        })?;
+    lock.created_namespace = created.then(|| namespace.to_string());
+    Ok(lock)
+}
+
+/// Why [`take`] did not take a Lease.
+#[derive(Debug)]
+pub enum Taken {
+    /// Another run holds it (the holder, for the message).
+    Held(String),
+    Api(kube::Error),
+}
+
+/// Takes Lease `name` through `api` for `holder` (labelled for `env`), waiting as `wait` says:
+/// the environment's lock, wherever its Lease lives (the environment's namespace on a shared
+/// cluster, the management namespace with the cluster state backend).
+pub async fn take(
+    api: Api<Lease>,
+    name: &str,
+    env: &str,
+    holder: &Holder,
+    wait: Wait,
+) -> Result<LeaseLock, Taken> {
     let identity = identity(holder);
     let deadline = match wait {
         Wait::No => Instant::now(),
         Wait::Upto(limit) => Instant::now() + limit,
     };
     loop {
-        let taken = match api.get_opt(LEASE_NAME).await.map_err(api_error)? {
+        let taken = match api.get_opt(name).await.map_err(Taken::Api)? {
             None => {
                 let lease = Lease {
                     metadata: ObjectMeta {
-                        name: Some(LEASE_NAME.into()),
+                        name: Some(name.into()),
                         ..Default::default()
                     },
                     ..Default::default()
@@ -184,7 +224,7 @@ pub async fn acquire(
             Some(lease) if expired(&lease, Timestamp::now()) || holder_died_here(&lease) => {
                 // The resourceVersion read above rides along: a concurrent taker makes this 409.
                 api.replace(
-                    LEASE_NAME,
+                    name,
                     &PostParams::default(),
                     &held_by(lease, env, holder, &identity),
                 )
@@ -192,7 +232,7 @@ pub async fn acquire(
             }
             Some(lease) => {
                 if Instant::now() >= deadline {
-                    return Err(LeaseError::Held(holder_of(&lease)));
+                    return Err(Taken::Held(holder_of(&lease)));
                 }
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 continue;
@@ -201,16 +241,25 @@ pub async fn acquire(
         match taken {
             Ok(_) => break,
             Err(kube::Error::Api(status)) if status.code == 409 => continue,
-            Err(e) => return Err(api_error(e)),
+            Err(e) => return Err(Taken::Api(e)),
         }
     }
-    let renewer = tokio::spawn(renew(api.clone(), identity.clone()));
+    let renewer = tokio::spawn(renew(api.clone(), name.to_string(), identity.clone()));
     Ok(LeaseLock {
-        created_namespace: created.then(|| namespace.to_string()),
+        created_namespace: None,
         api,
+        name: name.to_string(),
         identity,
         renewer,
     })
+}
+
+/// Whether Lease `name` is held now by a live holder (not expired, not a dead process here).
+pub async fn is_held(api: &Api<Lease>, name: &str) -> Result<bool, kube::Error> {
+    Ok(api
+        .get_opt(name)
+        .await?
+        .is_some_and(|lease| !expired(&lease, Timestamp::now()) && !holder_died_here(&lease)))
 }
 
 /// Whether `namespace` exists (the Lease can only live in an existing one).
@@ -286,10 +335,10 @@ async fn ensure_namespace(
 }
 
 /// Keeps the Lease fresh while the operation runs; stops when someone else holds it.
-async fn renew(api: Api<Lease>, identity: String) {
+async fn renew(api: Api<Lease>, name: String, identity: String) {
     loop {
         tokio::time::sleep(RENEW_EVERY).await;
-        let Ok(Some(mut lease)) = api.get_opt(LEASE_NAME).await else {
+        let Ok(Some(mut lease)) = api.get_opt(&name).await else {
             continue;
         };
         let Some(spec) = lease.spec.as_mut() else {
@@ -300,10 +349,7 @@ async fn renew(api: Api<Lease>, identity: String) {
             return;
         }
         spec.renew_time = Some(MicroTime(Timestamp::now()));
-        if let Err(e) = api
-            .replace(LEASE_NAME, &PostParams::default(), &lease)
-            .await
-        {
+        if let Err(e) = api.replace(&name, &PostParams::default(), &lease).await {
             tracing::debug!(error = %e, "renewing the environment's Lease");
         }
     }
@@ -314,7 +360,7 @@ impl LeaseLock {
     /// cluster does not answer, the Lease simply expires.
     pub async fn release(self) {
         self.renewer.abort();
-        if let Ok(Some(mut lease)) = self.api.get_opt(LEASE_NAME).await
+        if let Ok(Some(mut lease)) = self.api.get_opt(&self.name).await
             && let Some(spec) = lease.spec.as_mut()
             && spec.holder_identity.as_deref() == Some(self.identity.as_str())
         {
@@ -322,7 +368,7 @@ impl LeaseLock {
             spec.renew_time = None;
             let _ = self
                 .api
-                .replace(LEASE_NAME, &PostParams::default(), &lease)
+                .replace(&self.name, &PostParams::default(), &lease)
                 .await;
         }
     }

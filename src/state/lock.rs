@@ -3,7 +3,9 @@
 //! Locally it is an OS file lock (`<stateDir>/envs/<env>.lock`): the kernel releases it when the
 //! process dies, so `kill -9` never leaves a stale lock. The file also names the holder (command,
 //! pid, host, since) so that a run that gives up can say who it waited for. Environments on a
-//! cluster others reach are locked there as well (see `crate::sync::lease`).
+//! cluster others reach are locked there as well (see [`super::lease`]). With the cluster state
+//! backend the lock is a Lease in the management namespace instead (see [`super::kube`]), so a
+//! laptop and the daemon in the cluster see each other.
 
 use crate::error::{Error, Result};
 use chrono::{DateTime, Utc};
@@ -19,6 +21,10 @@ pub struct Holder {
     pub pid: u32,
     pub host: String,
     pub since: DateTime<Utc>,
+    /// The holder's executable, to tell a live holder from a reused pid (absent in locks
+    /// written by older versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exe: Option<String>,
 }
 
 impl Holder {
@@ -29,6 +35,9 @@ impl Holder {
             pid: std::process::id(),
             host: hostname(),
             since: Utc::now(),
+            exe: std::env::current_exe()
+                .ok()
+                .map(|p| p.to_string_lossy().into_owned()),
         }
     }
 }
@@ -54,9 +63,18 @@ pub fn hostname() -> String {
         .into_owned()
 }
 
-/// Held while an environment is being changed; released when dropped (the file closes).
+/// Held while an environment is being changed; released when dropped.
 #[derive(Debug)]
-pub struct EnvironmentLock {
+pub enum EnvironmentLock {
+    /// The file backend's lock: the file closes.
+    File(FileLock),
+    /// The cluster backend's Lease in the management namespace: given up at once.
+    Cluster(Box<super::kube::ClusterLock>),
+}
+
+/// An OS lock on `<env>.lock`, held until dropped (or the process dies).
+#[derive(Debug)]
+pub struct FileLock {
     _file: std::fs::File,
 }
 
@@ -74,12 +92,7 @@ pub(crate) fn lock_path(dir: &Path, env: &str) -> PathBuf {
 
 /// Takes `env`'s lock in `dir` for `holder`, waiting as `wait` says; `Error::Busy` names the
 /// holder when it gives up.
-pub(crate) fn acquire(
-    dir: &Path,
-    env: &str,
-    holder: &Holder,
-    wait: Wait,
-) -> Result<EnvironmentLock> {
+pub(crate) fn acquire(dir: &Path, env: &str, holder: &Holder, wait: Wait) -> Result<FileLock> {
     std::fs::create_dir_all(dir)
         .map_err(|e| Error::io(format!("cannot create {}", dir.display()), e))?;
     let path = lock_path(dir, env);
@@ -118,7 +131,7 @@ pub(crate) fn acquire(
         .and_then(|_| file.write_all(text.as_bytes()))
         .and_then(|_| file.flush());
     written.map_err(|e| Error::io(format!("cannot write {}", path.display()), e))?;
-    Ok(EnvironmentLock { _file: file })
+    Ok(FileLock { _file: file })
 }
 
 /// Whether some process holds `env`'s lock now (without taking it for longer than a check).

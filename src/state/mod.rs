@@ -1,7 +1,11 @@
 //! Stage 5, status: what sprout knows about each environment — a versioned record per
-//! environment ([`EnvironmentState`]), kept by a [`store::StateStore`] and changed only under the
-//! environment's [`lock`].
+//! environment ([`EnvironmentState`]), kept by a [`store::StateStore`] (files under .sprout/, or
+//! custom resources in a management cluster) and changed only under the environment's [`lock`].
 
+mod bridge;
+pub mod file;
+pub mod kube;
+pub mod leader;
 pub mod lease;
 pub mod lock;
 pub mod shared_clusters;
@@ -9,6 +13,52 @@ pub mod store;
 
 pub use lock::{EnvironmentLock, Holder};
 pub use store::StateStore;
+
+/// Failures of the cluster state backend.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// Another writer changed the record since it was read: two writers never both win.
+    #[error(
+        "environment {env}: its record was changed by another writer since it was read; read it again and retry"
+    )]
+    Conflict { env: String },
+    /// The management cluster refused or did not answer (the message says which and why).
+    #[error("state backend (namespace {namespace}): {message}")]
+    Cluster { namespace: String, message: String },
+    #[error(
+        "state backend (namespace {namespace}): Environment {name} belongs to project `{owner}`, not to this project (`{project}`); use another namespace"
+    )]
+    NotOurs {
+        namespace: String,
+        name: String,
+        owner: String,
+        project: String,
+    },
+    #[error("state backend: Environment {name} is unreadable: {message}")]
+    Unreadable { name: String, message: String },
+}
+
+/// The version of the stored object a record was read at (the cluster backend's
+/// `resourceVersion`): the precondition of its next write, updated by each write. Never
+/// serialized; a copy carries the same version.
+#[derive(Debug, Default)]
+pub struct Revision(std::sync::Mutex<Option<String>>);
+
+impl Revision {
+    pub fn get(&self) -> Option<String> {
+        self.0.lock().expect("revision lock").clone()
+    }
+
+    pub fn set(&self, version: Option<String>) {
+        *self.0.lock().expect("revision lock") = version;
+    }
+}
+
+impl Clone for Revision {
+    fn clone(&self) -> Self {
+        Revision(std::sync::Mutex::new(self.get()))
+    }
+}
 
 use crate::sync::health::HealthReport;
 use chrono::{DateTime, Utc};
@@ -160,6 +210,9 @@ pub struct EnvironmentState {
     /// What `serve`'s listings said about the pull request or branch the environment previews.
     #[serde(default, skip_serializing_if = "is_default")]
     pub listed: BranchWatch,
+    /// What the record was read at, for the cluster backend's write precondition.
+    #[serde(skip)]
+    pub revision: Revision,
 }
 
 fn is_default<T: Default + PartialEq>(value: &T) -> bool {

@@ -1,160 +1,133 @@
-//! The file backend: one JSON record per environment in `<stateDir>/envs/<env>.json`, written
-//! atomically (temporary file, fsync, rename, fsync of the folder), so a crash at any point
-//! leaves either the old record or the new one, never half of one.
+//! The state store: one record per environment and one lock per environment, in files (the
+//! CLI's default) or in a management cluster (`state: {backend: kubernetes}` in sprout.yaml, or
+//! `--state kubernetes`), behind one API that every front end and operation uses.
 
-use super::lock::{self, EnvironmentLock, Holder, Wait};
-use super::{EnvironmentState, RECORD_VERSION};
+use super::file::FileStore;
+use super::kube::KubeStore;
+use super::lock::{EnvironmentLock, Wait};
+use super::{EnvironmentState, StateError};
 use crate::error::{Error, Result};
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use crate::project::{Project, StateBackend};
+use std::path::Path;
 
-pub struct StateStore {
-    dir: PathBuf,
+pub enum StateStore {
+    File(FileStore),
+    Kubernetes(KubeStore),
 }
 
+/// How many times [`StateStore::update`] tries a write other writers keep beating.
+const UPDATE_ATTEMPTS: u32 = 20;
+
 impl StateStore {
+    /// A file store in `state_dir` (what tests and the file backend use).
     pub fn new(state_dir: &Path) -> Self {
-        StateStore {
-            dir: state_dir.join("envs"),
+        StateStore::File(FileStore::new(state_dir))
+    }
+
+    /// The store `project` uses; `user_kubeconfig` (`--kubeconfig`, `KUBECONFIG`) locates the
+    /// management cluster of the cluster backend. Connecting waits for the first use.
+    pub fn for_project(project: &Project, user_kubeconfig: Option<&Path>) -> Self {
+        let settings = &project.settings.state;
+        match settings.backend {
+            StateBackend::File => StateStore::new(&project.state_dir()),
+            StateBackend::Kubernetes => StateStore::Kubernetes(KubeStore::new(
+                settings,
+                user_kubeconfig,
+                project.identity(),
+                &project.root,
+            )),
         }
     }
 
-    fn path(&self, env: &str) -> PathBuf {
-        self.dir.join(format!("{env}.json"))
+    /// Where records live, for messages (`files in .sprout/envs`, `namespace sprout-system`).
+    pub fn describe(&self) -> String {
+        match self {
+            StateStore::File(store) => store.describe(),
+            StateStore::Kubernetes(store) => store.describe(),
+        }
     }
 
-    /// The environment's record; none yet is a new one.
+    /// The environment's record; none yet is a new one. It remembers the version it was read at:
+    /// the cluster backend's next [`save`](Self::save) of it fails with a conflict if another
+    /// writer changed the record in between.
     pub fn load(&self, env: &str) -> Result<EnvironmentState> {
-        let path = self.path(env);
-        let unreadable = |message: String| {
-            Error::io(
-                format!("{} is unreadable", path.display()),
-                std::io::Error::other(message),
-            )
-        };
-        match std::fs::read_to_string(&path) {
-            Ok(text) => {
-                let mut state: EnvironmentState =
-                    serde_json::from_str(&text).map_err(|e| unreadable(e.to_string()))?;
-                if state.version > RECORD_VERSION {
-                    return Err(unreadable(format!(
-                        "record version {} is newer than this sprout's ({RECORD_VERSION}); upgrade sprout",
-                        state.version
-                    )));
-                }
-                // Older layouts read as this one (every added field has a default).
-                state.version = RECORD_VERSION;
-                Ok(state)
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(EnvironmentState::new(env)),
-            Err(e) => Err(Error::io(format!("cannot read {}", path.display()), e)),
+        match self {
+            StateStore::File(store) => store.load(env),
+            StateStore::Kubernetes(store) => Ok(store.load(env)?),
         }
     }
 
     /// Names of the environments that have a record, sorted.
     pub fn names(&self) -> Result<Vec<String>> {
-        let entries = match std::fs::read_dir(&self.dir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(Error::io(format!("cannot read {}", self.dir.display()), e)),
-        };
-        let mut names: Vec<String> = entries
-            .flatten()
-            .filter_map(|e| {
-                e.file_name()
-                    .to_str()?
-                    .strip_suffix(".json")
-                    .map(str::to_string)
-            })
-            .collect();
-        names.sort();
-        Ok(names)
+        match self {
+            StateStore::File(store) => store.names(),
+            StateStore::Kubernetes(store) => Ok(store.names()?),
+        }
     }
 
-    /// Writes the record. Callers hold the environment's lock (see [`StateStore::lock`]).
+    /// Writes the record. Callers hold the environment's lock (see [`StateStore::lock`]); the
+    /// cluster backend also refuses a write from a stale read ([`StateError::Conflict`]).
     pub fn save(&self, state: &EnvironmentState) -> Result<()> {
-        let io = |what: &str, e| Error::io(format!("{what} {}", self.dir.display()), e);
-        std::fs::create_dir_all(&self.dir).map_err(|e| io("cannot create", e))?;
-        let mut file =
-            tempfile::NamedTempFile::new_in(&self.dir).map_err(|e| io("cannot write into", e))?;
-        let mut record = state.clone();
-        record.version = RECORD_VERSION;
-        serde_json::to_writer_pretty(&mut file, &record)
-            .map_err(|e| io("cannot write into", std::io::Error::other(e)))?;
-        file.flush()
-            .and_then(|_| file.as_file().sync_all())
-            .map_err(|e| io("cannot write into", e))?;
-        file.persist(self.path(&state.environment))
-            .map_err(|e| io("cannot write into", e.error))?;
-        // The rename is durable only once the folder itself is on disk.
-        std::fs::File::open(&self.dir)
-            .and_then(|dir| dir.sync_all())
-            .map_err(|e| io("cannot sync", e))?;
-        Ok(())
+        match self {
+            StateStore::File(store) => store.save(state),
+            StateStore::Kubernetes(store) => Ok(store.save(state)?),
+        }
     }
 
     pub fn remove(&self, env: &str) -> Result<()> {
-        for path in [self.path(env), lock::lock_path(&self.dir, env)] {
-            match std::fs::remove_file(&path) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    return Err(Error::io(format!("cannot remove {}", path.display()), e));
+        match self {
+            StateStore::File(store) => store.remove(env),
+            StateStore::Kubernetes(store) => Ok(store.remove(env)?),
+        }
+    }
+
+    /// Takes the environment's lock for `command`, waiting as `wait` says; `Error::Busy` names
+    /// the holder when it gives up.
+    pub fn lock(&self, env: &str, command: &str, wait: Wait) -> Result<EnvironmentLock> {
+        match self {
+            StateStore::File(store) => store.lock(env, command, wait),
+            StateStore::Kubernetes(store) => store.lock(env, command, wait),
+        }
+    }
+
+    /// Whether a running operation holds the environment's lock. A management cluster that
+    /// does not answer counts as held: nobody may call the operation interrupted then.
+    pub fn is_locked(&self, env: &str) -> bool {
+        match self {
+            StateStore::File(store) => store.is_locked(env),
+            StateStore::Kubernetes(store) => store.is_locked(env).unwrap_or(true),
+        }
+    }
+
+    /// Reads the record, changes it with `change` and writes it, again from a fresh read when
+    /// another writer got in between: no update is lost. For writers that do not hold the
+    /// environment's lock for long (recording a webhook, a listing); returns what was written.
+    pub fn update(
+        &self,
+        env: &str,
+        mut change: impl FnMut(&mut EnvironmentState),
+    ) -> Result<EnvironmentState> {
+        for attempt in 1..=UPDATE_ATTEMPTS {
+            let mut state = self.load(env)?;
+            change(&mut state);
+            match self.save(&state) {
+                Err(Error::State(StateError::Conflict { .. })) => {
+                    // Writers that collided retry at different moments, or they collide again.
+                    let mut random = [0u8; 1];
+                    let _ = getrandom::fill(&mut random);
+                    let spread = u64::from(attempt.min(5)) * 10;
+                    std::thread::sleep(std::time::Duration::from_millis(
+                        u64::from(random[0]) % spread.max(1),
+                    ));
+                    continue;
                 }
-                _ => {}
+                Err(e) => return Err(e),
+                Ok(()) => return Ok(state),
             }
         }
-        Ok(())
-    }
-
-    /// Takes the environment's lock for `command`, waiting as `wait` says.
-    pub fn lock(&self, env: &str, command: &str, wait: Wait) -> Result<EnvironmentLock> {
-        lock::acquire(&self.dir, env, &Holder::me(command), wait)
-    }
-
-    /// Whether a running operation holds the environment's lock.
-    pub fn is_locked(&self, env: &str) -> bool {
-        lock::is_held(&self.dir, env)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::state::Phase;
-
-    #[test]
-    fn records_of_the_first_layout_are_read_and_upgraded() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = StateStore::new(dir.path());
-        std::fs::create_dir_all(dir.path().join("envs")).unwrap();
-        std::fs::write(
-            dir.path().join("envs/dev.json"),
-            r#"{"environment":"dev","phase":"synced","createdAt":"2026-11-25T08:00:00Z","syncedAt":"2026-11-25T08:01:00Z","counts":{"created":1,"configured":0,"unchanged":0,"pruned":0}}"#,
-        )
-        .unwrap();
-        let state = store.load("dev").unwrap();
-        assert_eq!(state.phase, Phase::Synced);
-        assert_eq!(
-            state.timeline.created_at.unwrap().to_rfc3339(),
-            "2026-11-25T08:00:00+00:00"
-        );
-        store.save(&state).unwrap();
-        let text = std::fs::read_to_string(dir.path().join("envs/dev.json")).unwrap();
-        assert!(
-            text.contains(&format!("\"version\": {RECORD_VERSION}")),
-            "{text}"
-        );
-    }
-
-    #[test]
-    fn a_record_of_a_newer_layout_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("envs")).unwrap();
-        std::fs::write(
-            dir.path().join("envs/dev.json"),
-            r#"{"version":99,"environment":"dev","phase":"synced"}"#,
-        )
-        .unwrap();
-        let error = StateStore::new(dir.path()).load("dev").unwrap_err();
-        assert!(error.to_string().contains("upgrade sprout"), "{error}");
+        Err(StateError::Conflict {
+            env: env.to_string(),
+        }
+        .into())
     }
 }

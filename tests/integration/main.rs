@@ -13,6 +13,7 @@ mod git_sources;
 mod golden;
 mod init;
 mod lifecycle;
+mod management;
 mod network;
 mod providers;
 mod retry;
