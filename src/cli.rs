@@ -270,6 +270,8 @@ pub struct ServeArgs {
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
     #[command(flatten)]
+    pub state: StateArgs,
+    #[command(flatten)]
     pub converge: ConvergeArgs,
 }
 

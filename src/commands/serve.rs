@@ -21,6 +21,7 @@ pub fn run(context: &Context, args: &ServeArgs) -> Result<()> {
             })
             .collect(),
         sync: sync_options(&args.converge),
+        state: args.state.clone(),
     };
     let report = runtime()?.block_on(daemon::run(
         context.root.clone(),

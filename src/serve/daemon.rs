@@ -12,6 +12,7 @@ use super::scm::HttpOptions;
 use super::webhook::{self, Provider, WebhookSecrets};
 use crate::error::{Error, Result};
 use crate::project::Project;
+use crate::state::leader::{self, ElectionConfig};
 use crate::sync::SyncOptions;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -28,6 +29,7 @@ pub struct ServeOptions {
     /// Providers whose webhook route is served (each needs its secret).
     pub webhooks: Vec<Provider>,
     pub sync: SyncOptions,
+    pub state: crate::cli::StateArgs,
 }
 
 /// Runs one pass (`once`) or the daemon until a signal. The report of the last pass is
@@ -37,21 +39,54 @@ pub async fn run(
     user_kubeconfig: Option<PathBuf>,
     options: ServeOptions,
 ) -> Result<PassReport> {
-    let project = Project::open(&root)?;
+    let mut project = Project::open(&root)?;
+    options.state.apply(&mut project.settings.state)?;
     let metrics = Metrics::new();
     let secrets =
         WebhookSecrets::load(&options.webhooks, &root).map_err(|e| Error::Usage(e.to_string()))?;
     let mut daemon = Daemon::new(
         &project,
-        user_kubeconfig,
+        user_kubeconfig.clone(),
         metrics.clone(),
         options.sync.clone(),
         HttpOptions::default(),
+        options.state.clone(),
     )?;
-    // Serve alone acts: it is its own leader until a cluster state backend elects one.
-    metrics.set_leader(true);
+    // With records in a management cluster, replicas elect one leader there; alone (file
+    // records), this process is the only one that can act.
+    let leadership = match project.settings.state.backend {
+        crate::project::StateBackend::Kubernetes => {
+            let settings = &project.settings.state;
+            let client =
+                crate::state::kube::management_client(settings, user_kubeconfig.as_deref())
+                    .await
+                    .map_err(|e| Error::Usage(e.to_string()))?;
+            let gauge = metrics.clone();
+            let config = ElectionConfig::new(&settings.namespace, &leader::default_identity());
+            let leadership = leader::campaign(client, config, move |leading| {
+                gauge.set_leader(leading);
+                tracing::info!(leader = leading, "leadership changed");
+            })
+            .map_err(Error::Usage)?;
+            daemon.leader = Some(leadership.checker());
+            Some(leadership)
+        }
+        crate::project::StateBackend::File => {
+            metrics.set_leader(true);
+            None
+        }
+    };
     if options.once {
-        let report = daemon.pass().await?;
+        if let Some(leadership) = &leadership {
+            // One pass needs the leadership: wait for it as long as a lease could be held.
+            let mut changes = leadership.subscribe();
+            let _ = tokio::time::timeout(Duration::from_secs(30), changes.wait_for(|l| *l)).await;
+        }
+        let report = daemon.pass().await;
+        if let Some(leadership) = leadership {
+            leadership.stop().await;
+        }
+        let report = report?;
         log_report(&report);
         return match report.failed() {
             0 => Ok(report),
@@ -95,6 +130,9 @@ pub async fn run(
         }
     }
     tracing::info!("stopping: no pass is running");
+    if let Some(leadership) = leadership {
+        leadership.stop().await;
+    }
     server.abort();
     last.ok_or_else(|| Error::Usage("stopped before the first pass finished".into()))
 }

@@ -90,6 +90,11 @@ pub struct Daemon {
     pub sources: Vec<Source>,
     pub metrics: Metrics,
     pub sync: SyncOptions,
+    /// `--state`/`--namespace` of `serve`, applied to sprout.yaml's `state:` each time the
+    /// project is read.
+    pub state: crate::cli::StateArgs,
+    /// With the cluster state backend, only the elected leader acts.
+    pub leader: Option<crate::state::leader::LeaderCheck>,
     backoff: HashMap<String, Backoff>,
 }
 
@@ -107,6 +112,7 @@ impl Daemon {
         metrics: Metrics,
         sync: SyncOptions,
         http: HttpOptions,
+        state: crate::cli::StateArgs,
     ) -> Result<Daemon> {
         let tokens = project.generator_tokens()?;
         let mut sources = Vec::new();
@@ -152,6 +158,8 @@ impl Daemon {
             sources,
             metrics,
             sync,
+            state,
+            leader: None,
             backoff: HashMap::new(),
         };
         daemon.seed_guards(project)?;
@@ -163,7 +171,7 @@ impl Daemon {
     /// from the previews the records hold, so a first listing that comes back empty is held
     /// back as it would have been before.
     fn seed_guards(&mut self, project: &Project) -> Result<()> {
-        let previews = previews(project)?;
+        let previews = previews(project, self.user_kubeconfig.as_deref())?;
         let mut saved: BTreeMap<String, ShrinkGuard> =
             std::fs::read_to_string(guards_file(project))
                 .ok()
@@ -212,10 +220,23 @@ impl Daemon {
             .map_err(|e| Error::io(format!("cannot write {}", path.display()), e))
     }
 
+    /// The project as sprout.yaml says, with `serve`'s state flags applied.
+    pub fn project(&self) -> Result<Project> {
+        let mut project = Project::open(&self.root)?;
+        self.state.apply(&mut project.settings.state)?;
+        Ok(project)
+    }
+
+    /// Whether this replica may act now (always, without an election). Checked before every
+    /// operation: a leader that could not renew stops before its lease can be taken over.
+    fn may_act(&self) -> bool {
+        self.leader.as_ref().is_none_or(|l| l.is_leader())
+    }
+
     fn session(&self, lock_wait: Wait) -> Result<Session<'static>> {
         static SILENT: Silent = Silent;
         Ok(Session {
-            project: Project::open(&self.root)?,
+            project: self.project()?,
             user_kubeconfig: self.user_kubeconfig.clone(),
             progress: &SILENT,
             lock_wait,
@@ -225,7 +246,7 @@ impl Daemon {
     /// One pass over every generator, then the lifecycle pass.
     pub async fn pass(&mut self) -> Result<PassReport> {
         let now = Utc::now();
-        let project = Project::open(&self.root)?;
+        let project = self.project()?;
         let grace = humantime::parse_duration(&project.settings.grace_period)
             .ok()
             .and_then(|d| chrono::Duration::from_std(d).ok())
@@ -237,6 +258,10 @@ impl Daemon {
             queued: Vec::new(),
             lifecycle: None,
         };
+        if !self.may_act() {
+            tracing::info!("a follower: another replica leads, this one only serves webhooks");
+            return Ok(report);
+        }
         let remotes = self.list_remotes(&project.root).await;
         for index in 0..self.sources.len() {
             let listing = self.list(index, &remotes).await;
@@ -254,6 +279,9 @@ impl Daemon {
                         .await?;
                 }
             }
+        }
+        if !self.may_act() {
+            return Ok(report);
         }
         let mut session = self.session(Wait::No)?;
         let lifecycle = ops::gc::pass(
@@ -350,12 +378,13 @@ impl Daemon {
         report: &mut PassReport,
     ) -> Result<()> {
         let key = self.sources[index].key.clone();
-        let project = Project::open(&self.root)?;
-        let existing: BTreeMap<String, Preview> = previews(&project)?
-            .into_iter()
-            .filter(|(_, p)| p.generator == key)
-            .collect();
-        let store = StateStore::new(&project.state_dir());
+        let project = self.project()?;
+        let existing: BTreeMap<String, Preview> =
+            previews(&project, self.user_kubeconfig.as_deref())?
+                .into_iter()
+                .filter(|(_, p)| p.generator == key)
+                .collect();
+        let store = StateStore::for_project(&project, self.user_kubeconfig.as_deref());
         // Items that have a preview: follow their pushes.
         for item in items
             .iter()
@@ -473,6 +502,9 @@ impl Daemon {
     /// exists (`up` is idempotent and resumable, so an interrupted one is finished too).
     async fn up(&mut self, index: usize, item: &Item, kind: &'static str) -> Operation {
         let started = Instant::now();
+        if !self.may_act() {
+            return not_leader(&item.environment, kind);
+        }
         let source = &self.sources[index];
         let request = UpRequest {
             name: Some(item.environment.clone()),
@@ -515,8 +547,9 @@ impl Daemon {
         let (SourceKind::Scm(scm), Some(number)) = (&self.sources[index].kind, item.number) else {
             return result.map(|_| ());
         };
-        let project = Project::open(&self.root)?;
-        let state = StateStore::new(&project.state_dir()).load(&item.environment)?;
+        let project = self.project()?;
+        let state = StateStore::for_project(&project, self.user_kubeconfig.as_deref())
+            .load(&item.environment)?;
         let expiry = project
             .environment(&item.environment)
             .ok()
@@ -601,6 +634,9 @@ impl Daemon {
             },
         };
         let started = Instant::now();
+        if !self.may_act() {
+            return Some(not_leader(name, "down"));
+        }
         tracing::info!(environment = name, reason, "tearing the preview down");
         let result = async {
             let session = self.session(Wait::No)?;
@@ -629,8 +665,8 @@ impl Daemon {
     /// Says in each of the generator's previews' records that its listing is unknown, so
     /// `status` shows the freeze.
     fn record_frozen(&self, project: &Project, key: &str, reason: &str) -> Result<()> {
-        let store = StateStore::new(&project.state_dir());
-        for (name, preview) in previews(project)? {
+        let store = StateStore::for_project(&project, self.user_kubeconfig.as_deref());
+        for (name, preview) in previews(project, self.user_kubeconfig.as_deref())? {
             if preview.generator == key && preview.listed.frozen.as_deref() != Some(reason) {
                 let watch = BranchWatch {
                     frozen: Some(reason.to_string()),
@@ -657,10 +693,10 @@ impl Daemon {
 
     /// `sprout_environments{phase}`: every environment's phase, plus `queued` and `frozen`.
     fn publish_phases(&self, report: &PassReport) -> Result<()> {
-        let project = Project::open(&self.root)?;
-        let store = StateStore::new(&project.state_dir());
+        let project = self.project()?;
+        let store = StateStore::for_project(&project, self.user_kubeconfig.as_deref());
         let mut counts: BTreeMap<&'static str, i64> = BTreeMap::new();
-        let previews = previews(&project)?;
+        let previews = previews(&project, self.user_kubeconfig.as_deref())?;
         for name in project.environment_names()? {
             let state = store.load(&name)?;
             *counts.entry(state.phase.name()).or_default() += 1;
@@ -723,8 +759,11 @@ struct Preview {
     listed: BranchWatch,
 }
 
-fn previews(project: &Project) -> Result<BTreeMap<String, Preview>> {
-    let store = StateStore::new(&project.state_dir());
+fn previews(
+    project: &Project,
+    user_kubeconfig: Option<&Path>,
+) -> Result<BTreeMap<String, Preview>> {
+    let store = StateStore::for_project(project, user_kubeconfig);
     let mut found = BTreeMap::new();
     for name in project.environment_names()? {
         let Ok(env) = project.environment(&name) else {
@@ -751,4 +790,14 @@ fn previews(project: &Project) -> Result<BTreeMap<String, Preview>> {
 /// Where the shrink guards' memory is kept between passes.
 fn guards_file(project: &Project) -> PathBuf {
     project.state_dir().join("serve-listings.json")
+}
+
+/// An operation not started because leadership was lost (the next leader's pass does it).
+fn not_leader(env: &str, kind: &'static str) -> Operation {
+    Operation {
+        environment: env.to_string(),
+        kind,
+        ok: true,
+        message: Some("not started: this replica no longer leads".into()),
+    }
 }
