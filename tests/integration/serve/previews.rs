@@ -326,7 +326,7 @@ async fn the_daemon_is_ready_after_its_first_pass_exposes_metrics_and_a_webhook_
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     let (_, metrics) = http(&address, "GET", "/metrics", &[], b"").await;
-    assert!(metrics.contains("sprout_leader 1"), "{metrics}");
+    assert!(metrics.lines().any(|l| l == "sprout_leader 1"), "{metrics}");
     assert!(
         metrics.contains("sprout_environments{phase=\"queued\"} 0"),
         "{metrics}"
@@ -383,6 +383,132 @@ async fn the_daemon_is_ready_after_its_first_pass_exposes_metrics_and_a_webhook_
     crate::util::sprout_in(setup.project.path())
         .env("KUBECONFIG", &cp.kubeconfig)
         .args(["down", &env])
+        .output()
+        .unwrap();
+}
+
+/// A second checkout of the same project (another replica's `/project`).
+fn replica_checkout(setup: &Setup) -> tempfile::TempDir {
+    let second = tempfile::tempdir().unwrap();
+    git2::Repository::clone(setup.origin.path().to_str().unwrap(), second.path()).unwrap();
+    for file in [
+        "environments/production.yaml",
+        "templates/preview.yaml.tera",
+        "sprout.yaml",
+    ] {
+        let to = second.path().join(file);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(setup.project.path().join(file), to).unwrap();
+    }
+    second
+}
+
+async fn leader_metric(address: &str) -> Option<bool> {
+    let (status, body) = http(address, "GET", "/metrics", &[], b"").await;
+    (status == 200).then(|| body.lines().any(|line| line.trim() == "sprout_leader 1"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_replicas_on_the_cluster_backend_one_acts_and_the_other_takes_over_when_it_dies() {
+    let cp = control_plane();
+    let fake = FakeScm::start().await;
+    let number = 7000 + (std::process::id() as u64 % 900);
+    let setup = setup(&fake, number);
+    let second = replica_checkout(&setup);
+    let namespace = unique("sprout-mgmt");
+    let start = |dir: &Path| {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let address = format!("127.0.0.1:{port}");
+        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_sprout"))
+            .current_dir(dir)
+            .args([
+                "serve",
+                "--listen",
+                &address,
+                "--interval",
+                "2s",
+                "--state",
+                "kubernetes",
+                "--namespace",
+                &namespace,
+            ])
+            .env("KUBECONFIG", &cp.kubeconfig)
+            .env("FAKE_GITHUB_TOKEN", "t0ken")
+            .env_remove("SPROUT_LOG")
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        (address, child)
+    };
+    let (first_address, mut first) = start(setup.project.path());
+    let (second_address, mut other) = start(second.path());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    // Exactly one leads, and the preview is made once.
+    let leaders = loop {
+        let a = leader_metric(&first_address).await;
+        let b = leader_metric(&second_address).await;
+        if let (Some(a), Some(b)) = (a, b)
+            && a != b
+            && version(&cp, &setup.env).is_some()
+        {
+            break (a, b);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no single leader with a preview: {a:?} {b:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    };
+    assert!(leaders.0 ^ leaders.1, "exactly one leader");
+    // kill -9 of the leader: the follower takes over within the lease and acts (a second pull
+    // request gets its preview from it).
+    let (leader, follower_address) = if leaders.0 {
+        (&mut first, second_address.clone())
+    } else {
+        (&mut other, first_address.clone())
+    };
+    leader.start_kill().unwrap();
+    leader.wait().await.unwrap();
+    let killed_at = std::time::Instant::now();
+    while leader_metric(&follower_address).await != Some(true) {
+        assert!(
+            killed_at.elapsed() < std::time::Duration::from_secs(40),
+            "the follower never took over"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+    let took_over = killed_at.elapsed();
+    assert!(
+        took_over < std::time::Duration::from_secs(30),
+        "took over after {took_over:?}"
+    );
+    // Every preview namespace exists once (a label sweep), whoever made it.
+    let sweep = cp.kubectl_ok(&[
+        "get",
+        "namespaces",
+        "-l",
+        &format!("sprout.dev/environment={}", setup.env),
+        "-o",
+        "jsonpath={.items[*].metadata.name}",
+    ]);
+    assert_eq!(sweep.split_whitespace().count(), 1, "{sweep}");
+    first.start_kill().ok();
+    other.start_kill().ok();
+    crate::util::sprout_in(setup.project.path())
+        .env("KUBECONFIG", &cp.kubeconfig)
+        .args([
+            "down",
+            &setup.env,
+            "--state",
+            "kubernetes",
+            "--namespace",
+            &namespace,
+        ])
         .output()
         .unwrap();
 }
