@@ -385,11 +385,14 @@ async fn find_orphans(
     };
     let store = session.store();
     let mut recorded = BTreeSet::new();
+    // Environments whose record another checkout or `serve` keeps: their namespaces are theirs.
+    let mut kept_by_record = BTreeSet::new();
     for env in store.names()? {
         if names.contains(&env) {
             continue;
         }
         if matches!(store, crate::state::StateStore::Kubernetes(_)) {
+            kept_by_record.insert(env.clone());
             // A shared store holds records of other checkouts and of `serve` (previews made
             // from templates in its pod): a spec missing here does not make them orphans.
             notes.push(Note {
@@ -452,7 +455,11 @@ async fn find_orphans(
             let env = labels.get(ENVIRONMENT_LABEL).cloned();
             let owner = labels.get(PROJECT_LABEL).map(String::as_str);
             let ours = !identity.is_empty() && owner == Some(identity);
-            if ours && env.as_ref().is_some_and(|e| names.contains(e)) {
+            if ours
+                && env
+                    .as_ref()
+                    .is_some_and(|e| names.contains(e) || kept_by_record.contains(e))
+            {
                 continue;
             }
             if !ours && env.as_ref().is_some_and(|e| names.contains(e)) && owner.is_none() {
