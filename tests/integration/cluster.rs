@@ -136,6 +136,37 @@ impl ControlPlane {
 }
 
 impl ControlPlane {
+    /// Names of the ConfigMaps in `env`'s namespace labelled for it (its inventory aside).
+    pub fn labelled_config_maps(&self, env: &str) -> Vec<String> {
+        self.kubectl_ok(&[
+            "get",
+            "configmaps",
+            "-n",
+            env,
+            "-l",
+            &format!("sprout.dev/environment={env}"),
+            "-o",
+            "jsonpath={.items[*].metadata.name}",
+        ])
+        .split_whitespace()
+        .filter(|name| !name.starts_with("sprout-inventory"))
+        .map(str::to_string)
+        .collect()
+    }
+
+    /// Every ConfigMap labelled for `env` is listed in its inventory; returns how many there are.
+    pub fn assert_labelled_in_inventory(&self, env: &str) -> usize {
+        let inventory = self.inventory(env, "jsonpath={.data.entries}");
+        let labelled = self.labelled_config_maps(env);
+        for name in &labelled {
+            assert!(
+                inventory.contains(&format!("\"{name}\"")),
+                "{name} is labelled for {env} but not in its inventory"
+            );
+        }
+        labelled.len()
+    }
+
     /// Every write request sprout sent since `mark`, anywhere in the cluster.
     pub fn all_writes_since(&self, mark: usize) -> Vec<String> {
         let text = std::fs::read_to_string(&self.audit_log).unwrap_or_default();
@@ -175,4 +206,18 @@ pub fn unique(prefix: &str) -> String {
         .unwrap()
         .subsec_nanos();
     format!("{prefix}-{:06x}", (nanos ^ std::process::id()) & 0xff_ffff)
+}
+
+/// `count` ConfigMaps `c0`, `c1`... with data `v: <version>`, as one multi-document file.
+pub fn config_maps(count: usize, version: &str) -> String {
+    config_maps_from(0, count, version)
+}
+
+/// ConfigMaps `c<from>` to `c<to - 1>`.
+pub fn config_maps_from(from: usize, to: usize, version: &str) -> String {
+    (from..to)
+        .map(|i| {
+            format!("---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: c{i}}}\ndata: {{v: \"{version}\"}}\n")
+        })
+        .collect()
 }

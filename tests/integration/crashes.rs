@@ -4,7 +4,7 @@
 //! environments on the shared test control plane.
 
 use crate::cluster::{
-    ControlPlane, control_plane, environment_on_control_plane, unique, with_kubeconfig,
+    config_maps, control_plane, environment_on_control_plane, unique, with_kubeconfig,
 };
 use crate::sync::PRODUCTION;
 use crate::util::{TestRepo, sprout_in, stderr_of};
@@ -242,44 +242,12 @@ fn gc_skips_an_environment_being_brought_up_then_takes_it_down() {
     );
 }
 
-/// 300 ConfigMaps: enough that a kill lands mid-apply or mid-prune.
-fn many(count: usize, version: &str) -> String {
-    (0..count)
-        .map(|i| format!("---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: c{i}}}\ndata: {{v: \"{version}\"}}\n"))
-        .collect()
-}
-
-fn labelled_all_in_inventory(cp: &ControlPlane, env: &str) -> usize {
-    let labelled = cp.kubectl_ok(&[
-        "get",
-        "configmaps",
-        "-n",
-        env,
-        "-l",
-        &format!("sprout.dev/environment={env}"),
-        "-o",
-        "jsonpath={.items[*].metadata.name}",
-    ]);
-    let inventory = cp.inventory(env, "jsonpath={.data.entries}");
-    let names: Vec<&str> = labelled
-        .split_whitespace()
-        .filter(|n| *n != "sprout-inventory")
-        .collect();
-    for name in &names {
-        assert!(
-            inventory.contains(&format!("\"{name}\"")),
-            "{name} is labelled but not in the inventory"
-        );
-    }
-    names.len()
-}
-
 #[test]
 fn sync_and_gc_killed_mid_apply_mid_prune_and_mid_teardown_converge() {
     let cp = control_plane();
     let env = &unique("crash-sync");
     let mut repo = TestRepo::new();
-    repo.write("deploy/many.yaml", &many(300, "1"))
+    repo.write("deploy/many.yaml", &config_maps(300, "1"))
         .write("environments/production.yaml", PRODUCTION)
         .write(
             &format!("environments/{env}.yaml"),
@@ -308,31 +276,21 @@ fn sync_and_gc_killed_mid_apply_mid_prune_and_mid_teardown_converge() {
         assert!(status.contains("interrupted"), "{status}");
     }
     assert!(run(&["sync", env, "--no-wait"]).status.success());
-    assert_eq!(labelled_all_in_inventory(&cp, env), 300);
+    assert_eq!(cp.assert_labelled_in_inventory(env), 300);
     // Mid-prune: 250 objects leave git.
-    repo.write("deploy/many.yaml", &many(50, "1"));
+    repo.write("deploy/many.yaml", &config_maps(50, "1"));
     repo.commit("50");
     kill_after(&["sync", env, "--no-wait"], 700);
-    labelled_all_in_inventory(&cp, env);
+    cp.assert_labelled_in_inventory(env);
     assert!(run(&["sync", env, "--no-wait"]).status.success());
-    assert_eq!(labelled_all_in_inventory(&cp, env), 50);
+    assert_eq!(cp.assert_labelled_in_inventory(env), 50);
     // Mid-teardown by gc (its ttl of 1s is long over).
     kill_after(&["gc"], 500);
     let again = run(&["-o", "json", "gc"]);
     assert!(again.status.success(), "{}", stderr_of(&again));
-    let leftover = cp.kubectl_ok(&[
-        "get",
-        "configmaps",
-        "-n",
-        env,
-        "-l",
-        &format!("sprout.dev/environment={env}"),
-        "-o",
-        "jsonpath={.items[*].metadata.name}",
-    ]);
     assert_eq!(
-        leftover.trim(),
-        "",
+        cp.labelled_config_maps(env),
+        Vec::<String>::new(),
         "a label sweep finds nothing of the environment"
     );
     assert!(
@@ -348,7 +306,7 @@ fn two_gc_passes_at_once_take_an_environment_down_once() {
     let cp = control_plane();
     let env = &unique("crash-gc2");
     let mut repo = TestRepo::new();
-    repo.write("deploy/many.yaml", &many(100, "1"))
+    repo.write("deploy/many.yaml", &config_maps(100, "1"))
         .write("environments/production.yaml", PRODUCTION)
         .write(
             &format!("environments/{env}.yaml"),
@@ -383,20 +341,5 @@ fn two_gc_passes_at_once_take_an_environment_down_once() {
         }
     }
     assert_eq!(done, 1, "taken down exactly once");
-    assert_eq!(labelled_all_in_inventory_or_gone(&cp, env), 0);
-}
-
-/// Objects still labelled for `env` (none once it is down; any left must be in its inventory).
-fn labelled_all_in_inventory_or_gone(cp: &ControlPlane, env: &str) -> usize {
-    let labelled = cp.kubectl_ok(&[
-        "get",
-        "configmaps",
-        "-n",
-        env,
-        "-l",
-        &format!("sprout.dev/environment={env}"),
-        "-o",
-        "jsonpath={.items[*].metadata.name}",
-    ]);
-    labelled.split_whitespace().count()
+    assert_eq!(cp.labelled_config_maps(env), Vec::<String>::new());
 }

@@ -6,7 +6,8 @@
 //! time. Every deletion is checked against the cluster, not against sprout's own report.
 
 use crate::cluster::{
-    ControlPlane, control_plane, environment_on_control_plane, unique, with_kubeconfig,
+    ControlPlane, config_maps, config_maps_from, control_plane, environment_on_control_plane,
+    unique, with_kubeconfig,
 };
 use crate::sync::PRODUCTION;
 use crate::util::{TestRepo, stderr_of, stdout_of};
@@ -551,10 +552,7 @@ fn two_syncs_of_one_shared_environment_from_two_checkouts_take_turns() {
 fn syncs_from_two_checkouts_at_once(env: &str) {
     let cp = control_plane();
     let mut repo = TestRepo::new();
-    let many: String = (0..40)
-        .map(|i| format!("---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: c{i}}}\ndata: {{i: \"{i}\"}}\n"))
-        .collect();
-    repo.write("deploy/many.yaml", &many)
+    repo.write("deploy/many.yaml", &config_maps(40, "1"))
         .write("environments/production.yaml", PRODUCTION)
         .write(
             &format!("environments/{env}.yaml"),
@@ -572,10 +570,7 @@ fn syncs_from_two_checkouts_at_once(env: &str) {
     .unwrap();
     // The first checkout is ahead by ten objects: whichever sync runs last decides, and
     // without a lock on the cluster their inventory writes would lose one another's objects.
-    let more: String = (40..50)
-        .map(|i| format!("---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: c{i}}}\ndata: {{i: \"{i}\"}}\n"))
-        .collect();
-    repo.write("deploy/more.yaml", &more);
+    repo.write("deploy/more.yaml", &config_maps_from(40, 50, "1"));
     repo.commit("more");
 
     let spawn = |dir: &Path| {
@@ -592,28 +587,7 @@ fn syncs_from_two_checkouts_at_once(env: &str) {
     assert!(a.status.success(), "{}", stderr_of(&a));
     assert!(b.status.success(), "{}", stderr_of(&b));
     // Every object labelled for the environment is in its inventory.
-    let labelled = cp.kubectl_ok(&[
-        "get",
-        "configmaps",
-        "-n",
-        env,
-        "-l",
-        &format!("sprout.dev/environment={env}"),
-        "-o",
-        "jsonpath={.items[*].metadata.name}",
-    ]);
-    let inventory = cp.inventory(env, "jsonpath={.data.entries}");
-    let labelled: Vec<&str> = labelled
-        .split_whitespace()
-        .filter(|name| *name != "sprout-inventory")
-        .collect();
-    for name in &labelled {
-        assert!(
-            inventory.contains(&format!("\"{name}\"")),
-            "{name} missing from the inventory"
-        );
-    }
-    let count = labelled.len();
+    let count = cp.assert_labelled_in_inventory(env);
     assert!(count == 40 || count == 50, "{count} objects");
     let waited = format!("{}{}", stderr_of(&a), stderr_of(&b));
     assert!(!waited.contains("error"), "{waited}");
