@@ -453,6 +453,11 @@ fn api_message(error: &kube::Error) -> String {
             format!("{} ({})", status.reason, status.code)
         }
         kube::Error::Api(status) => format!("{} ({})", status.message, status.code),
+        // Connected, then the connection broke before an answer: the server (or a proxy) gave
+        // up on this very request; a 1.20 API server does so when it panics on an object.
+        transport @ (kube::Error::HyperError(_) | kube::Error::Service(_)) => format!(
+            "the server closed the connection without answering ({transport}); it may have failed on this object: see the API server's log, or drop the kind"
+        ),
         other => other.to_string(),
     };
     bounded(&text, MESSAGE_LIMIT)

@@ -192,3 +192,38 @@ fn a_server_that_never_answers_is_given_up_on_within_30_seconds() {
         }
     }
 }
+
+/// Server-side apply of an APIService makes the 1.20 API server panic and drop the connection:
+/// the error names that object and says what happened, never "unreachable".
+#[test]
+fn a_server_that_drops_the_connection_on_one_object_is_that_object_s_error() {
+    let env = &crate::cluster::unique("errors-drop");
+    let mut repo = crate::util::TestRepo::new();
+    repo.write(
+        "deploy/a.yaml",
+        "apiVersion: v1\nkind: Service\nmetadata: {name: metrics}\nspec:\n  ports: [{port: 443, protocol: TCP}]\n---\n\
+         apiVersion: apiregistration.k8s.io/v1\nkind: APIService\nmetadata: {name: v1beta1.metrics.example.com}\n\
+         spec: {group: metrics.example.com, version: v1beta1, groupPriorityMinimum: 100, versionPriority: 100, insecureSkipTLSVerify: true, service: {name: metrics, namespace: default}}\n",
+    )
+    .write("environments/production.yaml", crate::sync::PRODUCTION)
+    .write(
+        &format!("environments/{env}.yaml"),
+        &format!("apiVersion: sprout.dev/v1alpha1\nkind: Environment\nmetadata: {{name: {env}}}\nspec:\n  from: production\n  cluster: {{provider: envtest}}\n"),
+    );
+    repo.commit("apiservice");
+    let up = repo
+        .sprout()
+        .args(["up", env, "--no-wait"])
+        .output()
+        .unwrap();
+    let stderr = crate::util::stderr_of(&up);
+    let down = repo.sprout().args(["down", env]).output().unwrap();
+    assert!(down.status.success(), "{}", crate::util::stderr_of(&down));
+    assert_eq!(up.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("APIService/v1beta1.metrics.example.com")
+            && stderr.contains("closed the connection"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("unreachable"), "{stderr}");
+}
