@@ -6,7 +6,8 @@
 //! field is `*`, a value, a range `a-b`, a step `*/n` or `a-b/n`, or a comma list of those.
 //! Weekdays run 0–7 with 0 and 7 both Sunday; months and weekdays also take their three-letter
 //! English names in any case (`jan`, `mon-fri`). When both day of month and day of week are
-//! restricted (neither is a bare `*`), a day matching either fires; otherwise both must match.
+//! restricted (neither starts with `*`, as in Vixie cron), a day matching either fires; otherwise
+//! both must match.
 //! The nicknames `@yearly`, `@annually`, `@monthly`, `@weekly`, `@daily`, `@midnight` and
 //! `@hourly` stand for their 5 fields. Everything else is refused with a reason: seconds or
 //! year fields, `@reboot` (not a time), Quartz's `?`, `L`, `W` and `#`, and a day of month that
@@ -82,9 +83,13 @@ impl Schedule {
             .chain(parsed.iter().map(FieldValues::to_pattern))
             .collect::<Vec<_>>()
             .join(" ");
+        // Vixie cron: a day field that starts with `*` (`*`, `*/2`) leaves the days to the other
+        // field (both must match); only two restricted day fields make either one enough.
+        let days_and = fields[2].starts_with('*') || fields[4].starts_with('*');
         let cron = CronParser::builder()
             .seconds(Seconds::Required)
             .year(Year::Disallowed)
+            .dom_and_dow(days_and)
             .build()
             .parse(&pattern)
             .map_err(|e| format!("`{expression}`: {e} ({EXAMPLE})"))?;
@@ -212,7 +217,7 @@ const FIELDS: [Field; 5] = [
 /// What one field selects.
 #[derive(Debug, PartialEq)]
 enum FieldValues {
-    /// A bare `*`: unrestricted, which matters for the day-of-month/day-of-week rule.
+    /// A bare `*`: every value (passed to croner as `*`).
     Any,
     Listed(BTreeSet<u32>),
 }
@@ -483,6 +488,8 @@ mod tests {
             ("0 0 13 * fri", utc, "2026-12-12T00:00:00Z", "2026-12-13T00:00:00Z", "the same with a name"),
             ("0 0 13 * *", utc, "2026-11-25T00:00:00Z", "2026-12-13T00:00:00Z", "day of week *: the 13th only"),
             ("0 0 * * 5", utc, "2026-11-25T00:00:00Z", "2026-11-27T00:00:00Z", "day of month *: Fridays only"),
+            ("0 0 */2 * 1", utc, "2026-11-25T00:00:00Z", "2026-12-07T00:00:00Z", "*/2 counts as a star (Vixie): odd days that are Mondays"),
+            ("0 0 13 * */2", utc, "2026-11-25T00:00:00Z", "2026-12-13T00:00:00Z", "a starred weekday field: the 13th on an even weekday (Sunday)"),
             ("0 0 29 2 *", utc, "2026-11-25T00:00:00Z", "2028-02-29T00:00:00Z", "29 February waits for a leap year"),
             // Ranges, steps, lists.
             ("*/15 * * * *", utc, "2026-11-25T12:07:00Z", "2026-11-25T12:15:00Z", "*/15"),
