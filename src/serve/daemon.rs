@@ -3,7 +3,7 @@
 //! webhook hints that a repository changed. A hint is never an order: it only makes the next
 //! pass come sooner, and that pass re-reads the truth.
 //!
-//! SIGTERM or Ctrl-C: no new pass starts; the one running finishes its current operation
+//! SIGTERM or Ctrl-C: no new pass starts; a pass already running is finished first
 //! (operations are resumable, so even a kill loses nothing), and the process exits 0.
 
 use super::metrics::Metrics;

@@ -136,6 +136,23 @@ impl ControlPlane {
 }
 
 impl ControlPlane {
+    /// `data.version` of ConfigMap `app` in `env`'s namespace, if it exists (the tests'
+    /// production is that one ConfigMap).
+    pub fn app_version(&self, env: &str) -> Option<String> {
+        let out = self.kubectl(&[
+            "get",
+            "configmap",
+            "app",
+            "-n",
+            env,
+            "-o",
+            "jsonpath={.data.version}",
+        ]);
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
     /// Names of the ConfigMaps in `env`'s namespace labelled for it (its inventory aside).
     pub fn labelled_config_maps(&self, env: &str) -> Vec<String> {
         self.kubectl_ok(&[

@@ -242,19 +242,26 @@ fn gc_skips_an_environment_being_brought_up_then_takes_it_down() {
     );
 }
 
-#[test]
-fn sync_and_gc_killed_mid_apply_mid_prune_and_mid_teardown_converge() {
-    let cp = control_plane();
-    let env = &unique("crash-sync");
+/// `count` ConfigMaps as production, and `env` forked from it onto the shared test control
+/// plane with a TTL of one second (long over by the time a test runs `gc`).
+fn shared_project_with_ttl(env: &str, count: usize) -> TestRepo {
     let mut repo = TestRepo::new();
-    repo.write("deploy/many.yaml", &config_maps(300, "1"))
+    repo.write("deploy/many.yaml", &config_maps(count, "1"))
         .write("environments/production.yaml", PRODUCTION)
         .write(
             &format!("environments/{env}.yaml"),
             &environment_on_control_plane(env, "production", "  lifecycle: {ttl: 1s}\n"),
         )
         .write("sprout.yaml", &format!("project: {}\n", unique("crash")));
-    repo.commit("300");
+    repo.commit(&format!("{count} ConfigMaps"));
+    repo
+}
+
+#[test]
+fn sync_and_gc_killed_mid_apply_mid_prune_and_mid_teardown_converge() {
+    let cp = control_plane();
+    let env = &unique("crash-sync");
+    let mut repo = shared_project_with_ttl(env, 300);
     let kubeconfig: PathBuf = cp.kubeconfig.clone();
     let dir = repo.path().to_path_buf();
     let run = |args: &[&str]| {
@@ -305,15 +312,7 @@ fn sync_and_gc_killed_mid_apply_mid_prune_and_mid_teardown_converge() {
 fn two_gc_passes_at_once_take_an_environment_down_once() {
     let cp = control_plane();
     let env = &unique("crash-gc2");
-    let mut repo = TestRepo::new();
-    repo.write("deploy/many.yaml", &config_maps(100, "1"))
-        .write("environments/production.yaml", PRODUCTION)
-        .write(
-            &format!("environments/{env}.yaml"),
-            &environment_on_control_plane(env, "production", "  lifecycle: {ttl: 1s}\n"),
-        )
-        .write("sprout.yaml", &format!("project: {}\n", unique("crash")));
-    repo.commit("100");
+    let repo = shared_project_with_ttl(env, 100);
     let up = with_kubeconfig(&mut sprout_in(repo.path()), &cp)
         .args(["up", env, "--no-wait"])
         .output()

@@ -114,28 +114,13 @@ fn age_record(repo: &Path, env: &str, days: i64) {
     .unwrap();
 }
 
-fn config_map(cp: &ControlPlane, env: &str) -> Option<String> {
-    let out = cp.kubectl(&[
-        "get",
-        "configmap",
-        "app",
-        "-n",
-        env,
-        "-o",
-        "jsonpath={.data.version}",
-    ]);
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
 #[test]
 fn an_expired_environment_is_torn_down_by_gc_and_a_dry_run_writes_nothing() {
     let cp = control_plane();
     let env = &unique("lc-ttl");
     let repo = project(env, "{ttl: 1h}", "");
     ok(repo.path(), &cp, &["up", env]);
-    assert_eq!(config_map(&cp, env).as_deref(), Some("1"));
+    assert_eq!(cp.app_version(env).as_deref(), Some("1"));
     let created = record(repo.path(), env)["createdAt"]
         .as_str()
         .unwrap()
@@ -184,7 +169,7 @@ fn an_expired_environment_is_torn_down_by_gc_and_a_dry_run_writes_nothing() {
         actions(&done),
         vec![(env.clone(), "teardown".into(), "ttl".into(), "done".into())]
     );
-    assert_eq!(config_map(&cp, env), None, "its objects are gone");
+    assert_eq!(cp.app_version(env), None, "its objects are gone");
     assert!(
         !repo
             .path()
@@ -265,7 +250,7 @@ fn lunch_teardown_is_due_on_the_right_weekday_only_then_done_by_gc() {
             "done".into()
         )]
     );
-    assert_eq!(config_map(&cp, env), None);
+    assert_eq!(cp.app_version(env), None);
 }
 
 /// Daily schedules whose last events before now are, in order, `first` then `second` hours
@@ -303,7 +288,7 @@ fn a_passed_teardown_time_puts_it_to_sleep_and_a_passed_wake_time_brings_it_back
     );
     assert_eq!(record(repo.path(), env)["phase"], "asleep");
     assert_eq!(
-        config_map(&cp, env),
+        cp.app_version(env),
         None,
         "an asleep environment keeps nothing running"
     );
@@ -337,7 +322,7 @@ fn a_passed_teardown_time_puts_it_to_sleep_and_a_passed_wake_time_brings_it_back
     repo.commit("a second environment");
     ok(repo.path(), &cp, &["up", woken]);
     ok(repo.path(), &cp, &["sleep", woken]);
-    assert_eq!(config_map(&cp, woken), None);
+    assert_eq!(cp.app_version(woken), None);
     repo.write("deploy/app.yaml", &app("2"));
     repo.commit("version 2");
     age_record(repo.path(), woken, 1);
@@ -351,7 +336,7 @@ fn a_passed_teardown_time_puts_it_to_sleep_and_a_passed_wake_time_brings_it_back
         )]
     );
     assert_eq!(
-        config_map(&cp, woken).as_deref(),
+        cp.app_version(woken).as_deref(),
         Some("2"),
         "back at the new commit"
     );
@@ -359,7 +344,7 @@ fn a_passed_teardown_time_puts_it_to_sleep_and_a_passed_wake_time_brings_it_back
 
     // By hand: wake the first one (also at the new commit); waking it twice is refused.
     ok(repo.path(), &cp, &["wake", env]);
-    assert_eq!(config_map(&cp, env).as_deref(), Some("2"));
+    assert_eq!(cp.app_version(env).as_deref(), Some("2"));
     let (code, _, stderr) = run(repo.path(), &cp, &["wake", env]);
     assert_eq!(code, 2, "waking an awake environment is refused: {stderr}");
 }
@@ -428,7 +413,7 @@ fn a_deleted_branch_is_kept_once_then_torn_down_and_an_unreachable_remote_delete
         .unwrap();
     assert_eq!(actions(&gc(repo.path(), &cp, &[])), vec![]);
     assert!(record(repo.path(), env)["branch"]["missingSince"].is_string());
-    assert_eq!(config_map(&cp, env).as_deref(), Some("1"));
+    assert_eq!(cp.app_version(env).as_deref(), Some("1"));
 
     // ... and torn down by the first pass a grace period later.
     std::thread::sleep(Duration::from_millis(2100));
@@ -441,7 +426,7 @@ fn a_deleted_branch_is_kept_once_then_torn_down_and_an_unreachable_remote_delete
             "done".into()
         )]
     );
-    assert_eq!(config_map(&cp, env), None);
+    assert_eq!(cp.app_version(env), None);
 }
 
 #[test]
@@ -496,7 +481,7 @@ fn orphaned_namespaces_of_this_project_go_after_the_grace_period_others_are_only
         "theirs stays"
     );
     assert_eq!(
-        config_map(&cp, env).as_deref(),
+        cp.app_version(env).as_deref(),
         Some("1"),
         "the live environment stays"
     );

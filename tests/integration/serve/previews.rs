@@ -123,21 +123,6 @@ async fn serve_once(project: &Path, cp: &ControlPlane) -> (i32, Value, String) {
     (output.status.code().unwrap_or(-1), report, stderr)
 }
 
-fn version(cp: &ControlPlane, env: &str) -> Option<String> {
-    let out = cp.kubectl(&[
-        "get",
-        "configmap",
-        "app",
-        "-n",
-        env,
-        "-o",
-        "jsonpath={.data.version}",
-    ]);
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_pull_request_gets_a_preview_that_follows_pushes_survives_a_lying_scm_and_goes_when_closed()
  {
@@ -151,7 +136,7 @@ async fn a_pull_request_gets_a_preview_that_follows_pushes_survives_a_lying_scm_
     let (code, report, stderr) = serve_once(project, &cp).await;
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(report["operations"][0]["kind"], "up", "{report}");
-    assert_eq!(version(&cp, &env).as_deref(), Some("1"));
+    assert_eq!(cp.app_version(&env).as_deref(), Some("1"));
     {
         let data = fake.data();
         let ours: Vec<_> = data.comments.iter().filter(|c| c.issue == number).collect();
@@ -183,7 +168,7 @@ async fn a_pull_request_gets_a_preview_that_follows_pushes_survives_a_lying_scm_
     let (code, report, stderr) = serve_once(project, &cp).await;
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(report["operations"][0]["kind"], "sync", "{report}");
-    assert_eq!(version(&cp, &env).as_deref(), Some("2"));
+    assert_eq!(cp.app_version(&env).as_deref(), Some("2"));
     assert_eq!(
         fake.data()
             .comments
@@ -212,7 +197,7 @@ async fn a_pull_request_gets_a_preview_that_follows_pushes_survives_a_lying_scm_
             "{misbehaviour:?}: {report}"
         );
         assert_eq!(
-            version(&cp, &env).as_deref(),
+            cp.app_version(&env).as_deref(),
             Some("2"),
             "{misbehaviour:?}: nothing deleted"
         );
@@ -242,10 +227,10 @@ async fn a_pull_request_gets_a_preview_that_follows_pushes_survives_a_lying_scm_
             report["frozen"].to_string().contains("held back"),
             "{report}"
         );
-        assert_eq!(version(&cp, &env).as_deref(), Some("2"));
+        assert_eq!(cp.app_version(&env).as_deref(), Some("2"));
     };
     assert_eq!(report["operations"][0]["kind"], "down", "{report}");
-    assert_eq!(version(&cp, &env), None);
+    assert_eq!(cp.app_version(&env), None);
     assert!(!project.join(format!("environments/{env}.yaml")).exists());
     let data = fake.data();
     let (state, _) = data.deployments.last().unwrap().statuses.last().unwrap();
@@ -352,14 +337,14 @@ async fn the_daemon_is_ready_after_its_first_pass_exposes_metrics_and_a_webhook_
     .await;
     assert!(status == 202 || status == 200, "{status}");
     let env = setup.env.clone();
-    while version(&cp, &env).is_none() {
+    while cp.app_version(&env).is_none() {
         assert!(
             std::time::Instant::now() < deadline,
             "the webhook did not bring a pass"
         );
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
-    assert_eq!(version(&cp, &env).as_deref(), Some("1"));
+    assert_eq!(cp.app_version(&env).as_deref(), Some("1"));
 
     // SIGTERM: it stops cleanly.
     let pid = daemon.id().unwrap() as i32;
@@ -454,7 +439,7 @@ async fn two_replicas_on_the_cluster_backend_one_acts_and_the_other_takes_over_w
         let b = leader_metric(&second_address).await;
         if let (Some(a), Some(b)) = (a, b)
             && a != b
-            && version(&cp, &setup.env).is_some()
+            && cp.app_version(&setup.env).is_some()
         {
             break (a, b);
         }
