@@ -278,6 +278,22 @@ impl Project {
         self.specs.set_override(name, text);
     }
 
+    /// Uses the spec kept with `name`'s record in a management cluster (`place`, for
+    /// messages) when there is no file of that name.
+    pub fn adopt_stored_spec(&mut self, name: &str, text: String, place: String) {
+        self.specs.adopt_stored(name, text, place);
+    }
+
+    /// Whether `name`'s spec is kept with its record (cluster state backend), not in a file.
+    pub fn has_stored_spec(&self, name: &str) -> bool {
+        self.stored_spec(name).is_some()
+    }
+
+    /// The text of `name`'s spec when it is kept with its record.
+    pub fn stored_spec(&self, name: &str) -> Option<&str> {
+        self.specs.stored_text(name)
+    }
+
     pub fn spec_path(&self, name: &str) -> PathBuf {
         self.specs.path_of(name)
     }

@@ -29,13 +29,18 @@ pub fn run(context: &Context, args: &DownArgs) -> Result<()> {
     if context.format != Format::Table {
         return print_structured(context.format, &outcome);
     }
-    super::print(&format!(
-        "{}\n",
-        describe(&outcome, &session.project.spec_path(name))
-    ))
+    let spec = match session.project.stored_spec(name) {
+        Some(_) => "its spec (kept with the record)".to_string(),
+        None => {
+            let path = session.project.spec_path(name);
+            let file = path.file_name().map(|f| f.to_string_lossy().into_owned());
+            format!("environments/{}", file.unwrap_or_default())
+        }
+    };
+    super::print(&format!("{}\n", describe(&outcome, &spec)))
 }
 
-fn describe(outcome: &DownOutcome, spec: &std::path::Path) -> String {
+fn describe(outcome: &DownOutcome, spec: &str) -> String {
     let released = &outcome.released;
     let mut text = format!("{}: down", outcome.environment);
     if let Some(cluster) = &released.cluster_deleted {
@@ -51,11 +56,7 @@ fn describe(outcome: &DownOutcome, spec: &std::path::Path) -> String {
         }
     }
     if outcome.spec_removed {
-        let file = spec
-            .file_name()
-            .map(|f| f.to_string_lossy())
-            .unwrap_or_default();
-        text.push_str(&format!(", environments/{file} removed"));
+        text.push_str(&format!(", {spec} removed"));
     }
     text
 }

@@ -31,7 +31,8 @@ struct Line {
 }
 
 pub fn run(context: &Context) -> Result<()> {
-    let project = context.project()?;
+    let mut project = context.project()?;
+    crate::ops::adopt_stored_specs(&mut project, context.kubeconfig.as_deref())?;
     let store = StateStore::for_project(&project, context.kubeconfig.as_deref());
     let now = chrono::Utc::now();
     let mut lines = Vec::new();

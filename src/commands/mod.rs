@@ -43,8 +43,10 @@ impl Context {
 
     /// What the operations run with, reporting progress to `progress`.
     pub fn session<'a>(&self, progress: &'a dyn Progress) -> Result<Session<'a>> {
+        let mut project = self.project()?;
+        crate::ops::adopt_stored_specs(&mut project, self.kubeconfig.as_deref())?;
         Ok(Session {
-            project: self.project()?,
+            project,
             user_kubeconfig: self.kubeconfig.clone(),
             progress,
             lock_wait: Wait::Upto(self.lock_timeout),

@@ -7,6 +7,7 @@ use crate::cli::{ImportArgs, StateArgs, StateCommand};
 use crate::error::{Error, Result};
 use crate::state::{EnvironmentState, RECORD_VERSION, StateStore};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 const EXPORT_KIND: &str = "EnvironmentRecords";
 
@@ -18,6 +19,11 @@ struct Export {
     /// The project the records belong to.
     project: String,
     records: Vec<EnvironmentState>,
+    /// The specs sprout generated for those environments (`up --branch`, previews), by
+    /// environment: the cluster backend keeps them with the records, the file backend in
+    /// `environments/`; a move takes them along.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    specs: BTreeMap<String, String>,
 }
 
 pub fn run(context: &Context, command: &StateCommand) -> Result<()> {
@@ -35,12 +41,17 @@ fn store(context: &Context, args: &StateArgs) -> Result<(crate::project::Project
 }
 
 fn export(context: &Context, args: &StateArgs) -> Result<()> {
-    let (project, store) = store(context, args)?;
+    let (mut project, store) = store(context, args)?;
+    crate::ops::adopt_stored_specs(&mut project, context.kubeconfig.as_deref())?;
     let records = store
         .names()?
         .iter()
         .map(|name| store.load(name))
         .collect::<Result<Vec<_>>>()?;
+    let specs = records
+        .iter()
+        .filter_map(|record| generated_spec(&project, &record.environment))
+        .collect();
     context.note(format!(
         "exported {} record(s) from {}",
         records.len(),
@@ -50,10 +61,22 @@ fn export(context: &Context, args: &StateArgs) -> Result<()> {
         kind: EXPORT_KIND.into(),
         project: project.identity().to_string(),
         records,
+        specs,
     };
     let mut text = serde_json::to_string_pretty(&export).expect("records serialize");
     text.push('\n');
     print(&text)
+}
+
+/// `env`'s spec and its text when sprout generated it (it carries its origin).
+fn generated_spec(project: &crate::project::Project, env: &str) -> Option<(String, String)> {
+    let spec = project.environment(env).ok()?;
+    spec.labels.get(crate::ops::up::ORIGIN_LABEL)?;
+    let text = match project.stored_spec(env) {
+        Some(text) => text.to_string(),
+        None => std::fs::read_to_string(project.spec_path(env)).ok()?,
+    };
+    Some((env.to_string(), text))
 }
 
 /// Reads and checks the whole file before writing anything: bad input changes nothing.
@@ -122,8 +145,17 @@ fn import(context: &Context, args: &ImportArgs) -> Result<()> {
             continue;
         }
         let _lock = store.lock(&name, "state import", crate::state::lock::Wait::No)?;
+        // A spec that came along, unless this checkout has its own file of that name.
+        let file = project.spec_path(&name);
         // Written as a new record: if someone created it meanwhile, theirs is kept (conflict).
         record.revision.set(None);
+        if let Some(text) = export.specs.get(&name)
+            && !file.exists()
+        {
+            store.save_spec(&name, text, &file)?;
+            // The cluster backend made the record's object to keep the spec: write over it.
+            record.revision.set(store.load(&name)?.revision.get());
+        }
         store.save(&record)?;
         imported.push(name);
     }

@@ -79,6 +79,15 @@ async fn down_held(
     )
     .await?;
     let context_removed_from = remove_user_context(session, &env.name)?;
+    // The record takes a spec kept with it along: a kept one goes to the checkout.
+    if request.keep_spec
+        && let Some(text) = session.project.stored_spec(&env.name)
+    {
+        let path = session.project.spec_path(&env.name);
+        std::fs::create_dir_all(path.parent().expect("a spec path has a folder"))
+            .and_then(|_| std::fs::write(&path, text))
+            .map_err(|e| Error::io(format!("cannot write {}", path.display()), e))?;
+    }
     store.remove(&env.name)?;
     let mut spec_removed = false;
     if !request.keep_spec {

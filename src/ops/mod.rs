@@ -38,6 +38,18 @@ pub struct Session<'a> {
     pub lock_wait: Wait,
 }
 
+/// Adds the specs kept with the records (cluster state backend) to `project`: a replica or a
+/// checkout that did not generate a spec acts on it all the same. Nothing with files.
+pub fn adopt_stored_specs(project: &mut Project, user_kubeconfig: Option<&Path>) -> Result<()> {
+    let store = StateStore::for_project(project, user_kubeconfig);
+    for (name, text) in store.stored_specs()? {
+        if let Some(place) = store.spec_place(&name) {
+            project.adopt_stored_spec(&name, text, place);
+        }
+    }
+    Ok(())
+}
+
 /// Progress that goes nowhere (tests, `--once` passes whose caller logs outcomes itself).
 pub struct Silent;
 

@@ -160,7 +160,7 @@ pub fn environment_name(request: &UpRequest) -> Result<String> {
 pub fn plan(session: &mut Session<'_>, request: &UpRequest) -> Result<UpPlan> {
     let name = environment_name(request)?;
     let spec_path = session.project.spec_path(&name);
-    let exists = spec_path.exists();
+    let exists = spec_path.exists() || session.project.has_stored_spec(&name);
     if exists && !request.images.is_empty() {
         return Err(Error::Usage(format!(
             "--image only shapes a new environment; {name} exists: set overlay.images in {}",
@@ -173,7 +173,12 @@ pub fn plan(session: &mut Session<'_>, request: &UpRequest) -> Result<UpPlan> {
         Some(render_spec(session, &name, request)?)
     };
     if let Some(text) = &new_spec {
-        session.project.set_spec_override(&name, text.clone());
+        match session.store().spec_place(&name) {
+            Some(place) => session
+                .project
+                .adopt_stored_spec(&name, text.clone(), place),
+            None => session.project.set_spec_override(&name, text.clone()),
+        }
     }
     let env = session.environment(&name)?;
     if env.protected {
@@ -185,11 +190,15 @@ pub fn plan(session: &mut Session<'_>, request: &UpRequest) -> Result<UpPlan> {
     }
     let provider = effective_provider(&env, request.provider)?;
     let desired = desired::compute(&session.project, &env)?;
-    let spec_display = spec_path
-        .strip_prefix(&session.project.root)
-        .unwrap_or(&spec_path)
-        .display()
-        .to_string();
+    let spec_display = if session.project.has_stored_spec(&name) {
+        env.file.clone()
+    } else {
+        spec_path
+            .strip_prefix(&session.project.root)
+            .unwrap_or(&spec_path)
+            .display()
+            .to_string()
+    };
     Ok(UpPlan {
         env,
         provider,
@@ -259,10 +268,10 @@ fn check_lifecycle_flags(env: &Environment, request: &UpRequest) -> Result<()> {
 pub async fn apply(session: &Session<'_>, mut plan: UpPlan, command: &str) -> Result<UpOutcome> {
     let env = &plan.env;
     let mut held = super::hold(session, env, command)?;
-    if let Some(text) = &plan.new_spec {
-        write_spec(&plan.spec_path, text)?;
-    }
     let store = session.store();
+    if let Some(text) = &plan.new_spec {
+        store.save_spec(&env.name, text, &plan.spec_path)?;
+    }
     let mut state = store.load(&env.name)?;
     let woke = state.timeline.asleep_since.is_some();
     let (target, record) = provision(session, env, plan.provider, &mut state).await?;
@@ -444,14 +453,6 @@ fn finish_spec(
         "{header}{}",
         serde_yaml::to_string(&document).expect("YAML values serialize")
     ))
-}
-
-fn write_spec(path: &std::path::Path, text: &str) -> Result<()> {
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)
-            .map_err(|e| Error::io(format!("cannot create {}", parent.display()), e))?;
-    }
-    std::fs::write(path, text).map_err(|e| Error::io(format!("cannot write {}", path.display()), e))
 }
 
 /// The spec's provider, else the requested one, else what this machine can run.

@@ -220,10 +220,12 @@ impl Daemon {
             .map_err(|e| Error::io(format!("cannot write {}", path.display()), e))
     }
 
-    /// The project as sprout.yaml says, with `serve`'s state flags applied.
+    /// The project as sprout.yaml says, with `serve`'s state flags applied and the specs its
+    /// records keep (the previews another replica made).
     pub fn project(&self) -> Result<Project> {
         let mut project = Project::open(&self.root)?;
         self.state.apply(&mut project.settings.state)?;
+        ops::adopt_stored_specs(&mut project, self.user_kubeconfig.as_deref())?;
         Ok(project)
     }
 

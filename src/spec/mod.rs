@@ -136,6 +136,10 @@ pub struct SpecLoader {
     dir: PathBuf,
     /// Spec texts used instead of files (a spec `up` is about to write, checked first).
     overrides: BTreeMap<String, String>,
+    /// Specs kept with their records in a management cluster (generated ones, with the
+    /// cluster state backend), by name: where they appear in messages. A file of the same
+    /// name wins.
+    stored: BTreeMap<String, String>,
 }
 
 impl SpecLoader {
@@ -144,6 +148,7 @@ impl SpecLoader {
             root: root.to_path_buf(),
             dir: dir.to_path_buf(),
             overrides: BTreeMap::new(),
+            stored: BTreeMap::new(),
         }
     }
 
@@ -151,7 +156,9 @@ impl SpecLoader {
     pub fn names(&self) -> Result<Vec<String>, SpecError> {
         let entries = match std::fs::read_dir(&self.dir) {
             Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(self.stored.keys().cloned().collect());
+            }
             Err(source) => {
                 return Err(SpecError::Read {
                     file: self.display(&self.dir),
@@ -164,14 +171,32 @@ impl SpecLoader {
             .map(|e| e.path())
             .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
             .filter_map(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+            .chain(self.stored.keys().cloned())
             .collect();
         names.sort();
+        names.dedup();
         Ok(names)
     }
 
     /// Reads `text` as if it were the file of environment `name`.
     pub fn set_override(&mut self, name: &str, text: String) {
         self.overrides.insert(name.to_string(), text);
+    }
+
+    /// Uses `text`, kept in `place` (a management cluster's record), for environment `name`
+    /// when no file of that name exists.
+    pub fn adopt_stored(&mut self, name: &str, text: String, place: String) {
+        if !self.path_of(name).exists() {
+            self.overrides.insert(name.to_string(), text);
+            self.stored.insert(name.to_string(), place);
+        }
+    }
+
+    /// The text of `name`'s spec when it is kept with its record rather than in a file.
+    pub fn stored_text(&self, name: &str) -> Option<&str> {
+        self.stored
+            .contains_key(name)
+            .then(|| self.overrides[name].as_str())
     }
 
     pub fn path_of(&self, name: &str) -> PathBuf {
@@ -223,7 +248,10 @@ impl SpecLoader {
 
     fn parse(&self, name: &str) -> Result<Parsed, SpecError> {
         let path = self.path_of(name);
-        let file = self.display(&path);
+        let file = match self.stored.get(name) {
+            Some(place) => place.clone(),
+            None => self.display(&path),
+        };
         if let Err(message) = naming::check(name, Backend::Namespace) {
             return Err(SpecError::Invalid {
                 file,

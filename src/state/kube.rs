@@ -24,7 +24,8 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{
-    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, PostParams,
+    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch,
+    PatchParams, PostParams,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -62,6 +63,9 @@ struct Connection {
     target: Option<Target>,
     namespace: String,
     ready: tokio::sync::Mutex<Option<Ready>>,
+    /// The specs kept with records, as last read or written by this process: for the
+    /// `kubectl get` columns, which need the spec's lifecycle.
+    specs: Mutex<HashMap<String, String>>,
 }
 
 #[derive(Clone)]
@@ -105,6 +109,7 @@ fn connection(target: Option<Target>, namespace: &str) -> Arc<Connection> {
                 target,
                 namespace: namespace.to_string(),
                 ready: tokio::sync::Mutex::new(None),
+                specs: Mutex::new(HashMap::new()),
             })
         })
         .clone()
@@ -391,9 +396,22 @@ impl KubeStore {
     /// The columns `kubectl get environments` shows next to the record: its expiry and next
     /// teardown as of this write (from the environment's spec, when it can be read here).
     fn summary(&self, state: &EnvironmentState) -> serde_json::Value {
+        let stored = self
+            .connection
+            .specs
+            .lock()
+            .expect("specs lock")
+            .get(&state.environment)
+            .cloned();
         let outlook = crate::project::Project::open(&self.root)
             .ok()
-            .and_then(|project| project.environment(&state.environment).ok())
+            .and_then(|mut project| {
+                if let Some(text) = stored {
+                    let place = self.spec_place(&state.environment);
+                    project.adopt_stored_spec(&state.environment, text, place);
+                }
+                project.environment(&state.environment).ok()
+            })
             .and_then(|env| crate::lifecycle::Policy::of(&env).ok())
             .map(|policy| crate::lifecycle::outlook(&policy, state, chrono::Utc::now()))
             .unwrap_or_default();
@@ -424,17 +442,7 @@ impl KubeStore {
             let api = this.environments(&ready);
             let env = record.environment.clone();
             let conflict = || StateError::Conflict { env: env.clone() };
-            let mut object = DynamicObject::new(&env, &resource())
-                .within(&this.connection.namespace)
-                .data(serde_json::json!({
-                    "spec": {"environment": env, "project": this.project},
-                }));
-            let mut labels =
-                BTreeMap::from([(MANAGED_BY.to_string(), MANAGED_BY_VALUE.to_string())]);
-            if !this.project.is_empty() {
-                labels.insert(PROJECT_LABEL.to_string(), this.project.clone());
-            }
-            object.metadata.labels = Some(labels);
+            let mut object = this.new_object(&env);
             let version = match read_at {
                 Some(version) => version,
                 // A new record: whoever creates the object first wins.
@@ -472,7 +480,115 @@ impl KubeStore {
         Ok(())
     }
 
+    /// Where a spec kept with its record is, for messages: `Environment sprout-system/pr-42`.
+    pub fn spec_place(&self, env: &str) -> String {
+        format!(
+            "Environment {}/{env} (spec.definition)",
+            self.connection.namespace
+        )
+    }
+
+    /// Keeps `text` as `env`'s spec with its record (`spec.definition`), creating the record's
+    /// object when there is none yet: every replica and checkout then reads the same spec.
+    pub fn save_spec(&self, env: &str, text: &str) -> std::result::Result<(), StateError> {
+        let this = self.clone();
+        let env = env.to_string();
+        let text = text.to_string();
+        bridge::run(async move {
+            let ready = this.connection.ready().await?;
+            let api = this.environments(&ready);
+            let failed = |e| {
+                this.connection
+                    .error(&ready, &format!("keep the spec of environment {env}"), e)
+            };
+            let patch = serde_json::json!({"spec": {"definition": text}});
+            let written = match api
+                .patch(&env, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+            {
+                Ok(written) => written,
+                Err(kube::Error::Api(status)) if status.code == 404 => {
+                    let mut object = this.new_object(&env);
+                    object.data["spec"]["definition"] = serde_json::Value::String(text.clone());
+                    match api.create(&PostParams::default(), &object).await {
+                        Ok(created) => created,
+                        // Created by another writer in between: patch that one.
+                        Err(kube::Error::Api(status)) if status.code == 409 => api
+                            .patch(&env, &PatchParams::default(), &Patch::Merge(&patch))
+                            .await
+                            .map_err(failed)?,
+                        Err(e) => return Err(failed(e)),
+                    }
+                }
+                Err(e) => return Err(failed(e)),
+            };
+            // A CRD installed by an older sprout prunes the field it does not declare.
+            if written.data["spec"]["definition"].as_str() != Some(text.as_str()) {
+                return Err(StateError::Cluster {
+                    namespace: this.connection.namespace.clone(),
+                    message: format!(
+                        "the Environment resource on {} drops spec.definition (installed by an older sprout); update it with `sprout install | kubectl apply -f -`",
+                        ready.server
+                    ),
+                });
+            }
+            this.connection
+                .specs
+                .lock()
+                .expect("specs lock")
+                .insert(env.clone(), text);
+            Ok(())
+        })
+    }
+
+    /// The specs kept with this project's records, by environment.
+    pub fn stored_specs(&self) -> std::result::Result<BTreeMap<String, String>, StateError> {
+        let this = self.clone();
+        let specs = bridge::run(async move {
+            let ready = this.connection.ready().await?;
+            let listed = this
+                .environments(&ready)
+                .list(&ListParams::default().labels(&this.selector()))
+                .await
+                .map_err(|e| this.connection.error(&ready, "list environment records", e))?;
+            Ok::<_, StateError>(
+                listed
+                    .items
+                    .into_iter()
+                    .filter_map(|o| {
+                        let text = o.data["spec"]["definition"].as_str()?.to_string();
+                        Some((o.metadata.name?, text))
+                    })
+                    .collect::<BTreeMap<_, _>>(),
+            )
+        })?;
+        let mut cache = self.connection.specs.lock().expect("specs lock");
+        cache.clear();
+        cache.extend(specs.iter().map(|(k, v)| (k.clone(), v.clone())));
+        Ok(specs)
+    }
+
+    /// A record's object before its first write: labelled with the project, spec naming it.
+    fn new_object(&self, env: &str) -> DynamicObject {
+        let mut object = DynamicObject::new(env, &resource())
+            .within(&self.connection.namespace)
+            .data(serde_json::json!({
+                "spec": {"environment": env, "project": self.project},
+            }));
+        let mut labels = BTreeMap::from([(MANAGED_BY.to_string(), MANAGED_BY_VALUE.to_string())]);
+        if !self.project.is_empty() {
+            labels.insert(PROJECT_LABEL.to_string(), self.project.clone());
+        }
+        object.metadata.labels = Some(labels);
+        object
+    }
+
     pub fn remove(&self, env: &str) -> std::result::Result<(), StateError> {
+        self.connection
+            .specs
+            .lock()
+            .expect("specs lock")
+            .remove(env);
         let this = self.clone();
         let env = env.to_string();
         bridge::run(async move {

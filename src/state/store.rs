@@ -81,6 +81,38 @@ impl StateStore {
         }
     }
 
+    /// Keeps `text`, a spec sprout generated, as `env`'s spec: in `file` (the file backend),
+    /// or with the record (the cluster backend).
+    pub fn save_spec(&self, env: &str, text: &str, file: &Path) -> Result<()> {
+        match self {
+            StateStore::File(_) => {
+                if let Some(parent) = file.parent() {
+                    std::fs::create_dir_all(parent)
+                        .map_err(|e| Error::io(format!("cannot create {}", parent.display()), e))?;
+                }
+                std::fs::write(file, text)
+                    .map_err(|e| Error::io(format!("cannot write {}", file.display()), e))
+            }
+            StateStore::Kubernetes(store) => Ok(store.save_spec(env, text)?),
+        }
+    }
+
+    /// Where a spec kept with `env`'s record is, for messages; None with the file backend.
+    pub fn spec_place(&self, env: &str) -> Option<String> {
+        match self {
+            StateStore::File(_) => None,
+            StateStore::Kubernetes(store) => Some(store.spec_place(env)),
+        }
+    }
+
+    /// The specs kept with the records, by environment; none with the file backend.
+    pub fn stored_specs(&self) -> Result<std::collections::BTreeMap<String, String>> {
+        match self {
+            StateStore::File(_) => Ok(Default::default()),
+            StateStore::Kubernetes(store) => Ok(store.stored_specs()?),
+        }
+    }
+
     /// Takes the environment's lock for `command`, waiting as `wait` says; `Error::Busy` names
     /// the holder when it gives up.
     pub fn lock(&self, env: &str, command: &str, wait: Wait) -> Result<EnvironmentLock> {
