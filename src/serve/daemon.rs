@@ -6,6 +6,7 @@
 //! SIGTERM or Ctrl-C: no new pass starts; a pass already running is finished first
 //! (operations are resumable, so even a kill loses nothing), and the process exits 0.
 
+use super::handoff;
 use super::metrics::Metrics;
 use super::pass::{Daemon, PassReport};
 use super::scm::HttpOptions;
@@ -41,6 +42,7 @@ pub async fn run(
 ) -> Result<PassReport> {
     let mut project = Project::open(&root)?;
     options.state.apply(&mut project.settings.state)?;
+    crate::ops::adopt_stored_specs(&mut project, user_kubeconfig.as_deref())?;
     let metrics = Metrics::new();
     let secrets =
         WebhookSecrets::load(&options.webhooks, &root).map_err(|e| Error::Usage(e.to_string()))?;
@@ -54,7 +56,7 @@ pub async fn run(
     )?;
     // With records in a management cluster, replicas elect one leader there; alone (file
     // records), this process is the only one that can act.
-    let leadership = match project.settings.state.backend {
+    let (leadership, management) = match project.settings.state.backend {
         crate::project::StateBackend::Kubernetes => {
             let settings = &project.settings.state;
             let client =
@@ -63,17 +65,19 @@ pub async fn run(
                     .map_err(|e| Error::Usage(e.to_string()))?;
             let gauge = metrics.clone();
             let config = ElectionConfig::new(&settings.namespace, &leader::default_identity());
-            let leadership = leader::campaign(client, config, move |leading| {
+            let leadership = leader::campaign(client.clone(), config, move |leading| {
                 gauge.set_leader(leading);
                 tracing::info!(leader = leading, "leadership changed");
             })
             .map_err(Error::Usage)?;
             daemon.leader = Some(leadership.checker());
-            Some(leadership)
+            let hints: kube::Api<k8s_openapi::api::core::v1::ConfigMap> =
+                kube::Api::namespaced(client, &settings.namespace);
+            (Some(leadership), Some(hints))
         }
         crate::project::StateBackend::File => {
             metrics.set_leader(true);
-            None
+            (None, None)
         }
     };
     if options.once {
@@ -95,7 +99,23 @@ pub async fn run(
     }
     let ready = Arc::new(AtomicBool::new(false));
     let (hints_in, mut hints) = mpsc::channel(256);
-    let router = webhook::router(secrets, hints_in, ready.clone(), metrics.clone());
+    // Any replica accepts a webhook; a follower's go to the leader through the store.
+    let accepted = match (&leadership, management) {
+        (Some(leadership), Some(store)) => {
+            let (accepted_in, accepted) = mpsc::channel(256);
+            tokio::spawn(handoff::relay(
+                store.clone(),
+                leadership.checker(),
+                leadership.identity().to_string(),
+                accepted,
+                hints_in.clone(),
+            ));
+            tokio::spawn(handoff::watch(store, leadership.checker(), hints_in));
+            accepted_in
+        }
+        _ => hints_in,
+    };
+    let router = webhook::router(secrets, accepted, ready.clone(), metrics.clone());
     let listener = tokio::net::TcpListener::bind(options.listen)
         .await
         .map_err(|e| Error::io(format!("cannot listen on {}", options.listen), e))?;

@@ -17,12 +17,14 @@
 //!   [`branches::BranchGenerator::listing`] for each `branches` generator on it.
 //! - [`webhook::router`] with [`webhook::WebhookSecrets::load`] (a wanted route without a
 //!   secret is a start-up error), a channel the loop drains for [`webhook::Hint`]s, and the
-//!   ready flag the loop sets after its first pass.
+//!   ready flag the loop sets after its first pass; with several replicas,
+//!   [`handoff`] carries a follower's hints to the leader through the management cluster.
 //! - [`metrics::Metrics`], shared by all of the above.
 
 pub mod branches;
 pub mod config;
 pub mod daemon;
+pub mod handoff;
 pub mod listing;
 pub mod metrics;
 pub mod pass;

@@ -184,6 +184,21 @@ impl ControlPlane {
         labelled.len()
     }
 
+    /// How many times Namespace `name` was created since `mark` (answers 201, by anyone).
+    pub fn namespaces_created_since(&self, mark: usize, name: &str) -> usize {
+        let text = std::fs::read_to_string(&self.audit_log).unwrap_or_default();
+        text.lines()
+            .skip(mark)
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .filter(|event| {
+                event["stage"] == "ResponseComplete"
+                    && event["objectRef"]["resource"] == "namespaces"
+                    && event["objectRef"]["name"] == name
+                    && event["responseStatus"]["code"] == 201
+            })
+            .count()
+    }
+
     /// Every write request sprout sent since `mark`, anywhere in the cluster.
     pub fn all_writes_since(&self, mark: usize) -> Vec<String> {
         let text = std::fs::read_to_string(&self.audit_log).unwrap_or_default();

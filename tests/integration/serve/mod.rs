@@ -6,5 +6,6 @@ mod config;
 pub mod fake_scm;
 mod fuzz;
 mod previews;
+mod replicas;
 mod scm;
 pub mod webhook;

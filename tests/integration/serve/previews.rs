@@ -16,16 +16,16 @@ const APP: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: app}\ndata:
 const PREVIEW_TEMPLATE: &str = "apiVersion: sprout.dev/v1alpha1\nkind: Environment\nmetadata:\n  name: {{ name }}\n\
 spec:\n  from: {{ from }}\n  source:\n    ref: {{ ref }}\n  cluster:\n    provider: namespace\n    namespace: {context: envtest}\n";
 
-struct Setup {
-    origin: TestRepo,
-    project: tempfile::TempDir,
-    env: String,
-    number: u64,
+pub(super) struct Setup {
+    pub(super) origin: TestRepo,
+    pub(super) project: tempfile::TempDir,
+    pub(super) env: String,
+    pub(super) number: u64,
 }
 
 /// A remote with `main` and a pull request's head under `refs/pull/N/head` (as GitHub keeps
 /// it, for forks too), and a project cloned from it with a github generator.
-fn setup(fake: &FakeScm, number: u64) -> Setup {
+pub(super) fn setup(fake: &FakeScm, number: u64) -> Setup {
     let mut origin = TestRepo::new();
     origin.write("deploy/app.yaml", APP);
     origin.commit("main");
@@ -61,6 +61,11 @@ fn setup(fake: &FakeScm, number: u64) -> Setup {
 
 /// Commits `version` on top of main as the pull request's head; returns the commit id.
 fn push_pull_request(setup: &Setup, version: &str) -> String {
+    push_head(setup, setup.number, version)
+}
+
+/// Commits `version` on top of main as the head of pull request `number`; returns its id.
+pub(super) fn push_head(setup: &Setup, number: u64, version: &str) -> String {
     let repo = &setup.origin.repo;
     let main = repo
         .find_reference("refs/heads/main")
@@ -98,17 +103,12 @@ fn push_pull_request(setup: &Setup, version: &str) -> String {
             &[&main],
         )
         .unwrap();
-    repo.reference(
-        &format!("refs/pull/{}/head", setup.number),
-        commit,
-        true,
-        "push",
-    )
-    .unwrap();
+    repo.reference(&format!("refs/pull/{number}/head"), commit, true, "push")
+        .unwrap();
     commit.to_string()
 }
 
-async fn serve_once(project: &Path, cp: &ControlPlane) -> (i32, Value, String) {
+pub(super) async fn serve_once(project: &Path, cp: &ControlPlane) -> (i32, Value, String) {
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_sprout"))
         .current_dir(project)
         .args(["-o", "json", "serve", "--once"])
@@ -238,7 +238,7 @@ async fn a_pull_request_gets_a_preview_that_follows_pushes_survives_a_lying_scm_
 }
 
 /// A plain HTTP/1.1 exchange on loopback: (status, body).
-async fn http(
+pub(super) async fn http(
     address: &str,
     method: &str,
     path: &str,
@@ -373,7 +373,7 @@ async fn the_daemon_is_ready_after_its_first_pass_exposes_metrics_and_a_webhook_
 }
 
 /// A second checkout of the same project (another replica's `/project`).
-fn replica_checkout(setup: &Setup) -> tempfile::TempDir {
+pub(super) fn replica_checkout(setup: &Setup) -> tempfile::TempDir {
     let second = tempfile::tempdir().unwrap();
     git2::Repository::clone(setup.origin.path().to_str().unwrap(), second.path()).unwrap();
     for file in [
@@ -388,7 +388,7 @@ fn replica_checkout(setup: &Setup) -> tempfile::TempDir {
     second
 }
 
-async fn leader_metric(address: &str) -> Option<bool> {
+pub(super) async fn leader_metric(address: &str) -> Option<bool> {
     let (status, body) = http(address, "GET", "/metrics", &[], b"").await;
     (status == 200).then(|| body.lines().any(|line| line.trim() == "sprout_leader 1"))
 }
