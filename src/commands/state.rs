@@ -145,12 +145,14 @@ fn import(context: &Context, args: &ImportArgs) -> Result<()> {
             continue;
         }
         let _lock = store.lock(&name, "state import", crate::state::lock::Wait::No)?;
-        // A spec that came along, unless this checkout has its own file of that name.
+        // A spec that came along goes with the record into a cluster; into files, unless this
+        // checkout has its own file of that name.
         let file = project.spec_path(&name);
+        let keeps_specs = store.spec_place(&name).is_some();
         // Written as a new record: if someone created it meanwhile, theirs is kept (conflict).
         record.revision.set(None);
         if let Some(text) = export.specs.get(&name)
-            && !file.exists()
+            && (keeps_specs || !file.exists())
         {
             store.save_spec(&name, text, &file)?;
             // The cluster backend made the record's object to keep the spec: write over it.

@@ -203,7 +203,14 @@ fn records_exported_from_files_and_imported_into_the_cluster_list_the_same() {
     )
     .unwrap();
     std::fs::create_dir_all(repo.path().join(".sprout/envs")).unwrap();
-    for (env, phase) in [("dev-alice", "synced"), ("pr-42", "asleep")] {
+    // A spec sprout generated (it carries its origin) moves with the records.
+    let generated = "apiVersion: sprout.dev/v1alpha1\nkind: Environment\nmetadata:\n  name: pr-7\n  labels: {sprout.dev/origin: pr, sprout.dev/pr: \"7\"}\nspec:\n  from: production\n";
+    std::fs::write(repo.path().join("environments/pr-7.yaml"), generated).unwrap();
+    for (env, phase) in [
+        ("dev-alice", "synced"),
+        ("pr-42", "asleep"),
+        ("pr-7", "synced"),
+    ] {
         std::fs::write(
             repo.path().join(format!(".sprout/envs/{env}.json")),
             serde_json::json!({
@@ -237,10 +244,11 @@ fn records_exported_from_files_and_imported_into_the_cluster_list_the_same() {
         "--namespace",
         &namespace.name,
     ]);
-    assert!(imported.starts_with("imported 2 record(s)"), "{imported}");
+    assert!(imported.starts_with("imported 3 record(s)"), "{imported}");
 
-    // The project moves to the cluster backend; the files are gone.
+    // The project moves to the cluster backend; the files are gone, the generated spec too.
     std::fs::remove_dir_all(repo.path().join(".sprout")).unwrap();
+    std::fs::remove_file(repo.path().join("environments/pr-7.yaml")).unwrap();
     std::fs::write(
         repo.path().join("sprout.yaml"),
         format!(
@@ -258,6 +266,22 @@ fn records_exported_from_files_and_imported_into_the_cluster_list_the_same() {
         serde_json::from_str::<Value>(&run(&["state", "export"])).unwrap(),
         serde_json::from_str::<Value>(&exported).unwrap(),
         "a round trip changes no record"
+    );
+    assert!(
+        !after.contains("no spec in this checkout"),
+        "the generated spec came along: {after}"
+    );
+    assert_eq!(
+        plane.kubectl_ok(&[
+            "get",
+            "environments",
+            "pr-7",
+            "-n",
+            &namespace.name,
+            "-o",
+            "jsonpath={.spec.definition}",
+        ]),
+        generated
     );
     let table = plane.kubectl_ok(&["get", "environments", "-n", &namespace.name]);
     assert!(
@@ -354,6 +378,8 @@ fn the_install_manifests_apply_and_grant_only_what_sprout_needs() {
         ["create", "leases.coordination.k8s.io", "-n", ns],
         ["update", "leases.coordination.k8s.io", "-n", ns],
         ["create", "events", "-n", ns],
+        ["patch", "configmaps", "-n", ns],
+        ["watch", "configmaps", "-n", ns],
     ] {
         assert!(can(&needed), "sprout needs {needed:?}");
     }
@@ -374,6 +400,7 @@ fn the_install_manifests_apply_and_grant_only_what_sprout_needs() {
         ["create", "customresourcedefinitions", "-n", ns],
         ["create", "rolebindings", "-n", ns],
         ["create", "pods", "-n", ns],
+        ["patch", "configmaps", "-n", "default"],
     ] {
         assert!(!can(&forbidden), "sprout must not be allowed {forbidden:?}");
     }
