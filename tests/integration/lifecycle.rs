@@ -200,18 +200,21 @@ fn lunch_teardown_is_due_on_the_right_weekday_only_then_done_by_gc() {
         record(repo.path(), env)["createdAt"].as_str().unwrap(),
     )
     .unwrap();
-    // The first Thursday and Friday after creation, at 12:07 Berlin time.
-    let mut thursday = created.date_naive() + chrono::Duration::days(1);
-    while chrono::Datelike::weekday(&thursday) != chrono::Weekday::Thu {
-        thursday += chrono::Duration::days(1);
-    }
-    let at = |day: chrono::NaiveDate| {
+    // The first Thursday 12:07 (Berlin) after creation, and the Friday after it: no Friday
+    // noon lies between creation and that Thursday, whatever weekday the test runs on.
+    let moment = |day: chrono::NaiveDate| {
         use chrono::TimeZone;
         chrono_tz::Europe::Berlin
             .from_local_datetime(&day.and_hms_opt(12, 7, 0).unwrap())
             .unwrap()
-            .to_rfc3339()
     };
+    let at = |day: chrono::NaiveDate| moment(day).to_rfc3339();
+    let mut thursday = created.date_naive();
+    while chrono::Datelike::weekday(&thursday) != chrono::Weekday::Thu
+        || moment(thursday) <= created
+    {
+        thursday += chrono::Duration::days(1);
+    }
     let on_thursday = gc(repo.path(), &cp, &["--dry-run", "--at", &at(thursday)]);
     assert_eq!(actions(&on_thursday), vec![], "not on Thursday");
     let friday = thursday + chrono::Duration::days(1);
