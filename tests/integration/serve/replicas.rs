@@ -265,7 +265,8 @@ async fn webhooks_a_follower_accepts_reach_the_leader_and_each_preview_is_made_a
         fake.data().github.push(request);
         deliver(&follower.address, "opened", number).await;
     }
-    let deadline = Instant::now() + Duration::from_secs(120);
+    let opened = Instant::now();
+    let deadline = opened + Duration::from_secs(120);
     for &number in &numbers {
         while cp.app_version(&format!("pr-{number}")) != Some(format!("v{number}")) {
             assert!(
@@ -277,6 +278,11 @@ async fn webhooks_a_follower_accepts_reach_the_leader_and_each_preview_is_made_a
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
     }
+
+    eprintln!(
+        "six previews up {:?} after the first delivery",
+        opened.elapsed()
+    );
 
     // They close, half and then the rest; the deliveries still go to the follower (repeated, as
     // GitHub redelivers: a listing that emptied at once is believed when a second agrees).
@@ -415,6 +421,7 @@ async fn the_follower_finishes_the_preview_a_killed_leader_was_making() {
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     let finished = killed.elapsed();
+    eprintln!("the follower finished the preview {finished:?} after the kill");
     assert_eq!(leader_metric(&follower.address).await, Some(true));
     assert_eq!(cp.app_version(&env).as_deref(), Some("1"));
     assert_eq!(cp.assert_labelled_in_inventory(&env), 601);
