@@ -667,7 +667,7 @@ impl Daemon {
     /// Says in each of the generator's previews' records that its listing is unknown, so
     /// `status` shows the freeze.
     fn record_frozen(&self, project: &Project, key: &str, reason: &str) -> Result<()> {
-        let store = StateStore::for_project(&project, self.user_kubeconfig.as_deref());
+        let store = StateStore::for_project(project, self.user_kubeconfig.as_deref());
         for (name, preview) in previews(project, self.user_kubeconfig.as_deref())? {
             if preview.generator == key && preview.listed.frozen.as_deref() != Some(reason) {
                 let watch = BranchWatch {
