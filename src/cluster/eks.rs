@@ -455,6 +455,7 @@ impl Provider for Eks {
                 owned.push(OwnedCluster {
                     name,
                     environment: tags.get(ENVIRONMENT_LABEL).cloned(),
+                    project: tags.get(PROJECT_LABEL).cloned(),
                 });
             }
         }

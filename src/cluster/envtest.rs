@@ -486,6 +486,8 @@ impl Provider for Envtest {
                 OwnedCluster {
                     name: e.path().join("control-plane").display().to_string(),
                     environment: Some(env),
+                    // In this project's state folder: its own.
+                    project: None,
                 }
             })
             .collect())

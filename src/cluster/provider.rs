@@ -33,6 +33,9 @@ pub struct OwnedCluster {
     pub name: String,
     /// The environment it belongs to, when the backend can tell.
     pub environment: Option<String>,
+    /// The project that made it, when the backend can tell (EKS tags say; kind and minikube
+    /// clusters carry only their name).
+    pub project: Option<String>,
 }
 
 /// Clusters sprout creates are named `sprout-<env>` (within each backend's limits).
@@ -47,6 +50,7 @@ pub fn owned_by_prefix(names: Vec<String>) -> Vec<OwnedCluster> {
         .map(|name| OwnedCluster {
             name,
             environment: None,
+            project: None,
         })
         .collect()
 }

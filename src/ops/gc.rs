@@ -85,7 +85,7 @@ enum Remover {
         target: Target,
         name: String,
     },
-    /// A cluster whose environment's spec is gone; only its record knows it.
+    /// A cluster whose environment's spec is gone; only its record, or its tags, know it.
     RecordedCluster {
         env: String,
         record: ClusterRecord,
@@ -438,6 +438,12 @@ async fn find_orphans(
         }
     }
     let identity = project.identity();
+    let with_records: BTreeSet<String> = recorded.union(&kept_by_record).cloned().collect();
+    for (object, env, ours, remover) in
+        unnamed_clusters(session, names, &with_records, notes).await?
+    {
+        add(object, env, ours, remover);
+    }
     for target in shared_targets.values() {
         let namespaces = match labelled_namespaces(target).await {
             Ok(namespaces) => namespaces,
@@ -482,6 +488,111 @@ async fn find_orphans(
         }
     }
     Ok((orphans, removers))
+}
+
+/// An orphan found: what it is, its environment, whether it is this project's, its remover.
+type Found = (String, Option<String>, bool, Option<Remover>);
+
+/// Clusters sprout made (its name, labels or tags say so) that no spec and no record names any
+/// more — a record lost with a laptop, a checkout deleted — in each cluster backend (and EKS
+/// region) this project's specs use. Only a cluster tagged with this project's identity is
+/// ours to delete; kind and minikube clusters carry only a name, so they are reported.
+async fn unnamed_clusters(
+    session: &Session<'_>,
+    names: &BTreeSet<String>,
+    recorded: &BTreeSet<String>,
+    notes: &mut Vec<Note>,
+) -> Result<Vec<Found>> {
+    let project = &session.project;
+    let store = session.store();
+    let mut known = BTreeSet::new();
+    let mut backends = BTreeMap::new();
+    for name in names.iter().chain(recorded) {
+        let Ok(env) = project.environment(name) else {
+            // A removed environment's cluster is known by its record.
+            if let Ok(state) = store.load(name)
+                && let Some(record) = state.cluster
+            {
+                known.insert(record.name);
+            }
+            continue;
+        };
+        let Some(kind) = env.cluster.as_ref().map(|c| c.provider) else {
+            continue;
+        };
+        if matches!(
+            kind,
+            crate::spec::Provider::Namespace | crate::spec::Provider::Envtest
+        ) {
+            // Shared namespaces are swept below; local control planes are sprout's files.
+            continue;
+        }
+        let recorded = store.load(name).ok().and_then(|state| state.cluster);
+        let Ok(backend) = provider::for_environment(project, &env, recorded.as_ref()) else {
+            continue;
+        };
+        let record = backend.record();
+        known.insert(record.name.clone());
+        backends
+            .entry((cluster::provider_name(kind), record.region.clone()))
+            .or_insert((kind, backend));
+    }
+    let identity = project.identity();
+    let mut found = Vec::new();
+    for ((provider_name, region), (kind, backend)) in backends {
+        let owned = match backend.list_owned().await {
+            Ok(owned) => owned,
+            Err(e) => {
+                notes.push(Note {
+                    environment: None,
+                    message: format!("{provider_name} clusters not looked for: {e}"),
+                });
+                continue;
+            }
+        };
+        for owned in owned.into_iter().filter(|c| !known.contains(&c.name)) {
+            let env = owned.environment.clone().or_else(|| {
+                owned
+                    .name
+                    .strip_prefix(provider::CLUSTER_PREFIX)
+                    .map(str::to_string)
+            });
+            if env
+                .as_ref()
+                .is_some_and(|e| names.contains(e) || recorded.contains(e))
+            {
+                continue;
+            }
+            let ours = !identity.is_empty() && owned.project.as_deref() == Some(identity);
+            let whose = match &owned.project {
+                Some(_) if ours => String::new(),
+                Some(other) => format!(", project {other}"),
+                None => ", project unknown".to_string(),
+            };
+            let record = ClusterRecord {
+                provider: kind,
+                name: owned.name.clone(),
+                region: region.clone(),
+            };
+            // Removed as its environment's cluster: only when that is the very cluster found.
+            let removable = |env: &str| {
+                let bare = crate::spec::Environment::bare(env, project, kind);
+                provider::for_environment(project, &bare, Some(&record))
+                    .is_ok_and(|backend| backend.record().name == owned.name)
+            };
+            let remover = match &env {
+                Some(env) if ours && removable(env) => Some(Remover::RecordedCluster {
+                    env: env.clone(),
+                    record: record.clone(),
+                }),
+                _ => None,
+            };
+            let object = format!("{provider_name} cluster {}{whose}", owned.name);
+            let ours = remover.is_some();
+            found.push((object, env, ours, remover));
+        }
+    }
+    Ok(found)
 }
 
 async fn labelled_namespaces(target: &Target) -> Result<Vec<Namespace>> {

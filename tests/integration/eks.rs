@@ -274,3 +274,101 @@ fn eks_token_prints_an_exec_credential() {
             .ends_with('Z')
     );
 }
+
+#[test]
+fn gc_deletes_a_cluster_of_this_project_known_only_by_its_tags_and_reports_another_project_s() {
+    let env = unique("eks-lost");
+    let repo = eks_project(&env);
+    // The project keeps using EKS in the region (another environment), and a short grace.
+    let other_spec = std::fs::read_to_string(repo.path().join(format!("environments/{env}.yaml")))
+        .unwrap()
+        .replace(&format!("name: {env}"), &format!("name: keep-{env}"));
+    std::fs::write(
+        repo.path().join(format!("environments/keep-{env}.yaml")),
+        other_spec,
+    )
+    .unwrap();
+    std::fs::write(repo.path().join("sprout.yaml"), "gracePeriod: 1s\n").unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let cluster = format!("sprout-{env}");
+    let up = with_aws(&mut repo.sprout(), home.path())
+        .args(["up", &env])
+        .output()
+        .unwrap();
+    assert_eq!(
+        up.status.code(),
+        Some(1),
+        "stops at sync: {}",
+        stderr_of(&up)
+    );
+    // Its spec, record and files are lost (a laptop wiped): only the cluster's tags remain.
+    std::fs::remove_file(repo.path().join(format!("environments/{env}.yaml"))).unwrap();
+    std::fs::remove_file(repo.path().join(format!(".sprout/envs/{env}.json"))).unwrap();
+    std::fs::remove_dir_all(repo.path().join(format!(".sprout/clusters/{env}"))).unwrap();
+    // Another project's cluster in the same region.
+    let foreign = format!("sprout-{}", unique("eks-foreign"));
+    block_on(async {
+        eks_client()
+            .await
+            .create_cluster()
+            .name(&foreign)
+            .role_arn("arn:aws:iam::123456789012:role/eks-cluster")
+            .resources_vpc_config(
+                aws_sdk_eks::types::VpcConfigRequest::builder()
+                    .subnet_ids("subnet-0a")
+                    .build(),
+            )
+            .tags("app.kubernetes.io/managed-by", "sprout")
+            .tags("sprout.dev/project", "someone-else-1")
+            .tags("sprout.dev/environment", "theirs")
+            .send()
+            .await
+            .unwrap();
+    });
+    let gc = |dry_run: bool| {
+        let mut args = vec!["-o", "json", "gc"];
+        if dry_run {
+            args.push("--dry-run");
+        }
+        let out = with_aws(&mut repo.sprout(), home.path())
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr_of(&out));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    // First seen: kept for the grace period.
+    let first = gc(false);
+    assert_eq!(first["actions"], serde_json::json!([]), "{first}");
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    let planned = gc(true).to_string();
+    assert!(
+        planned.contains(&format!("eks cluster {cluster}")) && planned.contains("delete-orphan"),
+        "{planned}"
+    );
+    assert!(
+        !planned.contains(&format!("\"detail\":\"eks cluster {foreign}")),
+        "another project's cluster is never planned for deletion: {planned}"
+    );
+    let done = gc(false);
+    let actions = done["actions"].as_array().unwrap();
+    assert_eq!(actions.len(), 1, "{done}");
+    assert_eq!(actions[0]["outcome"], "done", "{done}");
+    block_on(async {
+        let client = eks_client().await;
+        assert!(
+            describe(&client, &cluster).await.is_none(),
+            "ours is deleted"
+        );
+        assert!(
+            describe(&client, &foreign).await.is_some(),
+            "theirs is only reported"
+        );
+        client.delete_cluster().name(&foreign).send().await.unwrap();
+    });
+    assert!(
+        done.to_string()
+            .contains(&format!("eks cluster {foreign}, project someone-else-1")),
+        "{done}"
+    );
+}
