@@ -1,4 +1,4 @@
-//! `sprout render ENV [--out DIR]`: the fork, printed or written; no cluster is touched.
+//! `sprout render ENV [--out DIR]`: the fork, printed or written; no cluster is written to.
 
 use super::{Context, print};
 use crate::cli::{Format, RenderArgs};
@@ -9,7 +9,11 @@ use crate::spec::SecretsPolicy;
 use std::path::Path;
 
 pub fn run(context: &Context, args: &RenderArgs) -> Result<()> {
-    let project = context.project()?;
+    let mut project = context.project()?;
+    if !project.spec_path(&args.env).exists() {
+        // A spec sprout generated is kept with its record by the cluster state backend.
+        crate::ops::adopt_stored_specs(&mut project, context.kubeconfig.as_deref())?;
+    }
     let env = project
         .environment(&args.env)
         .in_stage(&args.env, Stage::Spec)?;

@@ -97,7 +97,18 @@ async fn a_preview_one_replica_made_is_torn_down_by_another_that_never_had_its_s
         "{definition}"
     );
 
-    // The other checkout knows it from the cluster: list and status read it.
+    // The other checkout knows it from the cluster: render, list and status read it.
+    let rendered = crate::util::sprout_in(other.path())
+        .env("KUBECONFIG", &cp.kubeconfig)
+        .args(["render", &env])
+        .output()
+        .unwrap();
+    let summary = String::from_utf8_lossy(&rendered.stderr);
+    assert!(
+        rendered.status.success()
+            && summary.contains(&format!("objects from deploy@refs/pull/{number}/head")),
+        "{summary}"
+    );
     let status = crate::util::sprout_in(other.path())
         .env("KUBECONFIG", &cp.kubeconfig)
         .args(["-o", "json", "status", &env])
