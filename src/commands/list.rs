@@ -40,10 +40,13 @@ pub fn run(context: &Context) -> Result<()> {
     // previews `serve` made from its templates).
     let specs: std::collections::BTreeSet<String> =
         project.environment_names()?.into_iter().collect();
+    let mut records = store.records()?;
     let mut names = specs.clone();
-    names.extend(store.names()?);
+    names.extend(records.keys().cloned());
     for name in names {
-        let state = store.load(&name)?;
+        let state = records
+            .remove(&name)
+            .unwrap_or_else(|| crate::state::EnvironmentState::new(&name));
         let spec = if specs.contains(&name) {
             project.environment(&name).map_err(|e| e.to_string())
         } else {

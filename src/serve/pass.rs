@@ -696,12 +696,13 @@ impl Daemon {
     /// `sprout_environments{phase}`: every environment's phase, plus `queued` and `frozen`.
     fn publish_phases(&self, report: &PassReport) -> Result<()> {
         let project = self.project()?;
-        let store = StateStore::for_project(&project, self.user_kubeconfig.as_deref());
+        let records =
+            StateStore::for_project(&project, self.user_kubeconfig.as_deref()).records()?;
         let mut counts: BTreeMap<&'static str, i64> = BTreeMap::new();
         let previews = previews(&project, self.user_kubeconfig.as_deref())?;
         for name in project.environment_names()? {
-            let state = store.load(&name)?;
-            *counts.entry(state.phase.name()).or_default() += 1;
+            let phase = records.get(&name).map_or(Phase::New, |state| state.phase);
+            *counts.entry(phase.name()).or_default() += 1;
         }
         counts.insert("queued", report.queued.len() as i64);
         let frozen = previews
@@ -765,7 +766,7 @@ fn previews(
     project: &Project,
     user_kubeconfig: Option<&Path>,
 ) -> Result<BTreeMap<String, Preview>> {
-    let store = StateStore::for_project(project, user_kubeconfig);
+    let records = StateStore::for_project(project, user_kubeconfig).records()?;
     let mut found = BTreeMap::new();
     for name in project.environment_names()? {
         let Ok(env) = project.environment(&name) else {
@@ -774,7 +775,10 @@ fn previews(
         let Some(generator) = env.labels.get(GENERATOR_LABEL) else {
             continue;
         };
-        let state: EnvironmentState = store.load(&name)?;
+        let state = records
+            .get(&name)
+            .cloned()
+            .unwrap_or_else(|| EnvironmentState::new(&name));
         found.insert(
             name,
             Preview {

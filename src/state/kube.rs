@@ -374,6 +374,26 @@ impl KubeStore {
         })
     }
 
+    pub fn records(&self) -> std::result::Result<BTreeMap<String, EnvironmentState>, StateError> {
+        let this = self.clone();
+        bridge::run(async move {
+            let ready = this.connection.ready().await?;
+            let listed = this
+                .environments(&ready)
+                .list(&ListParams::default().labels(&this.selector()))
+                .await
+                .map_err(|e| this.connection.error(&ready, "list environment records", e))?;
+            listed
+                .items
+                .into_iter()
+                .map(|object| {
+                    let record = this.record_of(object)?;
+                    Ok((record.environment.clone(), record))
+                })
+                .collect()
+        })
+    }
+
     pub fn names(&self) -> std::result::Result<Vec<String>, StateError> {
         let this = self.clone();
         bridge::run(async move {

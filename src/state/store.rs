@@ -65,6 +65,19 @@ impl StateStore {
         }
     }
 
+    /// Every record, by environment: one LIST with the cluster backend, where reading them
+    /// one by one would cost a request each (`serve` reads them all several times a pass).
+    pub fn records(&self) -> Result<std::collections::BTreeMap<String, EnvironmentState>> {
+        match self {
+            StateStore::File(store) => store
+                .names()?
+                .into_iter()
+                .map(|name| Ok((name.clone(), store.load(&name)?)))
+                .collect(),
+            StateStore::Kubernetes(store) => Ok(store.records()?),
+        }
+    }
+
     /// Writes the record. Callers hold the environment's lock (see [`StateStore::lock`]); the
     /// cluster backend also refuses a write from a stale read ([`StateError::Conflict`]).
     pub fn save(&self, state: &EnvironmentState) -> Result<()> {
