@@ -36,6 +36,7 @@ pub fn compute(project: &Project, env: &Environment) -> Result<DesiredState> {
     );
     let started = Instant::now();
     let implied = fork::implied_namespace(env, fetched.namespace.as_deref()).to_string();
+    let fetched_warnings = fetched.warnings;
     let forked = fork::fork(fetched.objects, env, &fetched.commit, &implied)
         .in_stage(&env.name, Stage::Fork)?;
     let fork_time = started.elapsed();
@@ -45,7 +46,10 @@ pub fn compute(project: &Project, env: &Environment) -> Result<DesiredState> {
         render: fetched.render,
         objects: forked.objects,
         excluded: forked.excluded,
-        warnings: forked.warnings,
+        warnings: fetched_warnings
+            .into_iter()
+            .chain(forked.warnings)
+            .collect(),
     })
 }
 

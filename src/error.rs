@@ -112,6 +112,30 @@ impl Error {
         }
     }
 
+    /// The error as `-o json` and `-o yaml` readers get it on stdout:
+    /// `{"error": {"environment", "stage", "message", "exitCode"}}`, `environment` and `stage`
+    /// null when the error belongs to none (a usage error, a `gc` pass).
+    pub fn report(&self) -> serde_json::Value {
+        let (environment, stage, message) = match self {
+            Error::Stage { env, stage, source } => {
+                (Some(env.as_str()), Some(*stage), source.to_string())
+            }
+            Error::Unhealthy { env, .. } => {
+                (Some(env.as_str()), Some(Stage::Sync), self.to_string())
+            }
+            Error::Drift { env, .. } | Error::Busy { env, .. } => {
+                (Some(env.as_str()), None, self.to_string())
+            }
+            _ => (None, None, self.to_string()),
+        };
+        serde_json::json!({"error": {
+            "environment": environment,
+            "stage": stage,
+            "message": message,
+            "exitCode": self.exit_code(),
+        }})
+    }
+
     pub fn io(what: impl Into<String>, source: std::io::Error) -> Self {
         Error::Io {
             what: what.into(),

@@ -33,10 +33,12 @@ fn main() -> ExitCode {
             .without_time()
             .init(),
     }
+    let format = cli.output;
     match sprout::commands::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error}");
+            sprout::commands::print_error(format, &error);
             ExitCode::from(error.exit_code())
         }
     }

@@ -114,8 +114,12 @@ pub fn run(cli: Cli) -> Result<()> {
     }
 }
 
+/// Whether a command wrote its output to stdout (see [`print_error`]).
+static STDOUT_WRITTEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// Writes to stdout; a closed pipe (`sprout render x | head`) is not an error.
 pub fn print(text: &str) -> Result<()> {
+    STDOUT_WRITTEN.store(true, std::sync::atomic::Ordering::Relaxed);
     let mut stdout = std::io::stdout().lock();
     match stdout
         .write_all(text.as_bytes())
@@ -145,6 +149,17 @@ pub fn print_structured<T: serde::Serialize>(format: Format, value: &T) -> Resul
         }
     };
     print(&text)
+}
+
+/// A failed command's error for a reader of `-o json` or `-o yaml`: the error object of
+/// [`Error::report`] on stdout, so that stdout always holds one document to parse. Not when the
+/// command already wrote its output (`diff` with drift, a `sync` report before an unhealthy
+/// exit): that output is the document, and the error is on stderr as always.
+pub fn print_error(format: Format, error: &Error) {
+    if format == Format::Table || STDOUT_WRITTEN.load(std::sync::atomic::Ordering::Relaxed) {
+        return;
+    }
+    let _ = print_structured(format, &error.report());
 }
 
 /// How `--concurrency`, `--no-wait` and `--timeout` shape a sync.

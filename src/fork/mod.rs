@@ -164,7 +164,11 @@ pub fn fork(
     }
     patches::apply(&planned_patches, &templates, &context, &mut objects)?;
     for object in objects.iter_mut() {
-        ownership::mark_owned(object, &env.name, &env.project);
+        if env.on_shared_cluster() && is_custom_resource_definition(object) {
+            ownership::mark_shared(object, &env.project);
+        } else {
+            ownership::mark_owned(object, &env.name, &env.project);
+        }
     }
     sort_for_apply(&mut objects);
     Ok(Forked {
@@ -172,6 +176,10 @@ pub fn fork(
         excluded,
         warnings,
     })
+}
+
+fn is_custom_resource_definition(object: &Object) -> bool {
+    object.kind() == "CustomResourceDefinition" && object.group() == "apiextensions.k8s.io"
 }
 
 /// The namespace a source is applied into when its objects name none: `source.namespace`,

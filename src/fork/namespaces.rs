@@ -24,7 +24,6 @@ use super::workloads::{containers_mut, pod_spec_mut};
 use crate::naming::{self, Backend};
 use crate::object::{Object, Origin, Scopes};
 use base64::Engine as _;
-use regex::Regex;
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -40,13 +39,11 @@ pub struct NamespaceMap {
     /// (`svc.ns`, `pod.svc.ns`) is rewritten only when it names one (a Service, or the object
     /// an operator makes a Service for), since `spring.profiles.default` is text, not a host.
     names: BTreeSet<(String, String)>,
-    dns: Option<Regex>,
+    /// Whether any namespace is renamed (else no DNS name can need a rewrite).
+    any_renamed: bool,
     /// References to namespaces the source does not contain, for the render to warn about.
     warnings: BTreeSet<String>,
 }
-
-/// One DNS label.
-const LABEL: &str = r"[a-z0-9](?:[-a-z0-9]*[a-z0-9])?";
 
 impl NamespaceMap {
     /// `implied` is the source's implied namespace; `keep_system` says the cluster is
@@ -92,25 +89,12 @@ impl NamespaceMap {
             })
             .collect();
         map.insert(String::new(), target.to_string());
-        let renamed: Vec<String> = map
-            .iter()
-            .filter(|(from, to)| !from.is_empty() && from != to)
-            .map(|(from, _)| regex::escape(from))
-            .collect();
-        // `[pod.]svc.ns[.svc[.cluster.local]]`; boundaries are checked by hand because the
-        // regex crate has no look-around.
-        let dns = (!renamed.is_empty()).then(|| {
-            Regex::new(&format!(
-                r"({LABEL})(\.{LABEL})?\.({})(\.svc(?:\.cluster\.local)?)?",
-                renamed.join("|")
-            ))
-            .expect("escaped alternatives form a valid regex")
-        });
+        let any_renamed = map.iter().any(|(from, to)| !from.is_empty() && from != to);
         NamespaceMap {
             map,
             kept,
             names,
-            dns,
+            any_renamed,
             warnings: BTreeSet::new(),
         }
     }
@@ -343,16 +327,9 @@ impl NamespaceMap {
         if !text.contains(".svc") {
             return;
         }
-        static QUALIFIED: std::sync::LazyLock<Regex> = std::sync::LazyLock::new(|| {
-            Regex::new(&format!(
-                r"({LABEL})\.({LABEL})\.svc(?:\.cluster\.local)?\b"
-            ))
-            .expect("a valid regex")
-        });
-        let unknown: Vec<String> = QUALIFIED
-            .captures_iter(text)
-            .filter(|caps| !is_api_server(&caps[1], &caps[2]))
-            .map(|caps| caps[2].to_string())
+        let unknown: Vec<String> = dns_names(text)
+            .filter(|name| name.qualified)
+            .map(|name| text[name.namespace].to_string())
             .filter(|ns| !self.map.contains_key(ns))
             .collect();
         for ns in unknown {
@@ -362,60 +339,111 @@ impl NamespaceMap {
 
     /// `text` with in-cluster DNS names of renamed namespaces rewritten, if any matched.
     pub fn rewrite_dns(&self, text: &str) -> Option<String> {
-        let dns = self.dns.as_ref()?;
-        if !text.contains('.') {
+        if !self.any_renamed || !text.contains('.') {
             return None;
         }
-        let bytes = text.as_bytes();
-        let is_name_char = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || b == b'_';
         let mut out = String::with_capacity(text.len());
         let mut last = 0;
-        let mut changed = false;
-        for caps in dns.captures_iter(text) {
-            let whole = caps.get(0).expect("match");
-            let qualified = caps.get(4).is_some();
-            let before_ok = whole.start() == 0 || {
-                let b = bytes[whole.start() - 1];
-                !is_name_char(b) && b != b'.'
-            };
-            let after_ok = whole.end() == text.len() || {
-                let b = bytes[whole.end()];
-                // `a.ns.example.com` is an outside host, not service `a` in `ns`.
-                !is_name_char(b)
-                    && (b != b'.' || caps.get(4).is_some_and(|s| s.as_str().ends_with("local")))
-            };
-            if !(before_ok && after_ok) {
-                continue;
-            }
-            let ns = caps.get(3).expect("namespace group");
+        for name in dns_names(text) {
+            let ns = &text[name.namespace.clone()];
             // `svc.ns` or `pod.svc.ns`: only an object of the source makes it a host.
-            let service = caps
-                .get(2)
-                .map_or(&caps[1], |pod_form| &pod_form.as_str()[1..]);
-            if is_api_server(service, ns.as_str()) {
-                continue;
-            }
-            if !qualified
+            if !name.qualified
                 && !self
                     .names
-                    .contains(&(ns.as_str().to_string(), service.to_string()))
+                    .contains(&(ns.to_string(), name.service.to_string()))
             {
                 continue;
             }
-            let Some(to) = self.renamed(ns.as_str()) else {
+            let Some(to) = self.renamed(ns) else {
                 continue;
             };
-            out.push_str(&text[last..ns.start()]);
+            out.push_str(&text[last..name.namespace.start]);
             out.push_str(to);
-            last = ns.end();
-            changed = true;
+            last = name.namespace.end;
         }
-        if !changed {
+        if last == 0 {
             return None;
         }
         out.push_str(&text[last..]);
         Some(out)
     }
+}
+
+/// An in-cluster DNS name of a Service (or of a pod behind one) found in text.
+struct DnsName<'t> {
+    service: &'t str,
+    /// Where the namespace label is in the text.
+    namespace: std::ops::Range<usize>,
+    /// `.svc` or `.svc.cluster.local` follows: a host whatever the source holds.
+    qualified: bool,
+}
+
+/// The in-cluster DNS names in `text`: `svc.ns` or `pod.svc.ns`, alone or followed by `.svc` or
+/// `.svc.cluster.local` (and the root's `.`). A name is a whole run of host characters between
+/// other characters, never part of one: `cart.shop` is no name inside `cart.shop-db`,
+/// `a.ns.example.com` or `web.ops.svc.corp.example` (hosts outside the cluster), nor in
+/// `my_cart.shop`. `kubernetes.default` (the API server of whatever cluster the object runs
+/// in) is none either.
+fn dns_names(text: &str) -> impl Iterator<Item = DnsName<'_>> {
+    let is_host_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+    let mut runs = Vec::new();
+    let mut start = None;
+    for (i, c) in text.char_indices() {
+        match (is_host_char(c), start) {
+            (true, None) => start = Some(i),
+            (false, Some(s)) => {
+                runs.push(s..i);
+                start = None;
+            }
+            _ => {}
+        }
+    }
+    if let Some(s) = start {
+        runs.push(s..text.len());
+    }
+    runs.into_iter().filter_map(move |run| {
+        let mut whole = &text[run.clone()];
+        // The root's dot ends a fully qualified name, and nothing else.
+        if whole.ends_with(".svc.cluster.local.") {
+            whole = &whole[..whole.len() - 1];
+        }
+        let labels: Vec<&str> = whole.split('.').collect();
+        if !labels.iter().all(|l| is_dns_label(l)) {
+            return None;
+        }
+        let (head, qualified) = match labels.as_slice() {
+            [head @ .., "svc", "cluster", "local"] => (head, true),
+            [head @ .., "svc"] => (head, true),
+            all => (all, false),
+        };
+        let (service, namespace) = match head {
+            [service, namespace] | [_, service, namespace] => (*service, *namespace),
+            _ => return None,
+        };
+        if is_api_server(service, namespace) {
+            return None;
+        }
+        // The namespace is the last label of `head`; the labels before it and their dots
+        // come first.
+        let before: usize = head[..head.len() - 1].iter().map(|l| l.len() + 1).sum();
+        let begin = run.start + before;
+        Some(DnsName {
+            service,
+            namespace: begin..begin + namespace.len(),
+            qualified,
+        })
+    })
+}
+
+/// A DNS-1123 label: lowercase letters, digits and `-`, not at either end.
+fn is_dns_label(label: &str) -> bool {
+    !label.is_empty()
+        && label.len() <= 63
+        && label
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !label.starts_with('-')
+        && !label.ends_with('-')
 }
 
 /// `kubernetes.default[.svc…]` is the API server of whatever cluster the object runs in, not a
@@ -577,8 +605,8 @@ fn follow_storage_class_annotations(
 }
 
 /// Container args and env values that are, whole, the name of a renamed cluster-scoped object
-/// (or `--flag=<name>`) follow it; values that only mention one among other text are returned
-/// as (value, name, kind): the fork cannot know what they mean.
+/// (or `--flag=<name>`) follow it; values that mention one as a word of a list among other
+/// text are returned as (value, name, kind): the fork cannot know what they mean.
 fn follow_container_values(
     container: &mut Map<String, Value>,
     by_name: &BTreeMap<&str, (&str, &str)>,
@@ -599,7 +627,12 @@ fn follow_container_values(
             *value = Value::String(format!("{flag}={to}"));
             return;
         }
-        let words = text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '.'));
+        // Words of a list (`--classes=a,b`, `a b`), each whole: a name inside a path, an image
+        // or a URL (`quay.io/prometheus-operator/reloader:v1`, `k8s.io/ingress-nginx`) or
+        // inside a longer name (`ingress-nginx-controller`) is part of something else.
+        let words = text.split(|c: char| {
+            !(c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | '/' | ':' | '@'))
+        });
         for word in words {
             if let Some((kind, _)) = by_name.get(word) {
                 unfollowed.push((text.to_string(), word.to_string(), kind.to_string()));
@@ -739,6 +772,60 @@ mod tests {
         for (input, expected) in cases {
             assert_eq!(map.rewrite_dns(input).as_deref(), expected, "{input}");
         }
+    }
+
+    /// A namespace whose name holds another's (`shop` in `shop-db`, `myshop`, `shopping`) is
+    /// matched whole: each name follows its own namespace, and no warning comes of a part.
+    #[test]
+    fn names_that_contain_a_namespace_name_are_matched_whole() {
+        let map = map_of(&[
+            ("shop", "cart"),
+            ("shop-db", "pg"),
+            ("shop-db", "cart"),
+            ("payments", "pay"),
+        ]);
+        assert_eq!(map.target_of("shop-db"), "pr-1-shop-db");
+        let cases = [
+            ("pg.shop-db:5432", Some("pg.pr-1-shop-db:5432")),
+            (
+                "pg.shop-db.svc.cluster.local",
+                Some("pg.pr-1-shop-db.svc.cluster.local"),
+            ),
+            (
+                "cart.shop-db:1,cart.shop:2",
+                Some("cart.pr-1-shop-db:1,cart.pr-1-shop:2"),
+            ),
+            ("pg-0.pg.shop-db.svc", Some("pg-0.pg.pr-1-shop-db.svc")),
+            ("cart.myshop.svc.cluster.local", None),
+            ("cart.shopping:80", None),
+            ("my_cart.shop", None),
+            ("cart.shop.svc.cluster.localhost", None),
+            (
+                "cart.shop.svc.cluster.local.",
+                Some("cart.pr-1-shop.svc.cluster.local."),
+            ),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(map.rewrite_dns(input).as_deref(), expected, "{input}");
+        }
+
+        // Hosts outside the cluster whose labels look like one are not warned about.
+        let objects = vec![
+            service("shop", "cart"),
+            service("shop-db", "pg"),
+            object(json!({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "config", "namespace": "shop"},
+                "data": {"DB": "pg.shop-db.svc.cluster.local",
+                         "GRAFANA": "https://grafana.ops.svc.corp.example.com",
+                         "LEGACY": "cart.myshop.svc.cluster.local"}})),
+        ];
+        let (objects, warnings) = mapped(objects, "default");
+        assert_eq!(
+            find(&objects, "ConfigMap", "config").body["data"]["DB"],
+            "pg.pr-1-shop-db.svc.cluster.local"
+        );
+        assert_eq!(warnings.len(), 1, "{warnings:#?}");
+        assert!(warnings[0].contains("`myshop`"), "{warnings:#?}");
     }
 
     /// Objects without a namespace and objects in the implied one are one namespace: the
@@ -915,7 +1002,9 @@ mod renamed_reference_tests {
                 json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "ctl", "namespace": "pr-1"},
                 "spec": {"template": {"spec": {"containers": [{"name": "ctl", "image": "x",
                     "command": ["guard"],
-                    "args": ["--webhook-name=guard", "internal", "--classes=internal,public", "--other=fast-lane"],
+                    "args": ["--webhook-name=guard", "internal", "--classes=internal,public", "--other=fast-lane",
+                             "--reloader=quay.io/internal/reloader:v1", "--controller-class=k8s.io/internal",
+                             "--config=/etc/guard/fast.yaml", "--leader=internal-leader"],
                     "env": [{"name": "CLASS", "value": "internal"}, {"name": "SC", "value": "fast"}]}]}}}}),
             ),
         ];
@@ -935,11 +1024,17 @@ mod renamed_reference_tests {
                 "--webhook-name=guard-pr-1",
                 "internal-pr-1",
                 "--classes=internal,public",
-                "--other=fast-lane"
+                "--other=fast-lane",
+                "--reloader=quay.io/internal/reloader:v1",
+                "--controller-class=k8s.io/internal",
+                "--config=/etc/guard/fast.yaml",
+                "--leader=internal-leader"
             ])
         );
         assert_eq!(container["env"][0]["value"], "internal-pr-1");
         assert_eq!(container["env"][1]["value"], "fast-pr-1");
+        // Only the list naming `internal` as a word of its own is a mention; paths, images
+        // and longer names that contain a renamed name are not.
         assert_eq!(warnings.len(), 1, "{warnings:?}");
         assert!(warnings[0].starts_with(
             "Deployment/pr-1/ctl: container ctl value `--classes=internal,public` mentions IngressClass `internal`, renamed `internal-pr-1`"

@@ -22,6 +22,17 @@ const SERVER_FIELDS: &[&str] = &[
 ];
 
 pub fn mark_owned(object: &mut Object, environment: &str, project: &str) {
+    mark(object, Some(environment), project);
+}
+
+/// Like [`mark_owned`] without the environment label, for what every environment of a shared
+/// cluster shares (its CRDs): such an object is no one environment's, never in an inventory,
+/// so no label may claim it for the one that happened to apply it first.
+pub fn mark_shared(object: &mut Object, project: &str) {
+    mark(object, None, project);
+}
+
+fn mark(object: &mut Object, environment: Option<&str>, project: &str) {
     object.body.remove("status");
     let metadata = object.map_mut(&["metadata"]);
     for field in SERVER_FIELDS {
@@ -35,7 +46,14 @@ pub fn mark_owned(object: &mut Object, environment: &str, project: &str) {
     }
     let labels = object.map_mut(&["metadata", "labels"]);
     labels.insert(MANAGED_BY.into(), Value::String(MANAGED_BY_VALUE.into()));
-    labels.insert(ENVIRONMENT_LABEL.into(), Value::String(environment.into()));
+    match environment {
+        Some(environment) => {
+            labels.insert(ENVIRONMENT_LABEL.into(), Value::String(environment.into()));
+        }
+        None => {
+            labels.remove(ENVIRONMENT_LABEL);
+        }
+    }
     if !project.is_empty() {
         labels.insert(PROJECT_LABEL.into(), Value::String(project.into()));
     }

@@ -37,12 +37,15 @@ pub fn containers_mut(
         .filter_map(Value::as_object_mut)
 }
 
-/// `spec.replicas` capped at `max` for scalable kinds, and HPA bounds with it.
+/// `spec.replicas` capped at `max`, and HPA bounds with it. Any object whose `spec.replicas` is
+/// a whole number is capped, built in or custom: it is the scale subresource's shape, which
+/// operators' custom resources (a Prometheus, a Kafka cluster, an Argo Rollout) share with
+/// Deployments, and a preview with production's 12 replicas of a database is the waste the cap
+/// is there to stop.
 pub fn cap_replicas(object: &mut Object, max: u32) {
     let fields: &[&str] = match object.kind() {
-        "Deployment" | "StatefulSet" | "ReplicaSet" | "ReplicationController" => &["replicas"],
         "HorizontalPodAutoscaler" => &["minReplicas", "maxReplicas"],
-        _ => return,
+        _ => &["replicas"],
     };
     let Some(spec) = object.get_mut(&["spec"]).and_then(Value::as_object_mut) else {
         return;
@@ -171,6 +174,56 @@ pub fn set_env(object: &mut Object, env: &BTreeMap<String, String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn object(value: Value) -> Object {
+        let Value::Object(body) = value else {
+            unreachable!()
+        };
+        Object::new(
+            body,
+            crate::object::Origin {
+                file: "t".into(),
+                document: 1,
+            },
+        )
+    }
+
+    #[test]
+    fn replicas_are_capped_on_any_object_with_a_whole_spec_replicas() {
+        let capped = |value: Value| {
+            let mut object = object(value);
+            cap_replicas(&mut object, 1);
+            object.body["spec"].clone()
+        };
+        for (api_version, kind) in [
+            ("apps/v1", "Deployment"),
+            ("apps/v1", "StatefulSet"),
+            ("monitoring.coreos.com/v1", "Prometheus"),
+            ("argoproj.io/v1alpha1", "Rollout"),
+            ("kafka.strimzi.io/v1beta2", "KafkaConnect"),
+        ] {
+            let spec = capped(json!({"apiVersion": api_version, "kind": kind,
+                "metadata": {"name": "x"}, "spec": {"replicas": 5, "image": "a"}}));
+            assert_eq!(spec, json!({"replicas": 1, "image": "a"}), "{kind}");
+        }
+        let hpa = capped(
+            json!({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+            "metadata": {"name": "x"}, "spec": {"minReplicas": 2, "maxReplicas": 10}}),
+        );
+        assert_eq!(hpa, json!({"minReplicas": 1, "maxReplicas": 1}));
+        // What is not a whole number of replicas is not a scale: left as it is.
+        for spec in [
+            json!({"replicas": "3"}),
+            json!({"replicas": {"count": 3}}),
+            json!({"replicas": 0}),
+            json!({"replicas": 1}),
+            json!({"size": 3}),
+        ] {
+            let out = capped(json!({"apiVersion": "example.com/v1", "kind": "Thing",
+                "metadata": {"name": "x"}, "spec": spec.clone()}));
+            assert_eq!(out, spec);
+        }
+    }
 
     #[test]
     fn image_repositories() {

@@ -65,11 +65,13 @@ pub enum SourceError {
         document: usize,
         message: String,
     },
-    #[error("{object} is defined twice: in {first} and in {second}")]
+    #[error("{object} is defined twice: in {first} and in {second}{hint}")]
     Duplicate {
         object: String,
         first: String,
         second: String,
+        /// Why two folders were read, when they were.
+        hint: &'static str,
     },
     #[error(
         "symlink {link} leaves the commit: {why}; a render must read only the commit, so make it a relative link inside the repository"
@@ -118,6 +120,8 @@ pub struct Fetched {
     pub files_read: usize,
     /// The `namespace:` of the source's kustomization, when it sets one.
     pub namespace: Option<String>,
+    /// What the render should warn about (folders read as plain manifests that look rendered).
+    pub warnings: Vec<String>,
 }
 
 /// Resolves the source and reads (or renders) its objects. `cache_dir` holds fetched remotes;
@@ -152,9 +156,20 @@ pub fn fetch(
     };
     let root = tree::subtree(&opened.repo, commit, ".", &source.repo, &source.reference)?;
     let mut namespace = None;
+    let mut warnings = Vec::new();
     let (objects, files_read) = match render {
         RenderMode::Manifests | RenderMode::Auto => {
             let files = tree::manifest_files(&opened.repo, &root, &folder, &source.path)?;
+            warnings.extend(
+                tree::rendered_subfolders(&folder, &source.path)
+                    .into_iter()
+                    .map(|(subfolder, marker)| {
+                        format!(
+                            "{subfolder} holds a {marker}, but {} is a plain folder, read with every folder below it (like `kubectl apply -R -f`): its files are applied as they are, not rendered; point spec.source.path at the folder you mean",
+                            source.path
+                        )
+                    }),
+            );
             (parse_files(&files)?, files.len())
         }
         RenderMode::Kustomize | RenderMode::Helm => {
@@ -187,13 +202,14 @@ pub fn fetch(
             (parse_bytes(&name, &output)?, 0)
         }
     };
-    reject_duplicates(&objects)?;
+    reject_duplicates(&objects, render)?;
     Ok(Fetched {
         commit: commit.to_string(),
         render,
         objects,
         files_read,
         namespace,
+        warnings,
     })
 }
 
@@ -228,14 +244,25 @@ fn parse_files(files: &[tree::SourceFile]) -> Result<Vec<Object>, SourceError> {
     Ok(objects)
 }
 
-fn reject_duplicates(objects: &[Object]) -> Result<(), SourceError> {
+fn reject_duplicates(objects: &[Object], render: RenderMode) -> Result<(), SourceError> {
+    let folder = |object: &Object| {
+        Path::new(&object.origin.file)
+            .parent()
+            .map(Path::to_path_buf)
+    };
     let mut seen: HashMap<_, &Object> = HashMap::with_capacity(objects.len());
     for object in objects {
         if let Some(first) = seen.insert(object.object_ref(), object) {
+            let hint = if render == RenderMode::Manifests && folder(first) != folder(object) {
+                "; a plain folder is read with every folder below it (like `kubectl apply -R -f`), so variants side by side (overlays, providers, versions) all count: point spec.source.path at the one you mean"
+            } else {
+                ""
+            };
             return Err(SourceError::Duplicate {
                 object: object.object_ref().to_string(),
                 first: first.origin.to_string(),
                 second: object.origin.to_string(),
+                hint,
             });
         }
     }

@@ -58,6 +58,37 @@ pub fn shape(tree: &Tree<'_>) -> FolderShape {
     }
 }
 
+/// Folders below `tree` (the folder `prefix`), not `tree` itself, that a render tool would read
+/// (a kustomization or a Helm chart), each with the file that says so, in path order.
+pub fn rendered_subfolders(tree: &Tree<'_>, prefix: &str) -> Vec<(String, &'static str)> {
+    let prefix = prefix.trim_matches('/');
+    let prefix = if prefix == "." { "" } else { prefix };
+    let mut found = Vec::new();
+    tree.walk(TreeWalkMode::PreOrder, |dir, entry| {
+        if dir.is_empty() || entry.kind() != Some(ObjectType::Blob) {
+            return TreeWalkResult::Ok;
+        }
+        let marker = match entry.name() {
+            Ok("kustomization.yaml") => "kustomization.yaml",
+            Ok("kustomization.yml") => "kustomization.yml",
+            Ok("Kustomization") => "Kustomization",
+            Ok("Chart.yaml") => "Chart.yaml",
+            _ => return TreeWalkResult::Ok,
+        };
+        let folder = [prefix, dir.trim_end_matches('/')]
+            .iter()
+            .filter(|p| !p.is_empty())
+            .copied()
+            .collect::<Vec<_>>()
+            .join("/");
+        found.push((folder, marker));
+        TreeWalkResult::Ok
+    })
+    .ok();
+    found.sort();
+    found
+}
+
 /// Every `*.yaml`, `*.yml` and `*.json` blob below `tree` (the folder `prefix` of `root`), in
 /// path order. A symlink is read through to its target in the commit; one that leaves the
 /// commit's tree is an error, whatever its name.

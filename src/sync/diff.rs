@@ -57,6 +57,10 @@ pub async fn diff(live: &mut Live, plan: &SyncPlan<'_>) -> Result<Vec<ObjectDiff
             });
             continue;
         };
+        // A shared CRD that exists is every environment's and left as it is (no one's label).
+        if super::is_shared(object, plan.shared_cluster) {
+            continue;
+        }
         let force = inventory.entries.contains_key(&reference);
         if !force && !super::owned_by(current, plan.owner()) {
             let refusal = super::SyncError::NotOurs {

@@ -313,3 +313,55 @@ fn templates_cannot_read_sprouts_environment() {
         "{stderr}"
     );
 }
+
+/// A reader of `-o json` gets the error as JSON on stdout, with the exit code it comes with;
+/// `-o yaml` likewise; the table format leaves stdout empty.
+#[test]
+fn a_json_reader_gets_the_error_as_json_on_stdout() {
+    let mut repo = minimal_repo();
+    repo.write(
+        "deploy/broken.yaml",
+        "kind: ConfigMap\nmetadata:\n  name: [broken\n",
+    );
+    repo.commit("broken");
+    repo.write(
+        "environments/dev.yaml",
+        &format!("{HEADER}metadata: {{name: dev}}\nspec:\n  from: production\n"),
+    );
+    let output = repo
+        .sprout()
+        .args(["-o", "json", "render", "dev"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{}", stderr_of(&output));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&output.stdout)));
+    let error = &report["error"];
+    assert_eq!(error["environment"], "dev", "{report}");
+    assert_eq!(error["stage"], "source", "{report}");
+    assert_eq!(error["exitCode"], 2, "{report}");
+    let message = error["message"].as_str().unwrap();
+    assert!(message.contains("deploy/broken.yaml:"), "{report}");
+    assert!(stderr_of(&output).contains(message), "stderr says the same");
+
+    // An error of no environment (an unknown one is a usage error).
+    let output = repo
+        .sprout()
+        .args(["-o", "yaml", "sync", "nowhere"])
+        .output()
+        .unwrap();
+    let code = output.status.code().unwrap();
+    assert_ne!(code, 0);
+    let report: serde_json::Value = serde_yaml::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["error"]["exitCode"], code, "{report}");
+    assert!(
+        report["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("nowhere")
+    );
+
+    let output = repo.sprout().args(["render", "dev"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(output.stdout.is_empty());
+}

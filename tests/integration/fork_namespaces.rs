@@ -85,3 +85,67 @@ fn source_namespace_says_what_kubectl_n_would_have_been_and_patches_find_it() {
         "dev-default"
     );
 }
+
+/// On a shared cluster CRDs are every environment's: they carry sprout's and the project's
+/// labels, never one environment's. `replicas.max` caps custom resources with a whole
+/// `spec.replicas` as it caps Deployments.
+#[test]
+fn shared_crds_name_no_environment_and_custom_resources_are_capped() {
+    let mut repo = TestRepo::new();
+    repo.write("sprout.yaml", "project: acme\n")
+        .write(
+            "environments/production.yaml",
+            "apiVersion: sprout.dev/v1alpha1\nkind: Environment\nmetadata: {name: production}\nspec:\n  protected: true\n  source: {ref: main, path: deploy}\n",
+        )
+        .write(
+            "deploy/crd.yaml",
+            "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata:\n  name: prometheuses.monitoring.coreos.com\n  labels: {sprout.dev/environment: production}\n\
+             spec:\n  group: monitoring.coreos.com\n  scope: Namespaced\n  names: {kind: Prometheus, plural: prometheuses}\n  versions:\n  - name: v1\n    served: true\n    storage: true\n    \
+             schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}\n---\n\
+             apiVersion: monitoring.coreos.com/v1\nkind: Prometheus\nmetadata: {name: k8s}\nspec: {replicas: 2, retention: 7d}\n",
+        );
+    for (env, provider) in [
+        (
+            "shared",
+            "{provider: namespace, namespace: {context: elsewhere}}",
+        ),
+        ("own", "{provider: envtest}"),
+    ] {
+        repo.write(
+            &format!("environments/{env}.yaml"),
+            &format!("apiVersion: sprout.dev/v1alpha1\nkind: Environment\nmetadata: {{name: {env}}}\nspec:\n  from: production\n  cluster: {provider}\n  overlay: {{replicas: {{max: 1}}}}\n"),
+        );
+    }
+    repo.commit("production");
+    for env in ["shared", "own"] {
+        let output = repo
+            .sprout()
+            .args(["-o", "json", "render", env])
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", stderr_of(&output));
+        let list: Value = serde_json::from_slice(&output.stdout).unwrap();
+        let items = list["items"].as_array().unwrap();
+        let crd = find(
+            items,
+            "CustomResourceDefinition",
+            "prometheuses.monitoring.coreos.com",
+        );
+        let labels = &crd["metadata"]["labels"];
+        assert_eq!(labels["app.kubernetes.io/managed-by"], "sprout", "{env}");
+        assert_eq!(labels["sprout.dev/project"], "acme", "{env}");
+        let environment = &labels["sprout.dev/environment"];
+        if env == "shared" {
+            assert!(environment.is_null(), "a shared CRD is no one's: {labels}");
+        } else {
+            assert_eq!(environment, "own", "a dedicated cluster's CRDs are its own");
+        }
+        let prometheus = find(items, "Prometheus", "k8s");
+        assert_eq!(prometheus["spec"]["replicas"], 1, "{env}");
+        assert_eq!(prometheus["spec"]["retention"], "7d");
+        assert_eq!(
+            prometheus["metadata"]["labels"]["sprout.dev/environment"],
+            env
+        );
+    }
+}

@@ -181,3 +181,61 @@ fn credentials_in_urls_never_reach_messages() {
     assert!(!stderr.contains("hunter2"), "{stderr}");
     assert!(stderr.contains("https://127.0.0.1:1/x.git"), "{stderr}");
 }
+
+/// A plain folder is read with every folder below it (DESIGN: "every *.yaml/*.yml/*.json below
+/// path", like `kubectl apply -R -f`). What that reads by surprise is said: a folder below that
+/// a render tool would read (a kustomization, a chart) is warned about, and an object defined
+/// in two folders side by side (providers, overlays) is refused with the reason.
+#[test]
+fn a_plain_folder_is_read_recursively_and_says_what_that_reads() {
+    let mut repo = TestRepo::new();
+    repo.write("deploy/app.yaml", &config_map("app", "v1"))
+        .write("deploy/more/extra.yaml", &config_map("extra", "v1"))
+        .write(
+            "deploy/overlays/prod/kustomization.yaml",
+            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [../../app.yaml]\n",
+        )
+        .write(
+            "environments/plain.yaml",
+            &spec("plain", "{ref: main, path: deploy}"),
+        );
+    repo.commit("nested");
+    let output = repo
+        .sprout()
+        .args(["-o", "json", "render", "plain"])
+        .output()
+        .unwrap();
+    let stderr = stderr_of(&output);
+    assert!(output.status.success(), "{stderr}");
+    let list: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let names: Vec<&str> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|o| o["metadata"]["name"].as_str())
+        .collect();
+    assert!(names.contains(&"extra"), "{names:?}");
+    assert!(
+        stderr.contains("warning: plain: deploy/overlays/prod holds a kustomization.yaml, but deploy is a plain folder, read with every folder below it"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("deploy/more"), "{stderr}");
+
+    repo.write(
+        "deploy/providers/aws/deploy.yaml",
+        &config_map("controller", "aws"),
+    )
+    .write(
+        "deploy/providers/gcp/deploy.yaml",
+        &config_map("controller", "gcp"),
+    );
+    repo.commit("providers");
+    let output = repo.sprout().args(["render", "plain"]).output().unwrap();
+    let stderr = stderr_of(&output);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("ConfigMap/controller is defined twice: in deploy/providers/aws/deploy.yaml (document 1) and in deploy/providers/gcp/deploy.yaml (document 1); a plain folder is read with every folder below it"),
+        "{stderr}"
+    );
+    assert!(stdout_of(&output).is_empty());
+}

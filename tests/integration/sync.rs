@@ -516,6 +516,18 @@ fn down_on_a_shared_cluster_deletes_the_inventory_and_keeps_what_must_stay() {
         !inventory.contains("CustomResourceDefinition"),
         "shared CRDs never enter an inventory: {inventory}"
     );
+    let labels = cp.kubectl_ok(&[
+        "get",
+        "crd",
+        &format!("widgets.{group}"),
+        "-o",
+        "jsonpath={.metadata.labels}",
+    ]);
+    assert!(
+        labels.contains("app.kubernetes.io/managed-by")
+            && !labels.contains("sprout.dev/environment"),
+        "a shared CRD is labelled for no environment: {labels}"
+    );
     cp.kubectl_ok(&[
         "annotate",
         "configmap",
