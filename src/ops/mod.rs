@@ -203,7 +203,7 @@ pub async fn connect(env: &str, target: &Target) -> Result<Live> {
     let config = cluster::config(target)
         .await
         .in_stage(env, Stage::Cluster)?;
-    let client = kube::Client::try_from(config.clone())
+    let client = crate::cluster::client_of(config.clone())
         .map_err(|e| crate::cluster::ClusterError::Kubeconfig {
             path: target.kubeconfig.display().to_string(),
             message: e.to_string(),
