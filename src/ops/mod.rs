@@ -20,7 +20,7 @@ use crate::desired::{self, DesiredState};
 use crate::error::{InStage, Result, Stage};
 use crate::project::Project;
 use crate::spec::Environment;
-use crate::state::lease::LeaseLock;
+use crate::state::lease::{LeaseLock, Seen};
 use crate::state::lock::Wait;
 use crate::state::{EnvironmentLock, Holder, StateStore};
 use crate::sync::live::Live;
@@ -103,10 +103,11 @@ impl Held {
         if self.lease.is_some() || !env.on_shared_cluster() {
             return Ok(());
         }
-        if !crate::state::lease::namespace_exists(live, env.target_namespace())
+        let seen = Seen::read(&live.client, env.target_namespace())
             .await
-            .map_err(|e| e.into_error(&env.name))?
-        {
+            .map_err(|e| live.call_error("read the environment's namespace and lock", e))
+            .in_stage(&env.name, Stage::Sync)?;
+        if seen.namespace.is_none() {
             let Some((plan, options)) = first_sync else {
                 return Ok(());
             };
@@ -114,6 +115,12 @@ impl Held {
                 .await
                 .in_stage(&env.name, Stage::Sync)?;
         }
+        self.take_lease(env, live, seen).await
+    }
+
+    /// Takes the Lease starting from `seen` (its namespace and Lease as just read), the
+    /// read-only checks of a first sync already passed.
+    async fn take_lease(&mut self, env: &Environment, live: &Live, seen: Seen) -> Result<()> {
         let lease = crate::state::lease::acquire(
             live,
             env.target_namespace(),
@@ -121,6 +128,7 @@ impl Held {
             &env.project,
             &Holder::me(&self.command),
             self.wait,
+            Some(seen),
         )
         .await
         .map_err(|e| e.into_error(&env.name))?;
