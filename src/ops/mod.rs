@@ -136,6 +136,48 @@ impl Held {
         Ok(())
     }
 
+    /// A sync on a shared cluster, read before any lock is taken: the environment's namespace
+    /// and Lease together with everything the sync reads (inventory, live state), all at once.
+    /// When the Lease is free and nothing needs a write, that is the sync's outcome, and the
+    /// Lease is never taken: a sync with nothing to change sends no write at all, not even to
+    /// its lock, and costs one round trip to a cluster far away. Otherwise the Lease is taken
+    /// (waiting for another run's, as always) and the sync reads everything again under it:
+    /// every decision to write rests on reads made while the Lease is held. A refusal found
+    /// by the first reads while the Lease was free comes before any write, as preflight's.
+    pub async fn sync_on_shared_cluster(
+        &mut self,
+        env: &Environment,
+        live: &mut Live,
+        plan: &SyncPlan<'_>,
+        options: &SyncOptions,
+    ) -> Result<Option<crate::sync::SyncReport>> {
+        if self.lease.is_some() || !env.on_shared_cluster() {
+            return Ok(None);
+        }
+        let client = live.client.clone();
+        let (seen, settled) = futures::future::join(
+            Seen::read(&client, env.target_namespace()),
+            crate::sync::settled(live, plan, options),
+        )
+        .await;
+        let seen = seen
+            .map_err(|e| live.call_error("read the environment's namespace and lock", e))
+            .in_stage(&env.name, Stage::Sync)?;
+        if seen.held_by_another() {
+            // Read while another run may be changing the environment: wait for it, then read
+            // again under the Lease.
+            self.guard_cluster(env, live, Some((plan, options))).await?;
+            return Ok(None);
+        }
+        if let Some(report) = settled.in_stage(&env.name, Stage::Sync)? {
+            return Ok(Some(report));
+        }
+        // The read-only checks passed (they are part of `settled`): a missing namespace is
+        // made for the Lease without checking again.
+        self.take_lease(env, live, seen).await?;
+        Ok(None)
+    }
+
     /// The namespace the lock created to live in, if this operation created it (it is then
     /// reported as created by the sync, which found it in place).
     pub fn created_namespace(&self) -> Option<&str> {

@@ -53,15 +53,23 @@ pub async fn converge(
     options: &SyncOptions,
 ) -> Result<SyncReport> {
     let store = session.store();
-    state.phase = Phase::Syncing;
     state.reference = Some(env.source.reference.clone());
     state.timeline.created_at.get_or_insert_with(now);
-    store.save(state)?;
 
     let outcome = async {
         let mut live = connect(&env.name, target).await?;
         add_secret_copies(session, env, &live, desired).await?;
         let plan = SyncPlan::new(env, desired);
+        if let Some(report) = held
+            .sync_on_shared_cluster(env, &mut live, &plan, options)
+            .await?
+        {
+            return Ok(report);
+        }
+        // About to write: the record says so first, so that a run cut short is seen as one.
+        // (A sync that needs no write leaves the record as it was until it is done.)
+        state.phase = Phase::Syncing;
+        store.save(state)?;
         held.guard_cluster(env, &mut live, Some((&plan, options)))
             .await?;
         let result = sync::sync(&mut live, &plan, options)
