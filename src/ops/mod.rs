@@ -8,6 +8,7 @@
 //! crash, converges.
 
 pub mod down;
+pub mod early;
 pub mod extend;
 pub mod gc;
 pub mod sleep;
@@ -150,16 +151,29 @@ impl Held {
         live: &mut Live,
         plan: &SyncPlan<'_>,
         options: &SyncOptions,
+        early: Option<early::EarlyRead>,
     ) -> Result<Option<crate::sync::SyncReport>> {
         if self.lease.is_some() || !env.on_shared_cluster() {
             return Ok(None);
         }
-        let client = live.client.clone();
-        let (seen, settled) = futures::future::join(
-            Seen::read(&client, env.target_namespace()),
-            crate::sync::settled(live, plan, options),
-        )
-        .await;
+        let (seen, settled) = match early {
+            Some(early::EarlyRead { seen, ahead }) => {
+                // A cluster that did not answer is not asked again (that would be a wait more).
+                let seen = seen
+                    .map_err(|e| live.call_error("read the environment's namespace and lock", e))
+                    .in_stage(&env.name, Stage::Sync)?;
+                let settled = crate::sync::settled(live, plan, options, Some(ahead)).await;
+                (Ok(seen), settled)
+            }
+            None => {
+                let client = live.client.clone();
+                futures::future::join(
+                    Seen::read(&client, env.target_namespace()),
+                    crate::sync::settled(live, plan, options, None),
+                )
+                .await
+            }
+        };
         let seen = seen
             .map_err(|e| live.call_error("read the environment's namespace and lock", e))
             .in_stage(&env.name, Stage::Sync)?;

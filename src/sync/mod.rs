@@ -26,7 +26,7 @@ mod prune;
 mod replace;
 pub mod secret_copies;
 mod server_defaults;
-mod snapshot;
+pub mod snapshot;
 pub mod tenant;
 
 use crate::fork::ownership::{ENVIRONMENT_LABEL, PROJECT_LABEL};
@@ -199,9 +199,25 @@ struct LiveView<'o> {
     snapshot: Snapshot,
 }
 
+/// What a caller read before the desired state was known: the inventory, and the LISTs of
+/// the kinds and namespaces it records.
+pub struct ReadAhead {
+    pub inventory: Result<Inventory, SyncError>,
+    pub listed: snapshot::Listed,
+}
+
 /// Reads the inventory and the live state at once (one round trip when discovery is cached; a
-/// cluster far away makes every sequential request count).
-async fn read_live<'o>(live: &mut Live, plan: &SyncPlan<'o>) -> Result<LiveView<'o>, SyncError> {
+/// cluster far away makes every sequential request count), or takes them from what the caller
+/// read `ahead`.
+async fn read_live<'o>(
+    live: &mut Live,
+    plan: &SyncPlan<'o>,
+    ahead: Option<ReadAhead>,
+) -> Result<LiveView<'o>, SyncError> {
+    let (inventory, listed) = match ahead {
+        Some(ahead) => (Some(ahead.inventory), Some(ahead.listed)),
+        None => (None, None),
+    };
     let groups = groups_of(plan, &Inventory::default());
     live.discover(&groups).await?;
     let resolvable = |live: &Live| -> Vec<&'o Object> {
@@ -216,8 +232,13 @@ async fn read_live<'o>(live: &mut Live, plan: &SyncPlan<'o>) -> Result<LiveView<
     }
     let objects = resolvable(live);
     let (inventory, snapshot) = futures::future::join(
-        Inventory::load(live, plan.inventory_namespace, plan.owner()),
-        Snapshot::take(live, &objects),
+        async {
+            match inventory {
+                Some(read) => read,
+                None => Inventory::load(live, plan.inventory_namespace, plan.owner()).await,
+            }
+        },
+        Snapshot::take(live, &objects, listed),
     )
     .await;
     let inventory = inventory?;
@@ -225,7 +246,7 @@ async fn read_live<'o>(live: &mut Live, plan: &SyncPlan<'o>) -> Result<LiveView<
         // A cached catalog can name a kind the server no longer serves: ask, read again.
         Err(_) if !live.discovered_now() => {
             live.rediscover(&groups).await?;
-            Snapshot::take(live, &resolvable(live)).await?
+            Snapshot::take(live, &resolvable(live), None).await?
         }
         other => other?,
     };
@@ -383,7 +404,7 @@ pub async fn preflight(
         inventory,
         snapshot,
         ..
-    } = read_live(live, plan).await?;
+    } = read_live(live, plan, None).await?;
     preflight_kinds(live, plan.objects)?;
     decide_all(live, plan, &inventory, &snapshot, options.concurrency).await?;
     Ok(())
@@ -406,7 +427,7 @@ pub async fn sync(
         inventory: old,
         resolvable,
         mut snapshot,
-    } = read_live(live, plan).await?;
+    } = read_live(live, plan, None).await?;
     lap("inventory, discovery and live state read");
 
     // Preflight: nothing is written unless every object can be applied.
@@ -619,6 +640,7 @@ pub async fn settled(
     live: &mut Live,
     plan: &SyncPlan<'_>,
     options: &SyncOptions,
+    ahead: Option<ReadAhead>,
 ) -> Result<Option<SyncReport>, SyncError> {
     let clock = std::time::Instant::now();
     let lap = |stage: &str| {
@@ -632,7 +654,7 @@ pub async fn settled(
         inventory: old,
         resolvable,
         snapshot,
-    } = read_live(live, plan).await?;
+    } = read_live(live, plan, ahead).await?;
     lap("inventory, discovery and live state read");
     preflight_kinds(live, plan.objects)?;
     lap("kinds checked");
@@ -939,7 +961,7 @@ pub async fn observe(live: &mut Live, plan: &SyncPlan<'_>) -> Result<LiveStatus,
         inventory,
         snapshot,
         ..
-    } = read_live(live, plan).await?;
+    } = read_live(live, plan, None).await?;
     let has_nodes = live.count_nodes().await? > 0;
     let live = &*live;
     let inventory = &inventory;
