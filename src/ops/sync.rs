@@ -49,11 +49,13 @@ pub async fn sync(session: &Session<'_>, name: &str, options: &SyncOptions) -> R
     .await;
     held.release().await;
     let report = report?;
-    Ok(SyncOutcome {
+    let outcome = SyncOutcome {
         environment: env.name.clone(),
         report,
         urls: super::urls_of(&desired.objects),
-    })
+    };
+    sync::free_later(prepared);
+    Ok(outcome)
 }
 
 /// Syncs `desired` into the cluster and records the outcome in `state`: the shared core of
