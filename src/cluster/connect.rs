@@ -44,10 +44,46 @@ pub fn server_of(target: &Target) -> String {
 
 pub async fn client(target: &Target) -> Result<kube::Client, ClusterError> {
     let config = config(target).await?;
-    kube::Client::try_from(config).map_err(|e| ClusterError::Kubeconfig {
+    client_of(config).map_err(|e| ClusterError::Kubeconfig {
         path: target.kubeconfig.display().to_string(),
         message: e.to_string(),
     })
+}
+
+/// A client for `config`: kube's own stack (TLS, timeouts, the retries of 429/503/504 that
+/// honour `Retry-After`, authentication, headers), with one difference that a cluster far
+/// away shows: TCP_NODELAY on every connection, as Go's clients have. Without it the first
+/// request on a new connection waits for the acknowledgement of the TLS handshake's last
+/// message (Nagle's algorithm): one round trip more on every connection opened.
+pub fn client_of(config: kube::Config) -> Result<kube::Client, kube::Error> {
+    use kube::client::ConfigExt;
+    use tower::ServiceBuilder;
+    if config.proxy_url.is_some() {
+        // kube says what it makes of a proxy (sprout is built without proxy support).
+        return kube::Client::try_from(config);
+    }
+    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    let https = config.rustls_https_connector_with_connector(http)?;
+    let mut connector = hyper_timeout::TimeoutConnector::new(https);
+    connector.set_connect_timeout(config.connect_timeout);
+    connector.set_read_timeout(config.read_timeout);
+    connector.set_write_timeout(config.write_timeout);
+    connector.set_reset_reader_on_write(config.reset_reader_on_write);
+    let http_client: hyper_util::client::legacy::Client<_, kube::client::Body> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build(connector);
+    let service = ServiceBuilder::new()
+        .layer(config.base_uri_layer())
+        .option_layer(config.default_retry.then(|| {
+            tower::retry::RetryLayer::new(kube::client::retry::RetryPolicy::server_retry())
+        }))
+        .option_layer(config.auth_layer()?)
+        .layer(config.extra_headers_layer()?)
+        .map_err(tower::BoxError::from)
+        .service(http_client);
+    Ok(kube::client::ClientBuilder::new(service, config.default_namespace.clone()).build())
 }
 
 /// The client configuration for a target: what [`client`] connects with, kept by callers that
@@ -93,7 +129,7 @@ pub fn impersonating(config: &kube::Config, user: &str) -> Result<kube::Client, 
     let mut config = config.clone();
     config.auth_info.impersonate = Some(user.to_string());
     config.auth_info.impersonate_groups = None;
-    kube::Client::try_from(config).map_err(|e| ClusterError::Kubeconfig {
+    client_of(config).map_err(|e| ClusterError::Kubeconfig {
         path: user.to_string(),
         message: e.to_string(),
     })

@@ -8,6 +8,7 @@
 //! crash, converges.
 
 pub mod down;
+pub mod early;
 pub mod extend;
 pub mod gc;
 pub mod sleep;
@@ -20,7 +21,7 @@ use crate::desired::{self, DesiredState};
 use crate::error::{InStage, Result, Stage};
 use crate::project::Project;
 use crate::spec::Environment;
-use crate::state::lease::LeaseLock;
+use crate::state::lease::{LeaseLock, Seen};
 use crate::state::lock::Wait;
 use crate::state::{EnvironmentLock, Holder, StateStore};
 use crate::sync::live::Live;
@@ -115,10 +116,11 @@ impl Held {
         if self.lease.is_some() || !env.on_shared_cluster() {
             return Ok(());
         }
-        if !crate::state::lease::namespace_exists(live, env.target_namespace())
+        let seen = Seen::read(&live.client, env.target_namespace())
             .await
-            .map_err(|e| e.into_error(&env.name))?
-        {
+            .map_err(|e| live.call_error("read the environment's namespace and lock", e))
+            .in_stage(&env.name, Stage::Sync)?;
+        if seen.namespace.is_none() {
             let Some((plan, options)) = first_sync else {
                 return Ok(());
             };
@@ -126,6 +128,12 @@ impl Held {
                 .await
                 .in_stage(&env.name, Stage::Sync)?;
         }
+        self.take_lease(env, live, seen).await
+    }
+
+    /// Takes the Lease starting from `seen` (its namespace and Lease as just read), the
+    /// read-only checks of a first sync already passed.
+    async fn take_lease(&mut self, env: &Environment, live: &Live, seen: Seen) -> Result<()> {
         let lease = crate::state::lease::acquire(
             live,
             env.target_namespace(),
@@ -133,11 +141,67 @@ impl Held {
             &env.project,
             &Holder::me(&self.command),
             self.wait,
+            Some(seen),
         )
         .await
         .map_err(|e| e.into_error(&env.name))?;
         self.lease = Some(lease);
         Ok(())
+    }
+
+    /// A sync on a shared cluster, read before any lock is taken: the environment's namespace
+    /// and Lease together with everything the sync reads (inventory, live state), all at once.
+    /// When the Lease is free and nothing needs a write, that is the sync's outcome, and the
+    /// Lease is never taken: a sync with nothing to change sends no write at all, not even to
+    /// its lock, and costs one round trip to a cluster far away. Otherwise the Lease is taken
+    /// (waiting for another run's, as always) and the sync reads everything again under it:
+    /// every decision to write rests on reads made while the Lease is held. A refusal found
+    /// by the first reads while the Lease was free comes before any write, as preflight's.
+    pub async fn sync_on_shared_cluster(
+        &mut self,
+        env: &Environment,
+        live: &mut Live,
+        plan: &SyncPlan<'_>,
+        options: &SyncOptions,
+        early: Option<early::EarlyRead>,
+    ) -> Result<Option<crate::sync::SyncReport>> {
+        if self.lease.is_some() || !env.on_shared_cluster() {
+            return Ok(None);
+        }
+        let (seen, settled) = match early {
+            Some(early::EarlyRead { seen, ahead }) => {
+                // A cluster that did not answer is not asked again (that would be a wait more).
+                let seen = seen
+                    .map_err(|e| live.call_error("read the environment's namespace and lock", e))
+                    .in_stage(&env.name, Stage::Sync)?;
+                let settled = crate::sync::settled(live, plan, options, Some(ahead)).await;
+                (Ok(seen), settled)
+            }
+            None => {
+                let client = live.client.clone();
+                futures::future::join(
+                    Seen::read(&client, env.target_namespace()),
+                    crate::sync::settled(live, plan, options, None),
+                )
+                .await
+            }
+        };
+        let seen = seen
+            .map_err(|e| live.call_error("read the environment's namespace and lock", e))
+            .in_stage(&env.name, Stage::Sync)?;
+        if seen.held_by_another() {
+            // Read while another run may be changing the environment: wait for it, then read
+            // again under the Lease.
+            self.guard_cluster(env, live, Some((plan, options))).await?;
+            return Ok(None);
+        }
+        if let Some(report) = settled.in_stage(&env.name, Stage::Sync)? {
+            return Ok(Some(report));
+        }
+        // The read-only checks passed (they are part of `settled`): a missing namespace is
+        // made for the Lease without checking again.
+        self.take_lease(env, live, seen).await?;
+        Ok(None)
     }
 
     /// The namespace the lock created to live in, if this operation created it (it is then
@@ -215,7 +279,7 @@ pub async fn connect(env: &str, target: &Target) -> Result<Live> {
     let config = cluster::config(target)
         .await
         .in_stage(env, Stage::Cluster)?;
-    let client = kube::Client::try_from(config.clone())
+    let client = crate::cluster::client_of(config.clone())
         .map_err(|e| crate::cluster::ClusterError::Kubeconfig {
             path: target.kubeconfig.display().to_string(),
             message: e.to_string(),

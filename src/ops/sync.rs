@@ -19,30 +19,50 @@ pub struct SyncOutcome {
 }
 
 pub async fn sync(session: &Session<'_>, name: &str, options: &SyncOptions) -> Result<SyncOutcome> {
-    let mut prepared = session.prepare(name)?;
+    let env = session.environment(name)?;
+    let target = crate::cluster::target_for(&session.project, &env, session.user_kubeconfig())
+        .in_stage(&env.name, Stage::Cluster)?;
+    // The cluster is read while the source is read and forked (a cluster far away answers in
+    // the time the source takes), and only then is anything it said looked at: a source that
+    // fails still fails first.
+    let early = super::early::EarlyReads::start(&session.project, &env, &target);
+    let desired = crate::desired::compute(&session.project, &env)?;
+    let mut prepared = Prepared {
+        env,
+        target,
+        desired,
+    };
     let mut held = super::hold(session, &prepared.env, &format!("sync {name}"))?;
     let mut state = session.store().load(name)?;
+    let early = match early {
+        Some(early) => Some(early.finish(name).await?),
+        None => None,
+    };
     let Prepared {
         env,
         target,
         desired,
     } = &mut prepared;
     let report = converge(
-        session, &mut held, env, target, desired, &mut state, options,
+        session, &mut held, env, target, desired, &mut state, options, early,
     )
     .await;
     held.release().await;
     let report = report?;
-    Ok(SyncOutcome {
+    let outcome = SyncOutcome {
         environment: env.name.clone(),
         report,
         urls: super::urls_of(&desired.objects),
-    })
+    };
+    sync::free_later(prepared);
+    Ok(outcome)
 }
 
 /// Syncs `desired` into the cluster and records the outcome in `state`: the shared core of
 /// `sync`, `up` and `wake`. The caller holds the environment's local lock; the cluster-side one
-/// is taken here, once the desired state is complete.
+/// is taken here, once the desired state is complete. `early`: what the caller already read
+/// of a shared cluster (see [`super::early`]).
+#[allow(clippy::too_many_arguments)]
 pub async fn converge(
     session: &Session<'_>,
     held: &mut super::Held,
@@ -51,22 +71,44 @@ pub async fn converge(
     desired: &mut DesiredState,
     state: &mut EnvironmentState,
     options: &SyncOptions,
+    early: Option<super::early::Early>,
 ) -> Result<SyncReport> {
     let store = session.store();
-    state.phase = Phase::Syncing;
     state.reference = Some(env.source.reference.clone());
     state.timeline.created_at.get_or_insert_with(now);
-    store.save(state)?;
 
     let outcome = async {
-        let mut live = connect(&env.name, target).await?;
+        let (mut live, early) = match early {
+            Some(early) => (early.live, Some(early.reads)),
+            None => (connect(&env.name, target).await?, None),
+        };
         add_secret_copies(session, env, &live, desired).await?;
         let plan = SyncPlan::new(env, desired);
+        let remember_reads = |live: &crate::sync::live::Live| {
+            if env.on_shared_cluster() {
+                let keys = crate::sync::snapshot::Listed::keys_of(live, &plan.objects);
+                super::early::remember(&session.project, &env.name, &keys);
+            }
+        };
+        if let Some(report) = held
+            .sync_on_shared_cluster(env, &mut live, &plan, options, early)
+            .await?
+        {
+            remember_reads(&live);
+            return Ok(report);
+        }
+        // About to write: the record says so first, so that a run cut short is seen as one.
+        // (A sync that needs no write leaves the record as it was until it is done.)
+        state.phase = Phase::Syncing;
+        store.save(state)?;
         held.guard_cluster(env, &mut live, Some((&plan, options)))
             .await?;
         let result = sync::sync(&mut live, &plan, options)
             .await
             .in_stage(&env.name, Stage::Sync);
+        if result.is_ok() {
+            remember_reads(&live);
+        }
         if result.is_err()
             && let Some(namespace) = held.created_namespace()
         {

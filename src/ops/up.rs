@@ -290,6 +290,7 @@ pub async fn apply(session: &Session<'_>, mut plan: UpPlan, command: &str) -> Re
         &mut plan.desired,
         &mut state,
         &plan.sync,
+        None,
     )
     .await;
     held.release().await;

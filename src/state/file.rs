@@ -83,9 +83,11 @@ impl FileStore {
             tempfile::NamedTempFile::new_in(&self.dir).map_err(|e| io("cannot write into", e))?;
         let mut record = state.clone();
         record.version = RECORD_VERSION;
-        serde_json::to_writer_pretty(&mut file, &record)
+        // One write, not one per JSON token.
+        let text = serde_json::to_vec_pretty(&record)
             .map_err(|e| io("cannot write into", std::io::Error::other(e)))?;
-        file.flush()
+        file.write_all(&text)
+            .and_then(|_| file.flush())
             .and_then(|_| file.as_file().sync_all())
             .map_err(|e| io("cannot write into", e))?;
         file.persist(self.path(&state.environment))

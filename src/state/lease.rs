@@ -19,6 +19,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub const LEASE_NAME: &str = "sprout-lock";
@@ -34,6 +35,9 @@ pub struct LeaseLock {
     api: Api<Lease>,
     name: String,
     identity: String,
+    /// The Lease as this holder last wrote it (its resourceVersion included), so that giving
+    /// it up is one conditional write rather than a read and a write.
+    last: Arc<Mutex<Lease>>,
     renewer: tokio::task::JoinHandle<()>,
 }
 
@@ -159,9 +163,45 @@ fn held_by(mut lease: Lease, env: &str, holder: &Holder, identity: &str) -> Leas
     lease
 }
 
+/// What the environment's namespace and its Lease were when last read, so that taking the
+/// Lease need not read them again (on a cluster far away every sequential request counts).
+#[derive(Debug, Clone, Default)]
+pub struct Seen {
+    pub namespace: Option<Namespace>,
+    pub lease: Option<Lease>,
+}
+
+impl Seen {
+    /// Reads the environment's namespace and its Lease, both at once.
+    pub async fn read(client: &kube::Client, namespace: &str) -> Result<Seen, kube::Error> {
+        let namespaces: Api<Namespace> = Api::all(client.clone());
+        let leases: Api<Lease> = Api::namespaced(client.clone(), namespace);
+        let (found, lease) = futures::future::join(
+            crate::sync::live::retrying(|| namespaces.get_opt(namespace)),
+            crate::sync::live::retrying(|| leases.get_opt(LEASE_NAME)),
+        )
+        .await;
+        let namespace = found?;
+        Ok(Seen {
+            // A Lease cannot outlive its namespace; a namespace being deleted may still hold one.
+            lease: if namespace.is_some() { lease? } else { None },
+            namespace,
+        })
+    }
+
+    /// Whether another run held the Lease when it was read (taken, not expired, and not by a
+    /// process of this host that is gone).
+    pub fn held_by_another(&self) -> bool {
+        self.lease
+            .as_ref()
+            .is_some_and(|lease| !expired(lease, Timestamp::now()) && !holder_died_here(lease))
+    }
+}
+
 /// Takes the Lease in `namespace` for `holder`, waiting as `wait` says. The namespace is
 /// created (labelled for `env`, as sync would) when missing; one that belongs to another
-/// environment is refused.
+/// environment is refused. `seen`: the namespace and the Lease as just read, to start from
+/// (a write based on them that turns out stale is refused by the server and read again).
 pub async fn acquire(
     live: &Live,
     namespace: &str,
@@ -169,10 +209,17 @@ pub async fn acquire(
     project: &str,
     holder: &Holder,
     wait: Wait,
+    seen: Option<Seen>,
 ) -> Result<LeaseLock, LeaseError> {
-    let created = ensure_namespace(live, namespace, env, project).await?;
+    let (known_namespace, known_lease) = match seen {
+        Some(seen) => (Some(seen.namespace), Some(seen.lease)),
+        None => (None, None),
+    };
+    let created = ensure_namespace(live, namespace, env, project, known_namespace).await?;
+    // A namespace made just now holds no Lease yet.
+    let known_lease = if created { Some(None) } else { known_lease };
     let api: Api<Lease> = Api::namespaced(live.client.clone(), namespace);
-    let mut lock = take(api, LEASE_NAME, env, holder, wait)
+    let mut lock = take_from(api, LEASE_NAME, env, holder, wait, known_lease)
         .await
         .map_err(|e| match e {
             Taken::Held(holder) => LeaseError::Held(holder),
@@ -200,13 +247,32 @@ pub async fn take(
     holder: &Holder,
     wait: Wait,
 ) -> Result<LeaseLock, Taken> {
+    take_from(api, name, env, holder, wait, None).await
+}
+
+/// [`take`], starting from the Lease as the caller just read it (`Some(None)`: there was none)
+/// instead of reading it first. Safe with any starting point: every write carries the
+/// resourceVersion it is based on (a create, none), so a stale one is refused (409) and the
+/// Lease is read again.
+async fn take_from(
+    api: Api<Lease>,
+    name: &str,
+    env: &str,
+    holder: &Holder,
+    wait: Wait,
+    mut known: Option<Option<Lease>>,
+) -> Result<LeaseLock, Taken> {
     let identity = identity(holder);
     let deadline = match wait {
         Wait::No => Instant::now(),
         Wait::Upto(limit) => Instant::now() + limit,
     };
     loop {
-        let taken = match api.get_opt(name).await.map_err(Taken::Api)? {
+        let current = match known.take() {
+            Some(lease) => lease,
+            None => api.get_opt(name).await.map_err(Taken::Api)?,
+        };
+        let taken = match current {
             None => {
                 let lease = Lease {
                     metadata: ObjectMeta {
@@ -239,19 +305,22 @@ pub async fn take(
             }
         };
         match taken {
-            Ok(_) => break,
+            Ok(lease) => {
+                let last = Arc::new(Mutex::new(lease));
+                let renewer = tokio::spawn(renew(api.clone(), name.to_string(), identity.clone(), last.clone()));
+                return Ok(LeaseLock {
+                    created_namespace: None,
+                    api,
+                    name: name.to_string(),
+                    identity,
+                    last,
+                    renewer,
+                });
+            }
             Err(kube::Error::Api(status)) if status.code == 409 => continue,
             Err(e) => return Err(Taken::Api(e)),
         }
     }
-    let renewer = tokio::spawn(renew(api.clone(), name.to_string(), identity.clone()));
-    Ok(LeaseLock {
-        created_namespace: None,
-        api,
-        name: name.to_string(),
-        identity,
-        renewer,
-    })
 }
 
 /// Whether Lease `name` is held now by a live holder (not expired, not a dead process here).
@@ -262,27 +331,24 @@ pub async fn is_held(api: &Api<Lease>, name: &str) -> Result<bool, kube::Error> 
         .is_some_and(|lease| !expired(&lease, Timestamp::now()) && !holder_died_here(&lease)))
 }
 
-/// Whether `namespace` exists (the Lease can only live in an existing one).
-pub async fn namespace_exists(live: &Live, namespace: &str) -> Result<bool, LeaseError> {
-    let api: Api<Namespace> = Api::all(live.client.clone());
-    api.get_opt(namespace)
-        .await
-        .map(|found| found.is_some())
-        .map_err(|e| LeaseError::Sync(live.call_error("read the environment's namespace", e)))
-}
-
 /// The namespace that holds the Lease: created (labelled as sync would label it) when missing;
 /// one that is not the environment's is refused exactly as sync's preflight refuses it.
+/// `known`: the namespace as the caller just read it (`Some(None)`: absent), else it is read.
 async fn ensure_namespace(
     live: &Live,
     namespace: &str,
     env: &str,
     project: &str,
+    known: Option<Option<Namespace>>,
 ) -> Result<bool, LeaseError> {
     let api: Api<Namespace> = Api::all(live.client.clone());
     let api_error =
         |e: kube::Error| LeaseError::Sync(live.call_error("take the environment's lock", e));
-    if let Some(existing) = api.get_opt(namespace).await.map_err(api_error)? {
+    let existing = match known {
+        Some(known) => known,
+        None => api.get_opt(namespace).await.map_err(api_error)?,
+    };
+    if let Some(existing) = existing {
         let owner = existing
             .metadata
             .labels
@@ -335,7 +401,7 @@ async fn ensure_namespace(
 }
 
 /// Keeps the Lease fresh while the operation runs; stops when someone else holds it.
-async fn renew(api: Api<Lease>, name: String, identity: String) {
+async fn renew(api: Api<Lease>, name: String, identity: String, last: Arc<Mutex<Lease>>) {
     loop {
         tokio::time::sleep(RENEW_EVERY).await;
         let Ok(Some(mut lease)) = api.get_opt(&name).await else {
@@ -349,26 +415,47 @@ async fn renew(api: Api<Lease>, name: String, identity: String) {
             return;
         }
         spec.renew_time = Some(MicroTime(Timestamp::now()));
-        if let Err(e) = api.replace(&name, &PostParams::default(), &lease).await {
-            tracing::debug!(error = %e, "renewing the environment's Lease");
+        match api.replace(&name, &PostParams::default(), &lease).await {
+            Ok(renewed) => *last.lock().expect("never poisoned") = renewed,
+            Err(e) => tracing::debug!(error = %e, "renewing the environment's Lease"),
         }
     }
 }
 
+/// `lease` given up: no holder, so the next taker need not wait for it to expire.
+fn released(mut lease: Lease) -> Lease {
+    if let Some(spec) = lease.spec.as_mut() {
+        spec.holder_identity = None;
+        spec.renew_time = None;
+    }
+    lease
+}
+
 impl LeaseLock {
-    /// Gives the Lease up at once (others need not wait for it to expire). Best effort: if the
-    /// cluster does not answer, the Lease simply expires.
+    /// Gives the Lease up at once (others need not wait for it to expire): one write based on
+    /// the Lease as this holder last wrote it; only when that is refused as stale (a renewal
+    /// that was under way) is it read again, and given up only if still this holder's. Best
+    /// effort: if the cluster does not answer, the Lease simply expires.
     pub async fn release(self) {
         self.renewer.abort();
-        if let Ok(Some(mut lease)) = self.api.get_opt(&self.name).await
-            && let Some(spec) = lease.spec.as_mut()
-            && spec.holder_identity.as_deref() == Some(self.identity.as_str())
+        let last = self.last.lock().expect("never poisoned").clone();
+        match self
+            .api
+            .replace(&self.name, &PostParams::default(), &released(last))
+            .await
         {
-            spec.holder_identity = None;
-            spec.renew_time = None;
+            Err(kube::Error::Api(status)) if status.code == 409 => {}
+            _ => return,
+        }
+        if let Ok(Some(lease)) = self.api.get_opt(&self.name).await
+            && lease
+                .spec
+                .as_ref()
+                .is_some_and(|s| s.holder_identity.as_deref() == Some(self.identity.as_str()))
+        {
             let _ = self
                 .api
-                .replace(&self.name, &PostParams::default(), &lease)
+                .replace(&self.name, &PostParams::default(), &released(lease))
                 .await;
         }
     }

@@ -19,13 +19,23 @@ use sha2::{Digest, Sha256};
 /// A hash of the desired object. Secret values are left out (the inventory is not a place for
 /// anything derived from them); value changes of Secrets are caught by the subset check.
 pub fn desired_hash(object: &Object) -> String {
-    let mut body = object.body.clone();
-    if is_secret(object.kind(), object.group()) {
+    // Every desired object is hashed on every sync: no copy of the object but for Secrets.
+    let bytes = if is_secret(object.kind(), object.group()) {
+        let mut body = object.body.clone();
         mask_secret_values(&mut body, |_| Value::Null);
+        serde_json::to_vec(&body)
+    } else {
+        serde_json::to_vec(&object.body)
     }
-    let bytes = serde_json::to_vec(&body).expect("JSON maps serialize");
+    .expect("JSON maps serialize");
     let digest = Sha256::digest(&bytes);
-    digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut hex = String::with_capacity(32);
+    for byte in digest.iter().take(16) {
+        hex.push(HEX[usize::from(byte >> 4)] as char);
+        hex.push(HEX[usize::from(byte & 0xf)] as char);
+    }
+    hex
 }
 
 pub fn is_secret(kind: &str, group: &str) -> bool {
@@ -49,16 +59,20 @@ pub fn mask_secret_values(body: &mut Map<String, Value>, mask: impl Fn(&str) -> 
 /// `readOnly: false`, `env: []`).
 pub fn is_subset(desired: &Value, live: &Value) -> bool {
     match (desired, live) {
-        (Value::Object(d), Value::Object(l)) => d.iter().all(|(key, value)| match l.get(key) {
-            Some(lv) => is_subset(value, lv),
-            None => is_zero(value),
-        }),
+        (Value::Object(d), Value::Object(l)) => is_subset_map(d, l),
         (Value::Array(d), Value::Array(l)) => {
             d.len() == l.len() && d.iter().zip(l).all(|(a, b)| is_subset(a, b))
         }
         (Value::Number(a), Value::Number(b)) => a.as_f64() == b.as_f64(),
         (a, b) => a == b,
     }
+}
+
+fn is_subset_map(desired: &Map<String, Value>, live: &Map<String, Value>) -> bool {
+    desired.iter().all(|(key, value)| match live.get(key) {
+        Some(lv) => is_subset(value, lv),
+        None => is_zero(value),
+    })
 }
 
 fn is_zero(value: &Value) -> bool {
@@ -79,7 +93,9 @@ pub(crate) fn evidently_unchanged(
     live: &Value,
 ) -> bool {
     recorded_hash == Some(desired_hash(object).as_str())
-        && is_subset(&Value::Object(object.body.clone()), live)
+        && live
+            .as_object()
+            .is_some_and(|live| is_subset_map(&object.body, live))
 }
 
 /// What an apply of a desired object would do.
@@ -227,5 +243,28 @@ mod tests {
             )
         };
         assert_eq!(desired_hash(&secret("YQ==")), desired_hash(&secret("Yg==")));
+    }
+
+    #[test]
+    fn the_hash_is_the_one_inventories_already_record() {
+        let Value::Object(body) = json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "c", "labels": {"a": "b"}}, "data": {"k": "v", "n": "1"}})
+        else {
+            unreachable!()
+        };
+        // As every earlier version wrote it: the first 16 bytes of the SHA-256 of the JSON.
+        let recorded: String = Sha256::digest(serde_json::to_vec(&body).unwrap())
+            .iter()
+            .take(16)
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let object = Object::new(
+            body,
+            crate::object::Origin {
+                file: "t".into(),
+                document: 1,
+            },
+        );
+        assert_eq!(desired_hash(&object), recorded);
     }
 }

@@ -45,7 +45,7 @@ pub async fn diff(live: &mut Live, plan: &SyncPlan<'_>) -> Result<Vec<ObjectDiff
         inventory,
         snapshot,
         ..
-    } = super::read_live(live, plan).await?;
+    } = super::read_live(live, plan, None).await?;
 
     let mut diffs = Vec::new();
     for object in plan.objects {

@@ -51,17 +51,19 @@ impl Inventory {
     /// environment or another project is an error naming it: it is never taken over.
     pub async fn load(live: &Live, namespace: &str, owner: Owner<'_>) -> Result<Self, SyncError> {
         let api: Api<ConfigMap> = Api::namespaced(live.client.clone(), namespace);
-        let found = super::live::retrying(|| api.get_opt(INVENTORY_NAME))
-            .await
-            .map_err(|e| live.call_error("read the inventory", e))?;
+        let params = ListParams::default().labels(&format!("{PART_LABEL}={}", owner.env));
+        // Head and shards at once: one round trip.
+        let (found, parts) = futures::future::join(
+            super::live::retrying(|| api.get_opt(INVENTORY_NAME)),
+            super::live::retrying(|| api.list(&params)),
+        )
+        .await;
+        let found = found.map_err(|e| live.call_error("read the inventory", e))?;
         let Some(config_map) = found else {
             return Ok(Inventory::default());
         };
         check_owner(&config_map, namespace, owner)?;
-        let params = ListParams::default().labels(&format!("{PART_LABEL}={}", owner.env));
-        let parts = super::live::retrying(|| api.list(&params))
-            .await
-            .map_err(|e| live.call_error("read the inventory's shards", e))?;
+        let parts = parts.map_err(|e| live.call_error("read the inventory's shards", e))?;
         let mut inventory = Inventory {
             commit: config_map
                 .data

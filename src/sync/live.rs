@@ -228,15 +228,29 @@ impl Live {
         Ok(found.map(|o| serde_json::to_value(o).expect("objects serialize")))
     }
 
-    /// Every object of one resource in one namespace ("" = cluster-wide), as JSON.
+    /// Every object of one resource in one namespace ("" = cluster-wide), as JSON: read
+    /// straight into JSON values (a thousand Deployments are megabytes; typed objects turned
+    /// back into JSON would parse them twice).
     pub async fn list(
         &self,
         resolved: &Resolved,
         namespace: &str,
     ) -> Result<Vec<Value>, SyncError> {
+        #[derive(serde::Deserialize)]
+        struct Items {
+            #[serde(default)]
+            items: Option<Vec<Value>>,
+        }
         let api = self.api(resolved, namespace);
+        let request = kube::core::Request::new(api.resource_url());
         let params = ListParams::default();
-        let list = retrying(|| api.list(&params)).await.map_err(|e| {
+        let list = retrying(|| async {
+            let mut call = request.list(&params).map_err(kube::Error::BuildRequest)?;
+            call.extensions_mut().insert("list");
+            self.client.request::<Items>(call).await
+        })
+        .await
+        .map_err(|e| {
             self.call_error(
                 &format!(
                     "list {} in {}",
@@ -246,11 +260,7 @@ impl Live {
                 e,
             )
         })?;
-        Ok(list
-            .items
-            .into_iter()
-            .map(|o| serde_json::to_value(o).expect("objects serialize"))
-            .collect())
+        Ok(list.items.unwrap_or_default())
     }
 
     /// Server-side apply with field manager `sprout`. `force` takes fields over from other

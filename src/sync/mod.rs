@@ -26,7 +26,7 @@ mod prune;
 mod replace;
 pub mod secret_copies;
 mod server_defaults;
-mod snapshot;
+pub mod snapshot;
 pub mod tenant;
 
 use crate::fork::ownership::{ENVIRONMENT_LABEL, PROJECT_LABEL};
@@ -199,9 +199,25 @@ struct LiveView<'o> {
     snapshot: Snapshot,
 }
 
+/// What a caller read before the desired state was known: the inventory, and the LISTs of
+/// the kinds and namespaces it records.
+pub struct ReadAhead {
+    pub inventory: Result<Inventory, SyncError>,
+    pub listed: snapshot::Listed,
+}
+
 /// Reads the inventory and the live state at once (one round trip when discovery is cached; a
-/// cluster far away makes every sequential request count).
-async fn read_live<'o>(live: &mut Live, plan: &SyncPlan<'o>) -> Result<LiveView<'o>, SyncError> {
+/// cluster far away makes every sequential request count), or takes them from what the caller
+/// read `ahead`.
+async fn read_live<'o>(
+    live: &mut Live,
+    plan: &SyncPlan<'o>,
+    ahead: Option<ReadAhead>,
+) -> Result<LiveView<'o>, SyncError> {
+    let (inventory, listed) = match ahead {
+        Some(ahead) => (Some(ahead.inventory), Some(ahead.listed)),
+        None => (None, None),
+    };
     let groups = groups_of(plan, &Inventory::default());
     live.discover(&groups).await?;
     let resolvable = |live: &Live| -> Vec<&'o Object> {
@@ -216,8 +232,13 @@ async fn read_live<'o>(live: &mut Live, plan: &SyncPlan<'o>) -> Result<LiveView<
     }
     let objects = resolvable(live);
     let (inventory, snapshot) = futures::future::join(
-        Inventory::load(live, plan.inventory_namespace, plan.owner()),
-        Snapshot::take(live, &objects),
+        async {
+            match inventory {
+                Some(read) => read,
+                None => Inventory::load(live, plan.inventory_namespace, plan.owner()).await,
+            }
+        },
+        Snapshot::take(live, &objects, listed),
     )
     .await;
     let inventory = inventory?;
@@ -225,7 +246,7 @@ async fn read_live<'o>(live: &mut Live, plan: &SyncPlan<'o>) -> Result<LiveView<
         // A cached catalog can name a kind the server no longer serves: ask, read again.
         Err(_) if !live.discovered_now() => {
             live.rediscover(&groups).await?;
-            Snapshot::take(live, &resolvable(live)).await?
+            Snapshot::take(live, &resolvable(live), None).await?
         }
         other => other?,
     };
@@ -383,7 +404,7 @@ pub async fn preflight(
         inventory,
         snapshot,
         ..
-    } = read_live(live, plan).await?;
+    } = read_live(live, plan, None).await?;
     preflight_kinds(live, plan.objects)?;
     decide_all(live, plan, &inventory, &snapshot, options.concurrency).await?;
     Ok(())
@@ -406,7 +427,7 @@ pub async fn sync(
         inventory: old,
         resolvable,
         mut snapshot,
-    } = read_live(live, plan).await?;
+    } = read_live(live, plan, None).await?;
     lap("inventory, discovery and live state read");
 
     // Preflight: nothing is written unless every object can be applied.
@@ -423,19 +444,7 @@ pub async fn sync(
 
     // Stage 1: the grown inventory first — every object is recorded before it is applied, so
     // a failure anywhere after leaves nothing untracked — then CRDs and Namespaces.
-    for object in plan.objects {
-        if is_shared(object, plan.shared_cluster) {
-            continue;
-        }
-        inventory
-            .entries
-            .entry(object.object_ref())
-            .or_insert_with(|| Entry {
-                reference: object.object_ref(),
-                api_version: object.api_version().to_string(),
-                hash: String::new(),
-            });
-    }
+    grow(&mut inventory, plan);
     let mut first = first;
     if inventory != old {
         // The inventory lives in the environment's namespace, which it records too: sprout
@@ -539,14 +548,7 @@ pub async fn sync(
         );
     }
     let failed: BTreeSet<String> = failures.iter().filter_map(failed_object).collect();
-    for object in plan.objects {
-        let reference = object.object_ref();
-        if let Some(entry) = inventory.entries.get_mut(&reference)
-            && !failed.contains(&reference.to_string())
-        {
-            entry.hash = compare::desired_hash(object);
-        }
-    }
+    record_hashes(&mut inventory, plan, &failed);
     if !failures.is_empty() {
         if inventory != old {
             inventory
@@ -595,6 +597,121 @@ pub async fn sync(
         changes,
         health,
     })
+}
+
+/// Every desired object recorded in `inventory` (shared CRDs aside), with an empty hash while
+/// it is not applied yet.
+fn grow(inventory: &mut Inventory, plan: &SyncPlan<'_>) {
+    for object in plan.objects {
+        if is_shared(object, plan.shared_cluster) {
+            continue;
+        }
+        inventory
+            .entries
+            .entry(object.object_ref())
+            .or_insert_with(|| Entry {
+                reference: object.object_ref(),
+                api_version: object.api_version().to_string(),
+                hash: String::new(),
+            });
+    }
+}
+
+/// The hash of what was applied, recorded for every desired object of `inventory` but the
+/// `failed` ones.
+fn record_hashes(inventory: &mut Inventory, plan: &SyncPlan<'_>, failed: &BTreeSet<String>) {
+    for object in plan.objects {
+        let reference = object.object_ref();
+        if let Some(entry) = inventory.entries.get_mut(&reference)
+            && !failed.contains(&reference.to_string())
+        {
+            entry.hash = compare::desired_hash(object);
+        }
+    }
+}
+
+/// The outcome of a sync that needs no write, read without one: every object unchanged (or a
+/// shared CRD already present), every kind served, the inventory already recording exactly the
+/// desired objects as applied and the commit, nothing to prune. None when any write is needed
+/// (the sync must then run under the environment's lock, reading again). The same reads,
+/// checks and decisions as [`sync`], so an error here is the one `sync` would report before
+/// its first write.
+pub async fn settled(
+    live: &mut Live,
+    plan: &SyncPlan<'_>,
+    options: &SyncOptions,
+    ahead: Option<ReadAhead>,
+) -> Result<Option<SyncReport>, SyncError> {
+    let clock = std::time::Instant::now();
+    let lap = |stage: &str| {
+        tracing::debug!(
+            env = plan.env,
+            ms = clock.elapsed().as_millis() as u64,
+            "settled: {stage}"
+        )
+    };
+    let LiveView {
+        inventory: old,
+        resolvable,
+        snapshot,
+    } = read_live(live, plan, ahead).await?;
+    lap("inventory, discovery and live state read");
+    preflight_kinds(live, plan.objects)?;
+    lap("kinds checked");
+    let actions = decide_all(live, plan, &old, &snapshot, options.concurrency).await?;
+    lap("decided");
+    if resolvable.len() < plan.objects.len()
+        || actions
+            .values()
+            .any(|a| !matches!(a, Action::Unchanged | Action::Shared))
+    {
+        return Ok(None);
+    }
+    // What `sync` would record ([`grow`], [`record_hashes`], the commit) is what is recorded,
+    // and it records nothing more (nothing to prune).
+    let recorded_as_is = old.commit.as_deref() == Some(plan.commit)
+        && plan
+            .objects
+            .iter()
+            .all(|object| match old.entries.get(&object.object_ref()) {
+                Some(entry) => entry.hash == compare::desired_hash(object),
+                None => is_shared(object, plan.shared_cluster),
+            });
+    let desired: BTreeSet<ObjectRef> = plan.objects.iter().map(Object::object_ref).collect();
+    if !recorded_as_is || old.entries.keys().any(|r| !desired.contains(r)) {
+        return Ok(None);
+    }
+    lap("nothing to write");
+    let mut changes = ChangeSet::default();
+    for object in plan.objects {
+        match actions.get(&object.object_ref()) {
+            Some(Action::Shared) => changes.shared.push(object.object_ref().to_string()),
+            _ => changes.unchanged += 1,
+        }
+    }
+    let health = if options.wait {
+        let owned: Vec<&Object> = plan
+            .objects
+            .iter()
+            .filter(|o| !matches!(actions.get(&o.object_ref()), Some(Action::Shared)))
+            .collect();
+        Some(health_of(live, &owned, &snapshot, options.timeout).await?)
+    } else {
+        None
+    };
+    free_later(snapshot);
+    Ok(Some(SyncReport {
+        commit: plan.commit.to_string(),
+        changes,
+        health,
+    }))
+}
+
+/// Frees `value` on another thread. The live state of a thousand objects takes milliseconds to
+/// free, which the answer of a command need not wait for (a process that exits first gives
+/// its memory back all at once).
+pub fn free_later<T: Send + 'static>(value: T) {
+    std::thread::spawn(move || drop(value));
 }
 
 /// Stages 2 and 3 in tiers, each finished before the next starts: first everything pods refer
@@ -852,7 +969,7 @@ pub async fn observe(live: &mut Live, plan: &SyncPlan<'_>) -> Result<LiveStatus,
         inventory,
         snapshot,
         ..
-    } = read_live(live, plan).await?;
+    } = read_live(live, plan, None).await?;
     let has_nodes = live.count_nodes().await? > 0;
     let live = &*live;
     let inventory = &inventory;

@@ -12,15 +12,99 @@ pub struct Snapshot {
     objects: HashMap<ObjectRef, Value>,
 }
 
+/// Which LIST: (apiVersion, kind, namespace; "" for cluster-scoped kinds).
+pub type ListKey = (String, String, String);
+
+/// LISTs made before the desired state was known, by what the inventory recorded (the same
+/// kinds and namespaces as the desired state's, unless git changed them): a sync started while
+/// the source is read uses those that match, and lists the rest itself.
+#[derive(Default)]
+pub struct Listed {
+    lists: HashMap<ListKey, Vec<Value>>,
+}
+
+impl Listed {
+    /// The LISTs of `keys`, all at once. Kinds the catalog cannot resolve and LISTs that fail
+    /// are left out: the sync lists those itself, and reports what fails then.
+    pub async fn ahead(live: &Live, keys: &BTreeSet<ListKey>) -> Listed {
+        let requests = keys.iter().map(|key| async move {
+            let resolved = live.resolve_kind(&key.0, &key.1)?;
+            let namespace = if resolved.namespaced { &key.2 } else { "" };
+            let items = live.list(&resolved, namespace).await.ok()?;
+            Some((key.clone(), items))
+        });
+        Listed {
+            lists: futures::future::join_all(requests)
+                .await
+                .into_iter()
+                .flatten()
+                .collect(),
+        }
+    }
+
+    pub fn merge(&mut self, other: Listed) {
+        self.lists.extend(other.lists);
+    }
+
+    /// The LISTs that read what `inventory` records.
+    pub fn keys_of_inventory(
+        live: &Live,
+        inventory: &super::inventory::Inventory,
+    ) -> BTreeSet<ListKey> {
+        inventory
+            .entries
+            .iter()
+            .filter_map(|(reference, entry)| {
+                key_of(live, &entry.api_version, &reference.kind, &reference.namespace)
+            })
+            .collect()
+    }
+
+    /// The LISTs that read `objects`.
+    pub fn keys_of(live: &Live, objects: &[Object]) -> BTreeSet<ListKey> {
+        objects
+            .iter()
+            .filter_map(|o| key_of(live, o.api_version(), o.kind(), o.namespace()))
+            .collect()
+    }
+}
+
+fn key_of(live: &Live, api_version: &str, kind: &str, namespace: &str) -> Option<ListKey> {
+    let resolved = live.resolve_kind(api_version, kind)?;
+    let namespace = if resolved.namespaced { namespace } else { "" };
+    Some((
+        api_version.to_string(),
+        kind.to_string(),
+        namespace.to_string(),
+    ))
+}
+
 impl Snapshot {
-    pub async fn take(live: &Live, objects: &[&Object]) -> Result<Self, SyncError> {
+    /// The live state of `objects` (their kinds must resolve), from `listed` where it has the
+    /// LIST, else listed now.
+    pub async fn take(
+        live: &Live,
+        objects: &[&Object],
+        listed: Option<Listed>,
+    ) -> Result<Self, SyncError> {
         let mut snapshot = Snapshot::default();
-        snapshot.extend(live, objects).await?;
+        snapshot
+            .extend_from(live, objects, listed.unwrap_or_default())
+            .await?;
         Ok(snapshot)
     }
 
     /// Adds the live state of `objects` (their kinds must resolve).
     pub async fn extend(&mut self, live: &Live, objects: &[&Object]) -> Result<(), SyncError> {
+        self.extend_from(live, objects, Listed::default()).await
+    }
+
+    async fn extend_from(
+        &mut self,
+        live: &Live,
+        objects: &[&Object],
+        mut listed: Listed,
+    ) -> Result<(), SyncError> {
         let mut lists: BTreeMap<(String, String, String), BTreeSet<ObjectRef>> = BTreeMap::new();
         for object in objects {
             let resolved = live.resolve(object)?;
@@ -38,16 +122,22 @@ impl Snapshot {
                 .or_default()
                 .insert(object.object_ref());
         }
-        let requests =
-            lists
-                .into_iter()
-                .map(|((api_version, kind, namespace), wanted)| async move {
-                    let resolved = live
-                        .resolve_kind(&api_version, &kind)
-                        .expect("resolved above");
-                    let items = live.list(&resolved, &namespace).await?;
-                    Ok::<_, SyncError>((api_version, kind, wanted, items))
-                });
+        let requests = lists.into_iter().map(|(key, wanted)| {
+            let ahead = listed.lists.remove(&key);
+            async move {
+                let (api_version, kind, namespace) = key;
+                let items = match ahead {
+                    Some(items) => items,
+                    None => {
+                        let resolved = live
+                            .resolve_kind(&api_version, &kind)
+                            .expect("resolved above");
+                        live.list(&resolved, &namespace).await?
+                    }
+                };
+                Ok::<_, SyncError>((api_version, kind, wanted, items))
+            }
+        });
         for result in futures::future::join_all(requests).await {
             let (api_version, kind, wanted, items) = result?;
             for mut item in items {

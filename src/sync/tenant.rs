@@ -40,49 +40,96 @@ pub async fn ensure(
     env: &str,
     project: &str,
 ) -> Result<usize, SyncError> {
-    let mut writes = 0;
     let labels = labels(env, project);
     let roles: Api<ClusterRole> = Api::all(live.client.clone());
-    if get(live, &roles, TENANT_ROLE).await?.is_none() {
+    let accounts: Api<ServiceAccount> = Api::namespaced(live.client.clone(), home);
+    let namespace_api: Api<Namespace> = Api::all(live.client.clone());
+    // Everything read at once, then everything missing made at once: a cluster far away makes
+    // every sequential request count. A RoleBinding may come before its account and role; the
+    // API server authorizes by them once all exist (see `wait_until_authorized`).
+    let shared = &*live;
+    let missing_bindings = futures::future::join_all(namespaces.iter().map(|namespace| {
+        let namespace_api = &namespace_api;
+        async move {
+            let bindings: Api<RoleBinding> = Api::namespaced(shared.client.clone(), namespace);
+            let (exists, binding) = futures::future::join(
+                async {
+                    if namespace == home {
+                        return Ok(true);
+                    }
+                    get(shared, namespace_api, namespace)
+                        .await
+                        .map(|n| n.is_some())
+                },
+                get(shared, &bindings, TENANT_IDENTITY),
+            )
+            .await;
+            Ok::<_, SyncError>((exists? && binding?.is_none()).then(|| namespace.clone()))
+        }
+    }));
+    let (role, account, missing_bindings) = futures::future::join3(
+        get(shared, &roles, TENANT_ROLE),
+        get(shared, &accounts, TENANT_IDENTITY),
+        missing_bindings,
+    )
+    .await;
+    let missing_bindings: Vec<String> = missing_bindings
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()?
+        .into_iter()
+        .flatten()
+        .collect();
+    let make_role = async {
+        if role?.is_some() {
+            return Ok(0);
+        }
         let role: ClusterRole = serde_json::from_value(json!({
             "metadata": {"name": TENANT_ROLE, "labels": {MANAGED_BY: MANAGED_BY_VALUE}},
             "rules": [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}],
         }))
         .expect("a ClusterRole");
-        create(live, &roles, &role, "ClusterRole", TENANT_ROLE).await?;
-        writes += 1;
-    }
-    let accounts: Api<ServiceAccount> = Api::namespaced(live.client.clone(), home);
-    if get(live, &accounts, TENANT_IDENTITY).await?.is_none() {
+        create(shared, &roles, &role, "ClusterRole", TENANT_ROLE).await?;
+        Ok::<_, SyncError>(1)
+    };
+    let make_account = async {
+        if account?.is_some() {
+            return Ok(0);
+        }
         let account: ServiceAccount = serde_json::from_value(json!({
             "metadata": {"name": TENANT_IDENTITY, "namespace": home, "labels": labels},
         }))
         .expect("a ServiceAccount");
-        create(live, &accounts, &account, "ServiceAccount", TENANT_IDENTITY).await?;
+        create(shared, &accounts, &account, "ServiceAccount", TENANT_IDENTITY).await?;
+        Ok::<_, SyncError>(1)
+    };
+    let make_bindings = futures::future::join_all(missing_bindings.iter().map(|namespace| {
+        let labels = &labels;
+        async move {
+            let bindings: Api<RoleBinding> = Api::namespaced(shared.client.clone(), namespace);
+            let binding: RoleBinding = serde_json::from_value(json!({
+                "metadata": {"name": TENANT_IDENTITY, "namespace": namespace, "labels": labels},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": TENANT_ROLE},
+                "subjects": [{"kind": "ServiceAccount", "name": TENANT_IDENTITY, "namespace": home}],
+            }))
+            .expect("a RoleBinding");
+            create(shared, &bindings, &binding, "RoleBinding", TENANT_IDENTITY).await
+        }
+    }));
+    let (role, account, bindings) =
+        futures::future::join3(make_role, make_account, make_bindings).await;
+    let mut writes = role? + account?;
+    for made in bindings {
+        made?;
         writes += 1;
     }
-    let namespace_api: Api<Namespace> = Api::all(live.client.clone());
-    let mut created = Vec::new();
-    for namespace in namespaces {
-        if namespace != home && get(live, &namespace_api, namespace).await?.is_none() {
-            continue;
-        }
-        let bindings: Api<RoleBinding> = Api::namespaced(live.client.clone(), namespace);
-        if get(live, &bindings, TENANT_IDENTITY).await?.is_some() {
-            continue;
-        }
-        let binding: RoleBinding = serde_json::from_value(json!({
-            "metadata": {"name": TENANT_IDENTITY, "namespace": namespace, "labels": labels},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": TENANT_ROLE},
-            "subjects": [{"kind": "ServiceAccount", "name": TENANT_IDENTITY, "namespace": home}],
-        }))
-        .expect("a RoleBinding");
-        create(live, &bindings, &binding, "RoleBinding", TENANT_IDENTITY).await?;
-        writes += 1;
-        created.push(namespace.clone());
-    }
-    for namespace in &created {
-        writes += wait_until_authorized(live, home, namespace).await?;
+    let reviews = futures::future::join_all(
+        missing_bindings
+            .iter()
+            .map(|namespace| wait_until_authorized(shared, home, namespace)),
+    )
+    .await;
+    for asked in reviews {
+        writes += asked?;
     }
     live.act_as_tenant(&tenant_user(home))?;
     Ok(writes)

@@ -100,8 +100,9 @@ impl ControlPlane {
     }
 
     /// Write requests (create, update, patch, delete) sprout sent since `mark` that touched
-    /// `namespace` (objects in it, or the Namespace itself), as the server recorded them. Dry
-    /// runs change nothing and are not counted.
+    /// `namespace` (objects in it, its lock, or the Namespace itself), as the server recorded
+    /// them. Dry runs change nothing and are not counted. Writes to the environment's lock (its
+    /// Lease) count: a sync with nothing to change takes no lock.
     pub fn writes_since(&self, mark: usize, namespace: &str) -> Vec<String> {
         let text = std::fs::read_to_string(&self.audit_log).unwrap_or_default();
         text.lines()
@@ -118,8 +119,6 @@ impl ControlPlane {
                     Some("create" | "update" | "patch" | "delete" | "deletecollection")
                 )
             })
-            // The environment's lock (a Lease) is bookkeeping, not a change to its objects.
-            .filter(|event| event["objectRef"]["resource"] != "leases")
             .filter(|event| {
                 !event["requestURI"]
                     .as_str()
@@ -132,6 +131,20 @@ impl ControlPlane {
             })
             .map(|event| format!("{} {}", event["verb"], event["requestURI"]))
             .collect()
+    }
+
+    /// [`ControlPlane::writes_since`], split: the writes to the environment's lock (Leases in
+    /// `namespace`: sprout keeps only `sprout-lock` there), and all the others.
+    pub fn lock_and_other_writes_since(
+        &self,
+        mark: usize,
+        namespace: &str,
+    ) -> (Vec<String>, Vec<String>) {
+        // Taken by a create (a POST to the collection) or an update of `sprout-lock`.
+        let leases = format!("/namespaces/{namespace}/leases");
+        self.writes_since(mark, namespace)
+            .into_iter()
+            .partition(|w| w.contains(&leases))
     }
 }
 

@@ -142,10 +142,15 @@ fn a_sync_with_nothing_to_change_sends_no_write_on_real_manifests() {
     let mark = cp.audit_mark();
     let same = sync_json(&repo, &cp, env);
     assert_eq!(same["changes"]["unchanged"], 4, "{same}");
-    let writes = audit_writes(&cp, env, mark);
+    let (lock, writes) = cp.lock_and_other_writes_since(mark, env);
     assert!(
         writes.len() == 1 && writes[0].contains("configmaps/sprout-inventory"),
         "{writes:?}"
+    );
+    // A write needs the environment's lock: taken once, given up once.
+    assert!(
+        lock.len() == 2 && lock.iter().all(|w| w.starts_with("\"update\"")),
+        "{lock:?}"
     );
 }
 

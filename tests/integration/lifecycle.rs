@@ -582,6 +582,56 @@ fn syncs_from_two_checkouts_at_once(env: &str) {
 }
 
 #[test]
+fn a_sync_with_nothing_to_change_takes_no_lock_but_waits_for_another_runs() {
+    let cp = control_plane();
+    let env = &unique("lc-noop-lock");
+    let repo = project(env, "{}", "");
+    ok(repo.path(), &cp, &["sync", env, "--no-wait"]);
+
+    // Nothing to change and nobody else at work: not a single write, not even to the lock.
+    let mark = cp.audit_mark();
+    ok(repo.path(), &cp, &["sync", env, "--no-wait"]);
+    assert_eq!(cp.writes_since(mark, env), Vec::<String>::new());
+
+    // Another machine's run holds the environment (its Lease, renewed just now, for 3 s): the
+    // sync waits for it, then takes its turn under the lock, even with nothing to change.
+    let now = chrono::Utc::now();
+    let holder = serde_json::json!({
+        "command": "sync elsewhere", "pid": 4242, "host": "another-machine",
+        "since": now.to_rfc3339(),
+    });
+    let lease = serde_json::json!({
+        "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        "metadata": {"name": "sprout-lock", "namespace": env,
+                     "annotations": {"sprout.dev/holder": holder.to_string()}},
+        "spec": {"holderIdentity": "another-machine/4242/1", "leaseDurationSeconds": 3,
+                 "renewTime": now.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(),
+                 "acquireTime": now.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()},
+    });
+    let file = repo.path().join("lease.json");
+    std::fs::write(&file, lease.to_string()).unwrap();
+    cp.kubectl_ok(&["apply", "-f", file.to_str().unwrap()]);
+    let mark = cp.audit_mark();
+    let started = std::time::Instant::now();
+    ok(repo.path(), &cp, &["sync", env, "--no-wait"]);
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_secs(2), "waited {waited:?}");
+    let (lock, others) = cp.lock_and_other_writes_since(mark, env);
+    assert_eq!(others, Vec::<String>::new());
+    assert_eq!(lock.len(), 2, "taken once, given up once: {lock:?}");
+    let holder = cp.kubectl_ok(&[
+        "get",
+        "lease",
+        "sprout-lock",
+        "-n",
+        env,
+        "-o",
+        "jsonpath={.spec.holderIdentity}",
+    ]);
+    assert_eq!(holder, "", "given up before the command returned");
+}
+
+#[test]
 fn distinct_origins_that_map_to_one_name_never_share_an_environment() {
     let cp = control_plane();
     let mut repo = TestRepo::new();
