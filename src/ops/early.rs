@@ -129,7 +129,10 @@ pub fn remember(project: &Project, env: &str, keys: &BTreeSet<ListKey>) {
     let Some(dir) = path.parent() else { return };
     let written = std::fs::create_dir_all(dir).and_then(|_| {
         let mut file = tempfile::NamedTempFile::new_in(dir)?;
-        std::io::Write::write_all(&mut file, &serde_json::to_vec(keys).expect("keys serialize"))?;
+        std::io::Write::write_all(
+            &mut file,
+            &serde_json::to_vec(keys).expect("keys serialize"),
+        )?;
         file.persist(&path).map_err(|e| e.error)?;
         Ok(())
     });

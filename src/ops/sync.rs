@@ -86,7 +86,7 @@ pub async fn converge(
         let plan = SyncPlan::new(env, desired);
         let remember_reads = |live: &crate::sync::live::Live| {
             if env.on_shared_cluster() {
-                let keys = crate::sync::snapshot::Listed::keys_of(live, &plan.objects);
+                let keys = crate::sync::snapshot::Listed::keys_of(live, plan.objects);
                 super::early::remember(&session.project, &env.name, &keys);
             }
         };

@@ -307,7 +307,12 @@ async fn take_from(
         match taken {
             Ok(lease) => {
                 let last = Arc::new(Mutex::new(lease));
-                let renewer = tokio::spawn(renew(api.clone(), name.to_string(), identity.clone(), last.clone()));
+                let renewer = tokio::spawn(renew(
+                    api.clone(),
+                    name.to_string(),
+                    identity.clone(),
+                    last.clone(),
+                ));
                 return Ok(LeaseLock {
                     created_namespace: None,
                     api,

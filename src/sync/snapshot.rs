@@ -55,7 +55,12 @@ impl Listed {
             .entries
             .iter()
             .filter_map(|(reference, entry)| {
-                key_of(live, &entry.api_version, &reference.kind, &reference.namespace)
+                key_of(
+                    live,
+                    &entry.api_version,
+                    &reference.kind,
+                    &reference.namespace,
+                )
             })
             .collect()
     }

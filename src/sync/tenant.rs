@@ -99,7 +99,14 @@ pub async fn ensure(
             "metadata": {"name": TENANT_IDENTITY, "namespace": home, "labels": labels},
         }))
         .expect("a ServiceAccount");
-        create(shared, &accounts, &account, "ServiceAccount", TENANT_IDENTITY).await?;
+        create(
+            shared,
+            &accounts,
+            &account,
+            "ServiceAccount",
+            TENANT_IDENTITY,
+        )
+        .await?;
         Ok::<_, SyncError>(1)
     };
     let make_bindings = futures::future::join_all(missing_bindings.iter().map(|namespace| {

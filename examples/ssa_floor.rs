@@ -1,0 +1,72 @@
+//! The raw parallel server-side-apply floor that `scripts/bench sync` measures sprout's first
+//! apply against: the same objects applied by the least a client can do — Namespaces first (the
+//! rest cannot be created before them), then every other object at once, `CONCURRENCY`
+//! PATCHes in flight. No discovery (resources named by kube's plural rule), no reads, no
+//! inventory, no order between kinds, no lock.
+//!
+//! ```text
+//! cargo run --release --example ssa_floor -- OBJECTS.json [CONCURRENCY]
+//! ```
+//!
+//! `OBJECTS.json` is `sprout -o json render ENV` (`{"items": [...]}`); the cluster is
+//! `$KUBECONFIG`'s current context. Prints the objects applied and the seconds taken.
+
+use futures::StreamExt;
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use serde_json::Value;
+use std::time::Instant;
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut args = std::env::args().skip(1);
+    let path = args
+        .next()
+        .ok_or("usage: ssa_floor OBJECTS.json [CONCURRENCY]")?;
+    let concurrency: usize = args.next().map_or(Ok(64), |c| c.parse())?;
+    let rendered: Value = serde_json::from_slice(&std::fs::read(&path)?)?;
+    let objects: Vec<Value> = rendered["items"]
+        .as_array()
+        .ok_or("no items in the file")?
+        .clone();
+    // kube brings ring, the AWS SDK aws-lc-rs: rustls needs to be told which one.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = kube::Client::try_default().await?;
+    let started = Instant::now();
+    let (namespaces, rest): (Vec<&Value>, Vec<&Value>) =
+        objects.iter().partition(|o| o["kind"] == "Namespace");
+    for wave in [namespaces, rest] {
+        let results: Vec<kube::Result<DynamicObject>> = futures::stream::iter(wave)
+            .map(|object| apply(&client, object))
+            .buffer_unordered(concurrency)
+            .collect()
+            .await;
+        for result in results {
+            result?;
+        }
+    }
+    println!(
+        "{} objects in {:.3} s at {concurrency} in flight",
+        objects.len(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+async fn apply(client: &kube::Client, object: &Value) -> kube::Result<DynamicObject> {
+    let api_version = object["apiVersion"].as_str().unwrap_or_default();
+    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+    let kind = object["kind"].as_str().unwrap_or_default();
+    let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, kind));
+    let name = object["metadata"]["name"].as_str().unwrap_or_default();
+    let api: Api<DynamicObject> = match object["metadata"]["namespace"].as_str() {
+        Some(namespace) => Api::namespaced_with(client.clone(), namespace, &resource),
+        None => Api::all_with(client.clone(), &resource),
+    };
+    api.patch(
+        name,
+        &PatchParams::apply("ssa-floor"),
+        &Patch::Apply(object),
+    )
+    .await
+}
