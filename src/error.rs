@@ -97,6 +97,7 @@ impl Error {
             Error::Stage { source, .. } => source.exit_code(),
             Error::Spec(_) | Error::Fork(_) | Error::Usage(_) => 2,
             Error::Cluster(e) if e.is_refusal() => 2,
+            Error::Sync(e) if e.is_refusal() => 2,
             Error::State(crate::state::StateError::NotOurs { .. }) => 2,
             Error::Cluster(_)
             | Error::Sync(_)

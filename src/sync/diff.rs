@@ -87,11 +87,13 @@ pub async fn diff(live: &mut Live, plan: &SyncPlan<'_>) -> Result<Vec<ObjectDiff
                 })
             }
             Ok(Verdict::Immutable { fields }) => Some(Change::Recreate { fields }),
-            Err(e @ (SyncError::Conflict { .. } | SyncError::NotOurs { .. })) => {
-                Some(Change::Conflict {
-                    message: e.to_string(),
-                })
-            }
+            Err(
+                e @ (SyncError::Conflict { .. }
+                | SyncError::NotOurs { .. }
+                | SyncError::UnknownFields { .. }),
+            ) => Some(Change::Conflict {
+                message: e.to_string(),
+            }),
             Err(e) => return Err(e),
         };
         if let Some(change) = change {

@@ -394,6 +394,15 @@ impl Live {
                     remedy: super::replace::REMEDY.into(),
                 };
             }
+            // The typed conversion refused a field this server does not know (names fields
+            // only, never values).
+            let unknown = super::schema::fields_not_declared(&status.message);
+            if status.code == 500 && !unknown.is_empty() {
+                return SyncError::UnknownFields {
+                    object: object.object_ref().to_string(),
+                    fields: unknown,
+                };
+            }
             if secret {
                 return SyncError::Object {
                     object: object.object_ref().to_string(),

@@ -30,6 +30,20 @@ pub fn capped(items: &[String]) -> Vec<String> {
     shown
 }
 
+/// The first `shown` items joined with `, `, then `+N more`.
+pub fn capped_inline(items: &[String], shown: usize) -> String {
+    let mut text = items
+        .iter()
+        .take(shown)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if items.len() > shown {
+        text.push_str(&format!(", +{} more", items.len() - shown));
+    }
+    text
+}
+
 /// A server message about a Secret, with every value of `body`'s `data` and `stringData` (as
 /// written, and `data` decoded) replaced by `***`: the message names fields, never values.
 /// A value too short to find safely (a digit would match everywhere) hides the whole message

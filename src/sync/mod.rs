@@ -3,7 +3,8 @@
 //! The order is fixed (after Flux `ssa/manager_apply.go`):
 //! 1. read the inventory, discover the API groups involved;
 //! 2. preflight, before any write: every kind is served (or defined by a CRD being applied),
-//!    and no existing object that belongs to someone else would be taken over;
+//!    every field is one the server knows (see [`schema`]), no object is too large, and no
+//!    existing object that belongs to someone else would be taken over;
 //! 3. apply CRDs and Namespaces, record the grown inventory, wait until CRDs are established;
 //! 4. apply the rest in three tiers (what pods refer to; workloads and the rest; webhooks),
 //!    `concurrency` requests in flight, skipping every object that is unchanged (no request);
@@ -24,6 +25,7 @@ pub mod live;
 mod messages;
 mod prune;
 mod replace;
+mod schema;
 pub mod secret_copies;
 mod server_defaults;
 pub mod snapshot;
@@ -59,6 +61,22 @@ pub enum SyncError {
     },
     #[error("{} kind(s) not served by the cluster:\n  {}", kinds.len(), messages::capped(kinds).join("\n  "))]
     Unserved { kinds: Vec<String> },
+    #[error(
+        "{object}: field(s) the server does not know: {}",
+        messages::capped_inline(fields, FIELDS_SHOWN)
+    )]
+    UnknownFields { object: String, fields: Vec<String> },
+    /// Every object with fields the server does not know, found before the first write.
+    #[error(
+        "{} object(s) have fields the server{} does not know (fields of a newer Kubernetes, or not declared in a CRD's schema); nothing was written: remove them, or use a cluster that knows them:\n  {}",
+        objects.len(),
+        server_version.as_ref().map(|v| format!(" (Kubernetes {v})")).unwrap_or_default(),
+        messages::capped(objects).join("\n  ")
+    )]
+    UnknownFieldsIn {
+        server_version: Option<String>,
+        objects: Vec<String>,
+    },
     #[error("{object}: {fields} cannot change once created; {remedy}")]
     Immutable {
         object: String,
@@ -92,6 +110,22 @@ pub enum SyncError {
         timeout: Duration,
         stuck: Vec<String>,
     },
+}
+
+/// The most unknown fields named per object.
+const FIELDS_SHOWN: usize = 5;
+
+impl SyncError {
+    /// Whether the desired state is at fault and nothing was written (exit 2): fields the
+    /// server does not know, found before the first write (one object's, found by its apply,
+    /// comes after others were written).
+    pub fn is_refusal(&self) -> bool {
+        match self {
+            SyncError::UnknownFieldsIn { .. } => true,
+            SyncError::Several { errors } => errors.iter().all(SyncError::is_refusal),
+            _ => false,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -277,8 +311,8 @@ enum Action {
 const OBJECT_SIZE_LIMIT: usize = 1536 * 1024;
 
 /// Every kind is served (or defined by a CRD being applied), and no object is too large to
-/// store. Every problem is reported at once, before the first write.
-fn preflight_kinds(live: &Live, objects: &[Object]) -> Result<(), SyncError> {
+/// store: the problems, each reported.
+fn kind_and_size_problems(live: &Live, objects: &[Object]) -> Vec<SyncError> {
     let defined_by_crds = kinds_defined_by(objects);
     let mut unserved: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
     let mut too_large = Vec::new();
@@ -320,11 +354,106 @@ fn preflight_kinds(live: &Live, objects: &[Object]) -> Result<(), SyncError> {
             .collect();
         too_large.insert(0, SyncError::Unserved { kinds });
     }
-    if too_large.is_empty() {
-        Ok(())
-    } else {
-        Err(several(too_large))
+    too_large
+}
+
+/// Everything sync checks before its first write, with every problem reported at once: kinds
+/// served, sizes, fields the server knows (see [`schema`]), objects of others, changes to
+/// fields that cannot change. The field check and the comparison run side by side: on a first
+/// sync the comparison has nothing to ask, and the field check asks nothing when the server's
+/// schema is cached, so neither waits on the other.
+async fn check_before_writing<'o>(
+    live: &Live,
+    plan: &SyncPlan<'o>,
+    inventory: &Inventory,
+    snapshot: &Snapshot,
+    concurrency: usize,
+) -> Result<BTreeMap<ObjectRef, Action>, SyncError> {
+    let mut problems = kind_and_size_problems(live, plan.objects);
+    // The CRDs this sync applies: on a shared cluster one that exists stays as it is, and its
+    // custom resources answer to the server's schema, not to the desired one.
+    let applied_crds: Vec<Object> = plan
+        .objects
+        .iter()
+        .filter(|o| o.kind() == "CustomResourceDefinition")
+        .filter(|o| !(is_shared(o, plan.shared_cluster) && snapshot.contains(&o.object_ref())))
+        .cloned()
+        .collect();
+    // Objects the comparison's dry run does not judge: those to create, and custom resources
+    // of CRDs in this sync (judged without one when their schema changes).
+    let defined_here = kinds_defined_by(&applied_crds);
+    let to_check: Vec<&Object> = plan
+        .objects
+        .iter()
+        .filter(|o| {
+            !snapshot.contains(&o.object_ref())
+                || defined_here.contains(&(o.group().to_string(), o.kind().to_string()))
+        })
+        .collect();
+    let (decided, fields) = futures::future::join(
+        decide_all(live, plan, inventory, snapshot, concurrency),
+        schema::unknown_fields(live, &to_check, &applied_crds, concurrency),
+    )
+    .await;
+    let fields = fields?;
+    let actions = match decided {
+        Ok(actions) => Some(actions),
+        Err(SyncError::Several { errors }) => {
+            problems.extend(errors);
+            None
+        }
+        Err(e) => {
+            problems.push(e);
+            None
+        }
+    };
+    problems.extend(fields.refusals);
+    let problems = with_unknown_fields_grouped(problems, fields.server_version);
+    match actions {
+        Some(actions) if problems.is_empty() => Ok(actions),
+        _ => Err(several(problems)),
     }
+}
+
+/// `problems` with every object's unknown fields in one error (one line per object, each
+/// object once), first: a desired state written for a newer Kubernetes has many.
+fn with_unknown_fields_grouped(
+    problems: Vec<SyncError>,
+    server_version: Option<String>,
+) -> Vec<SyncError> {
+    let mut by_object: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut others = Vec::new();
+    for problem in problems {
+        match problem {
+            SyncError::UnknownFields { object, fields } => {
+                let known = by_object.entry(object).or_default();
+                for field in fields {
+                    if !known.contains(&field) {
+                        known.push(field);
+                    }
+                }
+            }
+            other => others.push(other),
+        }
+    }
+    if by_object.is_empty() {
+        return others;
+    }
+    let objects = by_object
+        .into_iter()
+        .map(|(object, fields)| {
+            format!(
+                "{object}: {}",
+                messages::capped_inline(&fields, FIELDS_SHOWN)
+            )
+        })
+        .collect();
+    let mut grouped = vec![SyncError::UnknownFieldsIn {
+        server_version,
+        objects,
+    }];
+    grouped.extend(others);
+    grouped
 }
 
 fn mebibytes(bytes: usize) -> String {
@@ -405,8 +534,7 @@ pub async fn preflight(
         snapshot,
         ..
     } = read_live(live, plan, None).await?;
-    preflight_kinds(live, plan.objects)?;
-    decide_all(live, plan, &inventory, &snapshot, options.concurrency).await?;
+    check_before_writing(live, plan, &inventory, &snapshot, options.concurrency).await?;
     Ok(())
 }
 
@@ -431,8 +559,7 @@ pub async fn sync(
     lap("inventory, discovery and live state read");
 
     // Preflight: nothing is written unless every object can be applied.
-    preflight_kinds(live, plan.objects)?;
-    let actions = decide_all(live, plan, &old, &snapshot, options.concurrency).await?;
+    let actions = check_before_writing(live, plan, &old, &snapshot, options.concurrency).await?;
     lap("preflight done (live state read)");
 
     let mut changes = ChangeSet::default();
@@ -656,10 +783,8 @@ pub async fn settled(
         snapshot,
     } = read_live(live, plan, ahead).await?;
     lap("inventory, discovery and live state read");
-    preflight_kinds(live, plan.objects)?;
-    lap("kinds checked");
-    let actions = decide_all(live, plan, &old, &snapshot, options.concurrency).await?;
-    lap("decided");
+    let actions = check_before_writing(live, plan, &old, &snapshot, options.concurrency).await?;
+    lap("checked and decided");
     if resolvable.len() < plan.objects.len()
         || actions
             .values()
@@ -999,6 +1124,9 @@ pub async fn observe(live: &mut Live, plan: &SyncPlan<'_>) -> Result<LiveStatus,
                 Err(SyncError::Conflict { .. }) => Some(format!(
                     "{reference} (differs; another field manager owns fields)"
                 )),
+                Err(SyncError::UnknownFields { .. }) => Some(format!(
+                    "{reference} (differs in fields the server does not know)"
+                )),
                 Err(e) => return Err(e),
             })
         })
@@ -1255,6 +1383,7 @@ fn failed_object(error: &SyncError) -> Option<String> {
         | SyncError::NotOurs { object, .. }
         | SyncError::UnknownKind { object, .. }
         | SyncError::Immutable { object, .. }
+        | SyncError::UnknownFields { object, .. }
         | SyncError::TooLarge { object, .. } => Some(object.clone()),
         _ => None,
     }

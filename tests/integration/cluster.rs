@@ -212,7 +212,8 @@ impl ControlPlane {
             .count()
     }
 
-    /// Every write request sprout sent since `mark`, anywhere in the cluster.
+    /// Every write request sprout sent since `mark`, anywhere in the cluster. Dry runs change
+    /// nothing and are not counted.
     pub fn all_writes_since(&self, mark: usize) -> Vec<String> {
         let text = std::fs::read_to_string(&self.audit_log).unwrap_or_default();
         text.lines()
@@ -223,6 +224,9 @@ impl ControlPlane {
                     .as_str()
                     .is_some_and(|ua| ua.starts_with("sprout/"))
                     && !matches!(event["verb"].as_str(), Some("get" | "list" | "watch"))
+                    && !event["requestURI"]
+                        .as_str()
+                        .is_some_and(|uri| uri.contains("dryRun=All"))
             })
             .map(|event| format!("{} {}", event["verb"], event["requestURI"]))
             .collect()

@@ -227,3 +227,187 @@ fn a_server_that_drops_the_connection_on_one_object_is_that_object_s_error() {
     );
     assert!(!stderr.contains("unreachable"), "{stderr}");
 }
+
+/// Objects with fields the 1.20 server does not know (a StatefulSet's `minReadySeconds`, a gRPC
+/// probe, a field a CRD of the same sync does not declare), among good objects: every one is
+/// named with its fields before the first write, the sync exits 2 (invalid input) and the audit
+/// log shows not one write. Unknown fields a CRD preserves pass; so do the good objects once the
+/// bad ones are gone. A field added to an existing object is refused the same way, and a long
+/// list is bounded.
+#[test]
+fn fields_newer_than_the_server_are_refused_before_the_first_write() {
+    let cp = control_plane();
+    let env = &unique("errors-fields");
+    let group = format!("{env}.sprout.test");
+    let good = format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: settings}}\ndata: {{a: b}}\n---\n\
+         apiVersion: v1\nkind: Service\nmetadata: {{name: web}}\nspec: {{selector: {{app: web}}, ports: [{{port: 80}}]}}\n---\n\
+         apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: web}}\nspec:\n  selector: {{matchLabels: {{app: web}}}}\n  \
+         template:\n    metadata: {{labels: {{app: web}}}}\n    spec:\n      containers:\n      - name: web\n        image: nginx\n        \
+         livenessProbe: {{httpGet: {{path: /, port: 80}}, periodSeconds: 5}}\n        resources: {{limits: {{cpu: 1}}}}\n---\n\
+         apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata: {{name: gizmos.{group}}}\n\
+         spec:\n  group: {group}\n  scope: Namespaced\n  names: {{kind: Gizmo, plural: gizmos}}\n  versions:\n  - name: v1\n    \
+         served: true\n    storage: true\n    schema:\n      openAPIV3Schema:\n        type: object\n        properties:\n          \
+         spec:\n            type: object\n            properties:\n              size: {{type: integer}}\n              \
+         free: {{type: object, x-kubernetes-preserve-unknown-fields: true}}\n---\n\
+         apiVersion: {group}/v1\nkind: Gizmo\nmetadata: {{name: good}}\nspec: {{size: 1, free: {{anything: {{goes: [1]}}}}}}\n"
+    );
+    let bad = format!(
+        "apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {{name: db}}\nspec:\n  minReadySeconds: 5\n  serviceName: db\n  \
+         selector: {{matchLabels: {{app: db}}}}\n  template:\n    metadata: {{labels: {{app: db}}}}\n    spec:\n      \
+         containers: [{{name: db, image: postgres}}]\n---\n\
+         apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: api}}\nspec:\n  selector: {{matchLabels: {{app: api}}}}\n  \
+         template:\n    metadata: {{labels: {{app: api}}}}\n    spec:\n      containers:\n      - name: api\n        image: api\n        \
+         livenessProbe: {{grpc: {{port: 9000}}, periodSeconds: 5}}\n---\n\
+         apiVersion: {group}/v1\nkind: Gizmo\nmetadata: {{name: bad}}\nspec: {{size: 1, color: red}}\n"
+    );
+    let mut repo = project_on_control_plane(env, "deploy/good.yaml", &good);
+    repo.write("deploy/bad.yaml", &bad);
+    repo.commit("fields of a newer Kubernetes");
+
+    let mark = cp.audit_mark();
+    let (stdout, stderr) = expect_exit(&repo, &cp, &["-o", "json", "sync", env], 2);
+    assert!(
+        stderr.contains("3 object(s) have fields the server (Kubernetes v1.20.2) does not know"),
+        "{stderr}"
+    );
+    for line in [
+        format!("StatefulSet/{env}/db: spec.minReadySeconds"),
+        format!("Deployment/{env}/api: spec.template.spec.containers[0].livenessProbe.grpc"),
+        format!("Gizmo/{env}/bad: spec.color"),
+    ] {
+        assert!(stderr.contains(&line), "missing «{line}» in:\n{stderr}");
+    }
+    for fine in ["/web", "/settings", "/good"] {
+        assert!(!stderr.contains(fine), "{fine} is fine: {stderr}");
+    }
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["error"]["exitCode"], 2, "{report}");
+    assert_eq!(
+        cp.all_writes_since(mark),
+        Vec::<String>::new(),
+        "nothing written"
+    );
+
+    // Without them, the rest applies: preserved unknown fields pass.
+    repo.write("deploy/bad.yaml", "");
+    repo.commit("without the newer fields");
+    expect_exit(&repo, &cp, &["sync", env, "--no-wait"], 0);
+    assert!(cp.exists(&format!("gizmos.{group}"), env, "good"));
+
+    // A field added to an object that exists is judged by the dry run: refused the same way.
+    // Many at once are listed up to a bound.
+    let many: String = (0..25)
+        .map(|i| format!("---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: extra-{i:02}}}\nbogus: {i}\n"))
+        .collect();
+    repo.write(
+        "deploy/good.yaml",
+        &good.replace("data: {a: b}", "data: {a: c}\nspec: {x: 1}"),
+    )
+    .write("deploy/bad.yaml", &many);
+    repo.commit("unknown fields on an existing object and many new ones");
+    let mark = cp.audit_mark();
+    let (_, stderr) = expect_exit(&repo, &cp, &["sync", env], 2);
+    assert!(stderr.contains("26 object(s) have fields"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("ConfigMap/{env}/extra-00: bogus")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("+6 more"), "{stderr}");
+    assert!(stderr.len() < 3000, "{} bytes: {stderr}", stderr.len());
+    assert_eq!(cp.writes_since(mark, env), Vec::<String>::new());
+    assert_eq!(
+        cp.kubectl_ok(&[
+            "get",
+            "configmap",
+            "settings",
+            "-n",
+            env,
+            "-o",
+            "jsonpath={.data.a}"
+        ]),
+        "b"
+    );
+    // diff and status say the same of the existing object, without failing.
+    let (stdout, _) = expect_exit(&repo, &cp, &["diff", env], 1);
+    assert!(
+        stdout.contains(&format!(
+            "! ConfigMap/{env}/settings: field(s) the server does not know: spec"
+        )),
+        "{stdout}"
+    );
+    let (stdout, _) = expect_exit(&repo, &cp, &["-o", "json", "status", env], 0);
+    assert!(
+        stdout.contains(&format!(
+            "ConfigMap/{env}/settings (differs in fields the server does not know)"
+        )),
+        "{stdout}"
+    );
+}
+
+/// The server's schema is cached per server, and a cached copy can be stale: a field a CRD
+/// gained after it was cached is never refused (sprout asks again, and the dry run decides).
+#[test]
+fn a_stale_schema_cache_never_refuses_a_field_the_server_knows() {
+    let cp = control_plane();
+    let env = &unique("errors-stale");
+    let group = format!("{env}.sprout.test");
+    let crd = |fields: &str| {
+        format!(
+            "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata: {{name: gadgets.{group}}}\n\
+             spec:\n  group: {group}\n  scope: Namespaced\n  names: {{kind: Gadget, plural: gadgets}}\n  versions:\n  \
+             - name: v1\n    served: true\n    storage: true\n    schema:\n      openAPIV3Schema:\n        type: object\n        \
+             properties:\n          spec: {{type: object, properties: {{{fields}}}}}\n"
+        )
+    };
+    // The CRD is the cluster's, not the environment's (applied by hand).
+    cp.kubectl_stdin(&["apply", "-f", "-"], &crd("size: {type: integer}"));
+    cp.kubectl_ok(&[
+        "wait",
+        "--for=condition=Established",
+        &format!("crd/gadgets.{group}"),
+    ]);
+    let gadget = |name: &str, spec: &str| {
+        format!(
+            "---\napiVersion: {group}/v1\nkind: Gadget\nmetadata: {{name: {name}}}\nspec: {spec}\n"
+        )
+    };
+    let mut repo = project_on_control_plane(env, "deploy/a.yaml", &gadget("one", "{size: 1}"));
+    expect_exit(&repo, &cp, &["sync", env, "--no-wait"], 0);
+    // Known to the server's schema now, and so to sprout's cached copy once it asked.
+    let (_, stderr) = expect_exit(&repo, &cp, &["sync", env, "--no-wait"], 0);
+    assert!(!stderr.contains("does not know"), "{stderr}");
+
+    cp.kubectl_stdin(
+        &["apply", "-f", "-"],
+        &crd("size: {type: integer}, color: {type: string}"),
+    );
+    repo.write(
+        "deploy/a.yaml",
+        &(gadget("one", "{size: 1}") + &gadget("two", "{size: 2, color: red}")),
+    );
+    repo.commit("a field the CRD gained after the schema was cached");
+    expect_exit(&repo, &cp, &["sync", env, "--no-wait"], 0);
+    assert!(cp.exists(&format!("gadgets.{group}"), env, "two"));
+
+    // On a shared cluster a CRD that exists is left as it is, so its custom resources answer
+    // to the live schema, not to an older one in git.
+    repo.write("deploy/crd.yaml", &crd("size: {type: integer}"))
+        .write(
+            "deploy/a.yaml",
+            &(gadget("one", "{size: 1}")
+                + &gadget("two", "{size: 2, color: red}")
+                + &gadget("three", "{size: 3, color: blue}")),
+        );
+    repo.commit("production's CRD, older than the cluster's");
+    let (stdout, stderr) = expect_exit(&repo, &cp, &["sync", env, "--no-wait"], 0);
+    assert!(
+        stdout.contains(&format!(
+            "shared    CustomResourceDefinition/gadgets.{group}"
+        )),
+        "{stdout}{stderr}"
+    );
+    assert!(cp.exists(&format!("gadgets.{group}"), env, "three"));
+    expect_exit(&repo, &cp, &["down", env], 0);
+    cp.kubectl_ok(&["delete", "crd", &format!("gadgets.{group}")]);
+}
