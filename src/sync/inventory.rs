@@ -97,7 +97,8 @@ impl Inventory {
     }
 
     /// Writes the inventory: its shards first, then the head (with the commit), then removes
-    /// shards no longer needed.
+    /// shards no longer needed. Which shards exist is read while the parts are written (only
+    /// parts this write does not touch can be surplus; the environment's lock keeps others out).
     pub async fn save(
         &self,
         live: &Live,
@@ -111,28 +112,35 @@ impl Inventory {
         if !owner.project.is_empty() {
             labels[PROJECT_LABEL] = json!(owner.project);
         }
-        for (index, entries) in shards.iter().enumerate().rev() {
-            let name = part_name(index);
-            let mut data = json!({"entries": entries});
-            if index == 0 {
-                data["commit"] = json!(self.commit.clone().unwrap_or_default());
+        let write = async {
+            for (index, entries) in shards.iter().enumerate().rev() {
+                let name = part_name(index);
+                let mut data = json!({"entries": entries});
+                if index == 0 {
+                    data["commit"] = json!(self.commit.clone().unwrap_or_default());
+                }
+                let body = json!({
+                    "apiVersion": "v1",
+                    "kind": "ConfigMap",
+                    "metadata": {"name": name, "namespace": namespace, "labels": labels},
+                    "data": data,
+                });
+                let patch = Patch::Apply(&body);
+                super::live::retrying(|| api.patch(&name, &params, &patch))
+                    .await
+                    .map_err(|e| live.call_error("write the inventory", e))?;
             }
-            let body = json!({
-                "apiVersion": "v1",
-                "kind": "ConfigMap",
-                "metadata": {"name": name, "namespace": namespace, "labels": labels},
-                "data": data,
-            });
-            let patch = Patch::Apply(&body);
-            super::live::retrying(|| api.patch(&name, &params, &patch))
-                .await
-                .map_err(|e| live.call_error("write the inventory", e))?;
-        }
+            Ok::<_, SyncError>(())
+        };
         let list = ListParams::default().labels(&format!("{PART_LABEL}={}", owner.env));
-        let parts = super::live::retrying(|| api.list(&list))
-            .await
-            .map_err(|e| live.call_error("read the inventory's shards", e))?;
-        for part in parts.items {
+        let existing = async {
+            super::live::retrying(|| api.list_metadata(&list))
+                .await
+                .map_err(|e| live.call_error("read the inventory's shards", e))
+        };
+        let (written, parts) = futures::future::join(write, existing).await;
+        written?;
+        for part in parts?.items {
             let name = part.metadata.name.unwrap_or_default();
             if is_shard_name(&name) && shard_index(&name).is_some_and(|i| i >= shards.len()) {
                 delete_part(live, &api, &name).await?;

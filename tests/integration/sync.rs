@@ -307,14 +307,15 @@ fn diff_is_not_fooled_by_a_controller_writing_while_it_runs() {
 
     // A "controller" keeps annotating the objects (as the deployment controller does with its
     // revision), so their live state moves between diff's read and its dry runs.
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let ticks = std::sync::Arc::new(AtomicUsize::new(0));
     let writer = {
-        let stop = stop.clone();
+        let (stop, ticks) = (stop.clone(), ticks.clone());
         let (kubeconfig, env) = (cp.kubeconfig.clone(), env.clone());
         std::thread::spawn(move || {
-            let mut tick = 0;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                tick += 1;
+            while !stop.load(Ordering::Relaxed) {
+                let tick = ticks.fetch_add(1, Ordering::SeqCst) + 1;
                 let status = std::process::Command::new("kubectl")
                     .env("KUBECONFIG", &kubeconfig)
                     .args(["annotate", "configmap", "--all", "-n", &env, "--overwrite"])
@@ -324,15 +325,22 @@ fn diff_is_not_fooled_by_a_controller_writing_while_it_runs() {
                     .status;
                 assert!(status.success());
             }
-            tick
         })
     };
-    for _ in 0..8 {
+    // At least 8 diffs, and as many as it takes for the writer to write 3 times meanwhile (a
+    // diff can be quicker than a kubectl run).
+    let mut diffs = 0;
+    while diffs < 8 || ticks.load(Ordering::SeqCst) < 4 {
         expect_exit(&repo, &cp, &["diff", env], 0);
+        diffs += 1;
+        assert!(
+            diffs < 500,
+            "the writer ran {} times",
+            ticks.load(Ordering::SeqCst)
+        );
     }
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let ticks = writer.join().unwrap();
-    assert!(ticks >= 3, "the writer ran {ticks} times");
+    stop.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
 }
 
 #[test]
