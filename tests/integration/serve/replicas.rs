@@ -377,10 +377,11 @@ async fn the_follower_finishes_the_preview_a_killed_leader_was_making() {
     let fake = FakeScm::start().await;
     let number = 1000 + (std::process::id() as u64 % 900);
     let mut setup = setup(&fake, number);
-    // A pull request big enough that its first sync takes a while (600 ConfigMaps).
+    // A pull request big enough that its first sync takes a while (1,200 ConfigMaps), so the
+    // test sees it syncing whatever the machine's speed.
     setup
         .origin
-        .write("deploy/many.yaml", &config_maps(600, "1"));
+        .write("deploy/many.yaml", &config_maps(1200, "1"));
     setup.origin.commit("many");
     let opened = {
         let mut data = fake.data();
@@ -435,7 +436,7 @@ async fn the_follower_finishes_the_preview_a_killed_leader_was_making() {
     eprintln!("the follower finished the preview {finished:?} after the kill");
     assert_eq!(leader_metric(&follower.address).await, Some(true));
     assert_eq!(cp.app_version(&env).as_deref(), Some("1"));
-    assert_eq!(cp.assert_labelled_in_inventory(&env), 601);
+    assert_eq!(cp.assert_labelled_in_inventory(&env), 1201);
     let follower_log = follower.log();
     assert!(
         follower_log.contains("converging preview"),
