@@ -58,7 +58,13 @@ impl EarlyReads {
         let (env_name, target) = (env.name.clone(), target.clone());
         let (namespace, project) = (env.target_namespace().to_string(), env.project.clone());
         let task = tokio::spawn(async move {
+            let started = std::time::Instant::now();
             let live = connect(&env_name, &target).await?;
+            let lap = |stage: &str| {
+                let ms = started.elapsed().as_millis() as u64;
+                tracing::debug!(env = %env_name, ms, "early reads: {stage}");
+            };
+            lap("connected");
             let owner = Owner {
                 env: &env_name,
                 project: &project,
@@ -72,13 +78,17 @@ impl EarlyReads {
                 ),
             )
             .await;
+            lap("lease, inventory and hinted lists read");
             // What the inventory records and the hint did not name: listed now.
             if let Ok(inventory) = &inventory {
                 let missing: BTreeSet<ListKey> = Listed::keys_of_inventory(&live, inventory)
                     .difference(&hinted)
                     .cloned()
                     .collect();
-                listed.merge(Listed::ahead(&live, &missing).await);
+                if !missing.is_empty() {
+                    listed.merge(Listed::ahead(&live, &missing).await);
+                    lap("lists the hint missed read");
+                }
             }
             Ok(Early {
                 live,

@@ -215,33 +215,12 @@ pub fn fetch(
 
 /// Parses files on every core: YAML parsing dominates the cost of a large source.
 fn parse_files(files: &[tree::SourceFile]) -> Result<Vec<Object>, SourceError> {
-    let workers = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(8);
-    let chunk = files.len().div_ceil(workers).max(1);
-    let parsed: Vec<Result<Vec<Object>, SourceError>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = files
-            .chunks(chunk)
-            .map(|part| {
-                scope.spawn(move || {
-                    let mut objects = Vec::new();
-                    for file in part {
-                        objects.extend(parse_bytes(&file.path, &file.content)?);
-                    }
-                    Ok(objects)
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("parser thread panicked"))
-            .collect()
-    });
-    let mut objects = Vec::new();
-    for part in parsed {
-        objects.extend(part?);
-    }
-    Ok(objects)
+    use rayon::prelude::*;
+    let parsed: Vec<Vec<Object>> = files
+        .par_iter()
+        .map(|file| parse_bytes(&file.path, &file.content))
+        .collect::<Result<_, _>>()?;
+    Ok(parsed.into_iter().flatten().collect())
 }
 
 fn reject_duplicates(objects: &[Object], render: RenderMode) -> Result<(), SourceError> {

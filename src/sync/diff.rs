@@ -76,8 +76,9 @@ pub async fn diff(live: &mut Live, plan: &SyncPlan<'_>) -> Result<Vec<ObjectDiff
             continue;
         }
         let resolved = live.resolve(object)?;
-        let recorded = inventory.hash_of(&reference);
-        let change = match judge(live, &resolved, object, recorded, Some(current), force).await {
+        let applied_as_is = plan.applied_as_is(&reference, &inventory);
+        let change = match judge(live, &resolved, object, applied_as_is, Some(current), force).await
+        {
             Ok(Verdict::Missing) => Some(Change::Create),
             Ok(Verdict::Unchanged) => None,
             Ok(Verdict::Differs { current, would_be }) => {

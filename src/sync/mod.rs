@@ -181,6 +181,8 @@ pub struct SyncPlan<'a> {
     pub objects: &'a [Object],
     /// On a shared cluster CRDs are shared: applied only when absent, never pruned.
     pub shared_cluster: bool,
+    /// Each object's hash and size, computed once (every object is hashed on every sync).
+    fingerprints: BTreeMap<ObjectRef, compare::Fingerprint>,
 }
 
 impl<'a> SyncPlan<'a> {
@@ -195,6 +197,12 @@ impl<'a> SyncPlan<'a> {
             commit: &desired.commit,
             objects: &desired.objects,
             shared_cluster: env.on_shared_cluster(),
+            fingerprints: desired
+                .objects
+                .iter()
+                .map(Object::object_ref)
+                .zip(compare::fingerprints(&desired.objects))
+                .collect(),
         }
     }
 }
@@ -205,6 +213,16 @@ impl SyncPlan<'_> {
             env: self.env,
             project: self.project,
         }
+    }
+
+    /// The hash the inventory records for a desired object once it is applied.
+    fn desired_hash(&self, reference: &ObjectRef) -> &str {
+        &self.fingerprints[reference].hash
+    }
+
+    /// Whether the inventory records the desired object as applied exactly as it is now.
+    fn applied_as_is(&self, reference: &ObjectRef, inventory: &Inventory) -> bool {
+        inventory.hash_of(reference) == Some(self.desired_hash(reference))
     }
 }
 
@@ -312,7 +330,8 @@ const OBJECT_SIZE_LIMIT: usize = 1536 * 1024;
 
 /// Every kind is served (or defined by a CRD being applied), and no object is too large to
 /// store: the problems, each reported.
-fn kind_and_size_problems(live: &Live, objects: &[Object]) -> Vec<SyncError> {
+fn kind_and_size_problems(live: &Live, plan: &SyncPlan<'_>) -> Vec<SyncError> {
+    let objects = plan.objects;
     let defined_by_crds = kinds_defined_by(objects);
     let mut unserved: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
     let mut too_large = Vec::new();
@@ -329,7 +348,7 @@ fn kind_and_size_problems(live: &Live, objects: &[Object]) -> Vec<SyncError> {
                 .or_default()
                 .push(object.object_ref().to_string());
         }
-        let size = serde_json::to_vec(&object.body).map_or(0, |b| b.len());
+        let size = plan.fingerprints[&object.object_ref()].bytes;
         if size > OBJECT_SIZE_LIMIT {
             too_large.push(SyncError::TooLarge {
                 object: object.object_ref().to_string(),
@@ -369,7 +388,7 @@ async fn check_before_writing<'o>(
     snapshot: &Snapshot,
     concurrency: usize,
 ) -> Result<BTreeMap<ObjectRef, Action>, SyncError> {
-    let mut problems = kind_and_size_problems(live, plan.objects);
+    let mut problems = kind_and_size_problems(live, plan);
     // The CRDs this sync applies: on a shared cluster one that exists stays as it is, and its
     // custom resources answer to the server's schema, not to the desired one.
     let applied_crds: Vec<Object> = plan
@@ -752,7 +771,7 @@ fn record_hashes(inventory: &mut Inventory, plan: &SyncPlan<'_>, failed: &BTreeS
         if let Some(entry) = inventory.entries.get_mut(&reference)
             && !failed.contains(&reference.to_string())
         {
-            entry.hash = compare::desired_hash(object);
+            entry.hash = plan.desired_hash(&reference).to_string();
         }
     }
 }
@@ -799,7 +818,7 @@ pub async fn settled(
             .objects
             .iter()
             .all(|object| match old.entries.get(&object.object_ref()) {
-                Some(entry) => entry.hash == compare::desired_hash(object),
+                Some(entry) => entry.hash == plan.desired_hash(&object.object_ref()),
                 None => is_shared(object, plan.shared_cluster),
             });
     let desired: BTreeSet<ObjectRef> = plan.objects.iter().map(Object::object_ref).collect();
@@ -1112,8 +1131,9 @@ pub async fn observe(live: &mut Live, plan: &SyncPlan<'_>) -> Result<LiveStatus,
                 return Ok(Some(format!("{reference} (missing)")));
             };
             let force = inventory.entries.contains_key(&reference);
-            let recorded = inventory.hash_of(&reference);
-            let verdict = compare::judge(live, &resolved, object, recorded, current, force).await;
+            let applied_as_is = plan.applied_as_is(&reference, inventory);
+            let verdict =
+                compare::judge(live, &resolved, object, applied_as_is, current, force).await;
             Ok(match verdict {
                 Ok(compare::Verdict::Unchanged) => None,
                 Ok(compare::Verdict::Missing) => Some(format!("{reference} (missing)")),
@@ -1250,15 +1270,17 @@ async fn decide(
         });
     }
     let resolved = live.resolve(object)?;
-    let recorded = inventory.hash_of(&reference);
+    let applied_as_is = plan.applied_as_is(&reference, inventory);
     if schema_changes {
-        return Ok(if compare::evidently_unchanged(object, recorded, current) {
-            Action::Unchanged
-        } else {
-            Action::Configure { force }
-        });
+        return Ok(
+            if compare::evidently_unchanged(object, applied_as_is, current) {
+                Action::Unchanged
+            } else {
+                Action::Configure { force }
+            },
+        );
     }
-    match compare::judge(live, &resolved, object, recorded, Some(current), force).await? {
+    match compare::judge(live, &resolved, object, applied_as_is, Some(current), force).await? {
         compare::Verdict::Unchanged => Ok(Action::Unchanged),
         compare::Verdict::Missing => Ok(Action::Create),
         compare::Verdict::Differs { .. } => Ok(Action::Configure { force }),
