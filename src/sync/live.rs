@@ -394,9 +394,9 @@ impl Live {
                     remedy: super::replace::REMEDY.into(),
                 };
             }
-            // The typed conversion refused a field this server does not know (names fields
-            // only, never values).
-            let unknown = super::schema::fields_not_declared(&status.message);
+            // The typed conversion refused a field this server does not know, or a value of
+            // another type (names fields only, never values).
+            let unknown = super::schema::fields_refused(&status.message);
             if status.code == 500 && !unknown.is_empty() {
                 return SyncError::UnknownFields {
                     object: object.object_ref().to_string(),
@@ -423,7 +423,7 @@ fn is_immutable(message: &str) -> bool {
 }
 
 /// Groups Kubernetes itself serves (or once served); no CRD can define a kind in them.
-fn is_built_in_group(group: &str) -> bool {
+pub(super) fn is_built_in_group(group: &str) -> bool {
     !group.contains('.')
         || matches!(
             group.strip_suffix(".k8s.io"),

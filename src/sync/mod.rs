@@ -66,9 +66,10 @@ pub enum SyncError {
         messages::capped_inline(fields, FIELDS_SHOWN)
     )]
     UnknownFields { object: String, fields: Vec<String> },
-    /// Every object with fields the server does not know, found before the first write.
+    /// Every object with fields the server does not know or values of the wrong type, found
+    /// before the first write.
     #[error(
-        "{} object(s) have fields the server{} does not know (fields of a newer Kubernetes, or not declared in a CRD's schema); nothing was written: remove them, or use a cluster that knows them:\n  {}",
+        "{} object(s) have fields the server{} does not know (fields of a newer Kubernetes, or not declared in a CRD's schema) or values of a type it does not take; nothing was written: fix or remove them, or use a cluster that knows them:\n  {}",
         objects.len(),
         server_version.as_ref().map(|v| format!(" (Kubernetes {v})")).unwrap_or_default(),
         messages::capped(objects).join("\n  ")

@@ -1,32 +1,44 @@
-//! The fields the server knows, checked before the first write.
+//! The fields and value types the server takes, checked before the first write.
 //!
 //! Server-side apply first turns the request into an object typed by the server's schema. A
 //! field the schema lacks — one of a newer Kubernetes (a StatefulSet's `minReadySeconds`, a gRPC
 //! probe, on 1.20) or one a CRD does not declare — fails that object with a 500 ("failed to
 //! create typed patch object: .spec.minReadySeconds: field not declared in schema"), and only
-//! when its turn comes, after other objects were written. So sync checks every object it will
-//! create against the schema the server publishes (`/openapi/v2`), read the way that typed
-//! conversion reads it (kube-openapi's `proto` and `schemaconv`), and names every such object
-//! and field at once before any write. Objects that exist already are judged by the dry run of
-//! the comparison (see `compare.rs`), which answers the same way.
+//! when its turn comes, after other objects were written; so does a value of another type
+//! (".spec.replicas: expected numeric (int or float), got ..."; the server quotes the value,
+//! which may be a Secret's). So sync checks every object it will create, as it is sent, against
+//! the schema the server publishes (`/openapi/v2`), read the way that typed conversion reads it
+//! (kube-openapi's `proto` and `schemaconv`), and names every such object, field and type at
+//! once before any write (never a value). Objects that exist already are judged by the dry run
+//! of the comparison (see `compare.rs`), which answers the same way.
 //!
-//! How the conversion reads a schema: a `$ref` is its definition; `properties` make a struct
-//! whose other fields are refused, unless it carries `x-kubernetes-preserve-unknown-fields`;
-//! `type: object` without properties is a map of its `additionalProperties` (of anything,
-//! without them); `type: array` is a list of its `items`; anything else (a scalar, `{}`) takes
-//! any value. Only unknown fields are looked for: a value of the wrong type is the server's to
-//! name, and its message is short.
+//! How the conversion reads a schema: a `$ref` is its definition (a `RawExtension` takes
+//! anything); `properties` make a struct whose other fields are refused, unless it carries
+//! `x-kubernetes-preserve-unknown-fields`; `type: object` without properties is a map of its
+//! `additionalProperties` (of anything, without them); `type: array` is a list of its `items`;
+//! `integer` and `number` take any number, `boolean` a boolean, `string` a string (in the
+//! published document only without a format or with `byte`: `int-or-string` and `date-time` take
+//! anything); anything else (`{}`, int-or-string, an embedded resource) takes any value. Null is
+//! taken anywhere; a list is not a map, nor a map a list.
 //!
 //! Cost, with the first apply's speed in mind: the document (3.8 MB on 1.20) is fetched once
 //! per server, reduced to those shapes and cached on disk beside the discovery catalog, and in
-//! the process; a check against it sends no request. A cached copy can be stale (a CRD added or
-//! changed since), so it is never the reason for a refusal: a kind it lacks, or a field it
-//! refuses, makes sprout ask again (`If-None-Match`: a 304 when nothing changed), and the
-//! server's dry run of each object found wanting has the last word (the typed conversion comes
-//! before every other check, so a dry run answers even in a namespace not made yet). A kind the
-//! document lacks (an aggregated API that publishes none) is dry-run object by object. Custom
-//! resources of a CRD in the same sync are checked against that CRD's own schema, which the
-//! server may not have yet: no request.
+//! the process. A kept copy may describe another server than the one now at that address
+//! (downgraded, rebuilt, a CRD changed), so whenever there is an object to create sprout asks
+//! whether it is still current (`If-None-Match`: one round trip, a 304 when nothing changed;
+//! see [`current_schemas`]); a no-op sync asks nothing. The server's dry run of each object
+//! found wanting has the last word (the typed conversion comes before every other check, so a
+//! dry run answers even in a namespace not made yet). A kind the document lacks (an aggregated
+//! API that publishes none) is dry-run object by object.
+//!
+//! Custom resources: the published document drops what a `nullable` property declares, but the
+//! conversion of a CRD's custom resources reads the CRD's own `openAPIV3Schema` (formats
+//! dropped: every string is a string). So custom resources of a CRD in the same sync are checked
+//! against that CRD, which the server may not have yet (no request, no dry run), and those of a
+//! CRD on the server against the CRD read from it (one GET per CRD, beside the revalidation;
+//! found wanting, dry-run). On 1.20 a CRD version whose schema has an int-or-string gets no
+//! conversion at all ("invalid property: anyOf" in the server's log): unknown fields pass there
+//! (pruned), and only types are checked (the CRD's validation refuses those).
 
 use super::SyncError;
 use super::live::{Live, retrying};
@@ -35,14 +47,14 @@ use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, LazyLock, Mutex};
 
 /// A schema as the typed conversion reads it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 enum Shape {
-    /// Any value: a scalar, or an object whose fields are not declared.
+    /// Any value (the conversion's "untyped").
     Any,
     /// The definition of this name.
     Ref(String),
@@ -54,6 +66,27 @@ enum Shape {
         fields: BTreeMap<String, Shape>,
         open: bool,
     },
+    Scalar(Scalar),
+}
+
+/// A scalar type as declared; the conversion takes any number for either numeric one.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+enum Scalar {
+    Integer,
+    Number,
+    String,
+    Boolean,
+}
+
+/// Where a schema comes from, which decides how its string formats read.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Source {
+    /// `/openapi/v2`: a string of any format but `byte` (`int-or-string`, `date-time`) is
+    /// untyped.
+    Published,
+    /// A CRD's `openAPIV3Schema`: the server drops formats (with the other value validations)
+    /// before it builds the conversion, so every string is a string.
+    Crd,
 }
 
 /// The server's schemas, reduced: what a kind's objects may hold.
@@ -104,7 +137,7 @@ impl Schemas {
                         }
                     }
                 }
-                definitions.insert(name.clone(), shape_of(schema));
+                definitions.insert(name.clone(), shape_of(schema, Source::Published));
             }
         }
         Schemas {
@@ -125,27 +158,28 @@ impl Schemas {
         }
     }
 
-    /// The fields of `object` this server does not know, sorted; None when it has no schema
-    /// for the object's kind.
-    fn unknown_fields(&self, object: &Object) -> Option<Vec<String>> {
-        let definition = self.kinds.get(&object_key(object))?;
-        let mut found = Vec::new();
-        unknown_in(
+    /// What this server's schema refuses in `body` (an object of `key`, as it is sent),
+    /// sorted; None when it has no schema for the kind.
+    fn refused(&self, key: &str, body: &Value) -> Option<Vec<String>> {
+        let definition = self.kinds.get(key)?;
+        Some(refused_in(
             &self.definitions,
             &Shape::Ref(definition.clone()),
-            &Value::Object(object.body.clone()),
-            &mut String::new(),
-            &mut found,
-        );
-        found.sort();
-        Some(found)
+            body,
+        ))
     }
 }
 
-/// A schema (OpenAPI v2 as published, or a CRD's v3) as the typed conversion reads it.
-fn shape_of(schema: &Value) -> Shape {
+/// A schema (OpenAPI v2 as published, or a CRD's v3) as the typed conversion reads it
+/// (kube-openapi's `proto.ParseSchema` and `schemaconv`, as Kubernetes 1.20 vendors them).
+fn shape_of(schema: &Value, source: Source) -> Shape {
     if let Some(reference) = schema.get("$ref").and_then(Value::as_str) {
-        return Shape::Ref(reference.trim_start_matches("#/definitions/").to_string());
+        let name = reference.trim_start_matches("#/definitions/");
+        // The conversion makes any reference to it untyped.
+        if name == "io.k8s.apimachinery.pkg.runtime.RawExtension" {
+            return Shape::Any;
+        }
+        return Shape::Ref(name.to_string());
     }
     let flag = |name: &str| schema.get(name) == Some(&Value::Bool(true));
     // An embedded object's apiVersion, kind and metadata go undeclared; int-or-string is a scalar.
@@ -162,25 +196,46 @@ fn shape_of(schema: &Value) -> Shape {
             schema
                 .get("items")
                 .filter(|items| items.is_object())
-                .map_or(Shape::Any, shape_of),
+                .map_or(Shape::Any, |items| shape_of(items, source)),
         )),
         (None | Some("object"), Some(Value::Object(properties))) => Shape::Fields {
             fields: properties
                 .iter()
-                .map(|(name, schema)| (name.clone(), shape_of(schema)))
+                .map(|(name, schema)| (name.clone(), shape_of(schema, source)))
                 .collect(),
             open: preserve || additional.is_some_and(|a| a != &Value::Bool(false)),
         },
-        (Some("object"), _) if !preserve => match additional {
-            Some(values @ Value::Object(_)) => Shape::Map(Box::new(shape_of(values))),
-            _ => Shape::Any,
+        // A map, whatever else it says: a list or a scalar there is refused.
+        (Some("object"), _) => match additional {
+            Some(values @ Value::Object(_)) if !preserve => {
+                Shape::Map(Box::new(shape_of(values, source)))
+            }
+            _ => Shape::Map(Box::new(Shape::Any)),
+        },
+        (Some("integer"), _) => Shape::Scalar(Scalar::Integer),
+        (Some("number"), _) => Shape::Scalar(Scalar::Number),
+        (Some("boolean"), _) => Shape::Scalar(Scalar::Boolean),
+        (Some("string"), _) => match (source, schema.get("format").and_then(Value::as_str)) {
+            (Source::Crd, _) | (Source::Published, None | Some("" | "byte")) => {
+                Shape::Scalar(Scalar::String)
+            }
+            (Source::Published, Some(_)) => Shape::Any,
         },
         _ => Shape::Any,
     }
 }
 
-/// Gathers into `found` the paths of the fields of `value` that `shape` does not declare.
-fn unknown_in(
+/// What the typed conversion refuses in `value` of `shape`: the paths of fields it does not
+/// declare, and of values of a type it does not take (`spec.replicas (expected integer, found
+/// string)`: the value itself is never named, it may be a Secret's), sorted.
+fn refused_in(definitions: &HashMap<String, Shape>, shape: &Shape, value: &Value) -> Vec<String> {
+    let mut found = Vec::new();
+    gather_refused(definitions, shape, value, &mut String::new(), &mut found);
+    found.sort();
+    found
+}
+
+fn gather_refused(
     definitions: &HashMap<String, Shape>,
     shape: &Shape,
     value: &Value,
@@ -194,15 +249,17 @@ fn unknown_in(
         |shape: &Shape, value: &Value, step: &str, path: &mut String, found: &mut Vec<String>| {
             let length = path.len();
             path.push_str(step);
-            unknown_in(definitions, shape, value, path, found);
+            gather_refused(definitions, shape, value, path, found);
             path.truncate(length);
         };
     match (shape, value) {
         (Shape::Ref(name), _) => {
             if let Some(definition) = definitions.get(name) {
-                unknown_in(definitions, definition, value, path, found);
+                gather_refused(definitions, definition, value, path, found);
             }
         }
+        // Null is taken anywhere.
+        (Shape::Any, _) | (_, Value::Null) => {}
         (Shape::List(item), Value::Array(values)) => {
             for (index, value) in values.iter().enumerate() {
                 descend(item, value, &format!("[{index}]"), path, found);
@@ -229,16 +286,48 @@ fn unknown_in(
                 }
             }
         }
-        _ => {}
+        (Shape::Scalar(Scalar::Integer | Scalar::Number), Value::Number(_))
+        | (Shape::Scalar(Scalar::String), Value::String(_))
+        | (Shape::Scalar(Scalar::Boolean), Value::Bool(_)) => {}
+        (expected, found_value) => found.push(format!(
+            "{path} (expected {}, found {})",
+            expected_name(expected),
+            value_type(found_value)
+        )),
     }
 }
 
-/// The shapes of the custom resources whose CRDs are among `objects`, by kind key, as those
-/// CRDs declare them (their `apiVersion`, `kind` and `metadata` are implied).
-fn declared_kinds(objects: &[Object]) -> HashMap<String, Shape> {
+fn expected_name(shape: &Shape) -> &'static str {
+    match shape {
+        Shape::List(_) => "list",
+        Shape::Map(_) | Shape::Fields { .. } => "map",
+        Shape::Scalar(Scalar::Integer) => "integer",
+        Shape::Scalar(Scalar::Number) => "number",
+        Shape::Scalar(Scalar::String) => "string",
+        Shape::Scalar(Scalar::Boolean) => "boolean",
+        Shape::Any | Shape::Ref(_) => "any",
+    }
+}
+
+/// The type of a value, never the value.
+fn value_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(n) if n.is_f64() => "number",
+        Value::Number(_) => "integer",
+        Value::String(_) => "string",
+        Value::Array(_) => "list",
+        Value::Object(_) => "map",
+    }
+}
+
+/// The shapes of the custom resources of `crds`, by kind key, as those CRDs declare them
+/// (their `apiVersion`, `kind` and `metadata` are implied).
+fn declared_kinds<'a>(crds: impl IntoIterator<Item = &'a Object>) -> HashMap<String, Shape> {
     let mut kinds = HashMap::new();
-    for crd in objects
-        .iter()
+    for crd in crds
+        .into_iter()
         .filter(|o| o.kind() == "CustomResourceDefinition" && o.group() == "apiextensions.k8s.io")
     {
         let (Some(group), Some(kind)) = (
@@ -267,13 +356,47 @@ fn declared_kinds(objects: &[Object]) -> HashMap<String, Shape> {
         }
         for (version, schema) in versions {
             let shape = match schema {
-                Some(schema) if !keeps_unknown => with_implied_fields(shape_of(schema)),
+                Some(schema) if !keeps_unknown => {
+                    let shape = with_implied_fields(shape_of(schema, Source::Crd));
+                    // The 1.20 server cannot build the conversion of a schema with an
+                    // int-or-string ("invalid property: anyOf") and takes any field then,
+                    // pruning the unknown ones; the CRD's validation still refuses a wrong type.
+                    if mentions_int_or_string(schema) {
+                        opened(shape)
+                    } else {
+                        shape
+                    }
+                }
                 _ => Shape::Any,
             };
             kinds.insert(kind_key(group, version, kind), shape);
         }
     }
     kinds
+}
+
+fn mentions_int_or_string(schema: &Value) -> bool {
+    match schema {
+        Value::Object(fields) => fields.iter().any(|(name, value)| {
+            (name == "x-kubernetes-int-or-string" && value == &Value::Bool(true))
+                || mentions_int_or_string(value)
+        }),
+        Value::Array(values) => values.iter().any(mentions_int_or_string),
+        _ => false,
+    }
+}
+
+/// `shape` with every field list open: values keep their types.
+fn opened(shape: Shape) -> Shape {
+    match shape {
+        Shape::Fields { fields, .. } => Shape::Fields {
+            fields: fields.into_iter().map(|(k, v)| (k, opened(v))).collect(),
+            open: true,
+        },
+        Shape::List(item) => Shape::List(Box::new(opened(*item))),
+        Shape::Map(item) => Shape::Map(Box::new(opened(*item))),
+        other => other,
+    }
 }
 
 fn with_implied_fields(shape: Shape) -> Shape {
@@ -296,8 +419,8 @@ pub struct Findings {
 }
 
 /// Every object of `to_create` (objects sync will create, or change without a dry run) with
-/// fields the server does not know; `crds` are the CRDs the sync applies, which declare the
-/// shapes of their custom resources.
+/// fields the server does not know or values of a type it does not take; `crds` are the CRDs
+/// the sync applies, which declare the shapes of their custom resources.
 pub async fn unknown_fields(
     live: &Live,
     to_create: &[&Object],
@@ -307,66 +430,49 @@ pub async fn unknown_fields(
     let started = std::time::Instant::now();
     let declared = declared_kinds(crds);
     let mut refusals = Vec::new();
-    let mut published = Vec::new();
+    let mut published: Vec<(&Object, Value)> = Vec::new();
     for object in to_create {
+        // Checked as it is sent: numeric quantities go as text.
+        let body = Value::Object(super::server_defaults::completed(
+            object.group(),
+            object.kind(),
+            &object.body,
+        ));
         match declared.get(&object_key(object)) {
             Some(shape) => {
-                let mut found = Vec::new();
-                unknown_in(
-                    &HashMap::new(),
-                    shape,
-                    &Value::Object(object.body.clone()),
-                    &mut String::new(),
-                    &mut found,
-                );
+                let found = refused_in(&HashMap::new(), shape, &body);
                 if !found.is_empty() {
-                    found.sort();
                     refusals.push(refusal(object, found));
                 }
             }
-            None => published.push(*object),
+            None => published.push((*object, body)),
         }
     }
     let mut server_version = None;
     let mut fetched = false;
     let mut dry_runs = 0;
     if !published.is_empty() {
-        let (schemas, fresh) = match remembered(&live.server) {
-            Some(cached) => (cached, false),
-            None => match fetch(live, None).await {
-                Ok(Some(schemas)) => {
-                    fetched = true;
-                    (schemas, true)
-                }
-                Err(e @ SyncError::Unreachable { .. }) => return Err(e),
-                // A server that keeps its schema to itself: its dry runs answer instead.
-                Ok(None) | Err(_) => (Arc::new(Schemas::unknown()), true),
-            },
-        };
-        let mut verdicts: Vec<(&Object, Option<Vec<String>>)> = published
-            .iter()
-            .map(|o| (*o, schemas.unknown_fields(o)))
-            .collect();
-        let doubtful = |verdicts: &[(&Object, Option<Vec<String>>)]| {
-            verdicts
-                .iter()
-                .any(|(_, v)| v.as_ref().is_none_or(|f| !f.is_empty()))
-        };
-        let mut schemas = schemas;
-        if !fresh
-            && doubtful(&verdicts)
-            && let Some(newer) = fetch(live, schemas.etag.as_deref()).await?
-        {
-            schemas = newer;
-            fetched = true;
-            for (object, verdict) in verdicts.iter_mut() {
-                *verdict = schemas.unknown_fields(object);
-            }
-        }
+        let objects: Vec<&Object> = published.iter().map(|(o, _)| *o).collect();
+        let (current, on_server) = futures::future::join(
+            current_schemas(live),
+            crds_on_server(live, &objects, concurrency),
+        )
+        .await;
+        let schemas;
+        (schemas, fetched) = current?;
+        let on_server = declared_kinds(&on_server?);
         server_version = Some(schemas.version.clone()).filter(|v| !v.is_empty());
-        let to_ask: Vec<(&Object, Option<Vec<String>>)> = verdicts
-            .into_iter()
-            .filter(|(_, v)| v.as_ref().is_none_or(|f| !f.is_empty()))
+        let to_ask: Vec<(&Object, Option<Vec<String>>)> = published
+            .iter()
+            .map(|(object, body)| {
+                let key = object_key(object);
+                let verdict = match on_server.get(&key) {
+                    Some(shape) => Some(refused_in(&HashMap::new(), shape, body)),
+                    None => schemas.refused(&key, body),
+                };
+                (*object, verdict)
+            })
+            .filter(|(_, verdict)| verdict.as_ref().is_none_or(|f| !f.is_empty()))
             .collect();
         dry_runs = to_ask.len();
         let answers: Vec<Result<Option<SyncError>, SyncError>> = futures::stream::iter(to_ask)
@@ -392,6 +498,82 @@ pub async fn unknown_fields(
     })
 }
 
+/// The server's schemas as they are now, and whether they were fetched (not a kept copy).
+///
+/// A kept copy (this process's, or the disk cache's) may describe another server than the one
+/// now at that address (downgraded, rebuilt, a CRD or an aggregated API changed since), so it is
+/// revalidated with `If-None-Match` every time there is an object to check. Asking the version
+/// (`/version`) instead, to key or validate the cache, would cost the same round trip (20 ms at
+/// a 20 ms round trip, once per sync, beside the CRD reads and the comparison) and see less: a
+/// CRD or an aggregated API changes the document, not the version. The 304 is as small as
+/// `/version`'s answer; only a changed document is read again. A no-op sync has nothing to
+/// create, so it asks nothing.
+async fn current_schemas(live: &Live) -> Result<(Arc<Schemas>, bool), SyncError> {
+    let kept = remembered(&live.server);
+    match fetch(live, kept.as_ref().and_then(|k| k.etag.as_deref())).await {
+        Ok(Some(schemas)) => Ok((schemas, true)),
+        Ok(None) => Ok((kept.unwrap_or_else(|| Arc::new(Schemas::unknown())), false)),
+        Err(e @ SyncError::Unreachable { .. }) => Err(e),
+        // A server that keeps its schema to itself: its dry runs answer instead.
+        Err(e) => {
+            tracing::debug!(error = %e, "no schema from the server");
+            Ok((Arc::new(Schemas::unknown()), false))
+        }
+    }
+}
+
+/// The CRDs on the server that define the kinds of `objects` (custom resources whose CRD is
+/// not in this sync), one GET each, side by side. The document the server publishes drops
+/// what a `nullable` property declares, but the conversion of its custom resources reads the
+/// CRD's own schema. A kind no CRD defines (an aggregated API) or a CRD this identity may not
+/// read is left to the published document.
+async fn crds_on_server(
+    live: &Live,
+    objects: &[&Object],
+    concurrency: usize,
+) -> Result<Vec<Object>, SyncError> {
+    let names: BTreeSet<String> = objects
+        .iter()
+        .filter(|o| !super::live::is_built_in_group(o.group()))
+        .filter_map(|o| {
+            let resolved = live.resolve_kind(o.api_version(), o.kind())?;
+            Some(format!("{}.{}", resolved.resource.plural, o.group()))
+        })
+        .collect();
+    let reads: Vec<Result<Option<Object>, SyncError>> = futures::stream::iter(names)
+        .map(|name| async move {
+            let path = format!("/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}");
+            let read = retrying(|| {
+                let request = http::Request::get(path.as_str())
+                    .body(Vec::new())
+                    .expect("a valid request");
+                live.client.request::<Value>(request)
+            })
+            .await;
+            match read {
+                Ok(Value::Object(body)) => Ok(Some(Object::new(
+                    body,
+                    crate::object::Origin {
+                        file: "the server".into(),
+                        document: 1,
+                    },
+                ))),
+                Ok(_) => Ok(None),
+                Err(e) => match live.call_error(&format!("read CRD {name}"), e) {
+                    e @ SyncError::Unreachable { .. } => Err(e),
+                    e => {
+                        tracing::debug!(error = %e, "no CRD read; the published schema answers");
+                        Ok(None)
+                    }
+                },
+            }
+        })
+        .buffer_unordered(concurrency.max(1))
+        .collect()
+        .await;
+    reads.into_iter().filter_map(Result::transpose).collect()
+}
+
 fn refusal(object: &Object, fields: Vec<String>) -> SyncError {
     SyncError::UnknownFields {
         object: object.object_ref().to_string(),
@@ -399,10 +581,10 @@ fn refusal(object: &Object, fields: Vec<String>) -> SyncError {
     }
 }
 
-/// The server's word on one object by a dry run: `local` are the unknown fields the schema
-/// showed (None: no schema for the kind). A refusal of a field is the object's; any other
-/// answer (applied, or refused for another reason, such as a namespace not made yet) means
-/// its fields passed the typed conversion.
+/// The server's word on one object by a dry run: `local` is what the schema refused (None: no
+/// schema for the kind). A refusal by the typed conversion is the object's; any other answer
+/// (applied, or refused for another reason, such as a namespace not made yet) means its fields
+/// and values passed the typed conversion.
 async fn ask_server(
     live: &Live,
     object: &Object,
@@ -419,7 +601,7 @@ async fn ask_server(
         Err(e @ SyncError::Unreachable { .. }) => Err(e),
         _ => {
             if local.is_some() {
-                tracing::debug!(object = %object.object_ref(), "the server's dry run accepts fields its schema lacks");
+                tracing::debug!(object = %object.object_ref(), "the server's dry run accepts what its schema refuses");
             }
             Ok(None)
         }
@@ -544,41 +726,68 @@ fn forget_old(folder: &std::path::Path) {
     }
 }
 
-/// `$SPROUT_CACHE` (else `~/.cache/sprout`)`/openapi/<hash of the server URL>.json`, beside
-/// the discovery catalog.
+/// The form of the cached [`Schemas`]; a cache of another form is not read (2: scalar types,
+/// and objects without properties as maps).
+const CACHE_FORMAT: u32 = 2;
+
+/// `$SPROUT_CACHE` (else `~/.cache/sprout`)`/openapi/<hash of the server URL>.v<format>.json`,
+/// beside the discovery catalog.
 fn cache_file(server: &str) -> Option<PathBuf> {
     let cache = std::env::var_os("SPROUT_CACHE")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/sprout")))?;
     let digest = Sha256::digest(server.as_bytes());
     let name: String = digest.iter().take(12).map(|b| format!("{b:02x}")).collect();
-    Some(cache.join("openapi").join(format!("{name}.json")))
+    Some(
+        cache
+            .join("openapi")
+            .join(format!("{name}.v{CACHE_FORMAT}.json")),
+    )
 }
 
-/// The paths of the fields a server names in a refusal of its typed conversion
-/// (`.spec.minReadySeconds: field not declared in schema`), without the leading dot.
-pub fn fields_not_declared(message: &str) -> Vec<String> {
-    const SUFFIX: &str = ": field not declared in schema";
-    let mut fields = Vec::new();
-    let mut rest = message;
-    while let Some(end) = rest.find(SUFFIX) {
-        let before = &rest[..end];
-        let start = before
-            .rfind(|c: char| c.is_whitespace())
-            .map_or(0, |i| i + 1);
-        let field = before[start..].trim_start_matches('.');
-        if !field.is_empty() {
-            fields.push(field.to_string());
-        }
-        rest = &rest[end + SUFFIX.len()..];
-    }
-    fields
+/// What a server names in a refusal by its typed conversion, without the values it quotes (a
+/// Secret's, maybe): `spec.a` for `.spec.a: field not declared in schema`, `spec.b (expected
+/// number)` for `.spec.b: expected numeric (int or float), got ...`.
+pub fn fields_refused(message: &str) -> Vec<String> {
+    const PREFIX: &str = "failed to create typed patch object: ";
+    const EXPECTED: [(&str, &str); 5] = [
+        ("numeric (int or float), got", "number"),
+        ("string, got", "string"),
+        ("boolean, got", "boolean"),
+        ("map, got", "map"),
+        ("list, got", "list"),
+    ];
+    let Some(start) = message.find(PREFIX) else {
+        return Vec::new();
+    };
+    let rest = &message[start + PREFIX.len()..];
+    let errors: Vec<&str> = match rest.strip_prefix("errors:\n") {
+        Some(list) => list.lines().collect(),
+        None => vec![rest],
+    };
+    errors
+        .into_iter()
+        .filter_map(|error| {
+            let (path, what) = error.trim_start().strip_prefix('.')?.split_once(": ")?;
+            if what.starts_with("field not declared in schema") {
+                return Some(path.to_string());
+            }
+            let what = what.strip_prefix("expected ")?;
+            let (_, expected) = EXPECTED.iter().find(|(said, _)| what.starts_with(said))?;
+            Some(format!("{path} (expected {expected})"))
+        })
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// What `schemas` refuse in `object`; None for a kind they lack.
+    fn refused(schemas: &Schemas, object: &Object) -> Option<Vec<String>> {
+        schemas.refused(&object_key(object), &Value::Object(object.body.clone()))
+    }
 
     fn object(value: Value) -> Object {
         let Value::Object(body) = value else {
@@ -668,7 +877,7 @@ mod tests {
                 ]}}},
         }));
         assert_eq!(
-            schemas.unknown_fields(&db).unwrap(),
+            refused(&schemas, &db).unwrap(),
             [
                 "spec.minReadySeconds",
                 "spec.template.spec.containers[1].livenessProbe.grpc"
@@ -679,11 +888,11 @@ mod tests {
             "spec": {"size": 1, "free": {"x": {"y": 1}}, "anything": {"a": [1]}, "maybe": {"z": 1},
                      "color": "red"},
         }));
-        assert_eq!(schemas.unknown_fields(&widget).unwrap(), ["spec.color"]);
+        assert_eq!(refused(&schemas, &widget).unwrap(), ["spec.color"]);
         let unknown_kind = object(
             json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {}}),
         );
-        assert_eq!(schemas.unknown_fields(&unknown_kind), None);
+        assert_eq!(refused(&schemas, &unknown_kind), None);
     }
 
     #[test]
@@ -696,7 +905,7 @@ mod tests {
                     "versions": [{"name": "v1", "schema": {"openAPIV3Schema": {"type": "object", "properties": {
                         "spec": {"type": "object", "properties": {
                             "size": {"type": "integer"},
-                            "port": {"x-kubernetes-int-or-string": true},
+                            "port": {"type": "string"},
                             "labels": {"type": "object", "additionalProperties": {"type": "string"}},
                             "items": {"type": "array", "items": {"type": "object", "properties": {"name": {"type": "string"}}}},
                             "free": {"type": "object", "x-kubernetes-preserve-unknown-fields": true,
@@ -715,16 +924,11 @@ mod tests {
         }));
         let check = |crd: Object| {
             let kinds = declared_kinds(&[crd]);
-            let mut found = Vec::new();
-            unknown_in(
+            refused_in(
                 &HashMap::new(),
                 &kinds["example.test/v1/Gizmo"],
                 &Value::Object(gizmo.body.clone()),
-                &mut String::new(),
-                &mut found,
-            );
-            found.sort();
-            found
+            )
         };
         assert_eq!(
             check(crd("apiextensions.k8s.io/v1", json!({}))),
@@ -752,19 +956,162 @@ mod tests {
     }
 
     #[test]
-    fn the_fields_a_server_refusal_names_are_read() {
+    fn what_a_server_refusal_names_is_read_without_its_values() {
         assert_eq!(
-            fields_not_declared(
+            fields_refused(
                 "failed to create typed patch object: .spec.minReadySeconds: field not declared in schema"
             ),
             ["spec.minReadySeconds"]
         );
         assert_eq!(
-            fields_not_declared(
+            fields_refused(
                 "failed to create typed patch object: errors:\n  .spec.a: field not declared in schema\n  .spec.items[0].b: field not declared in schema"
             ),
             ["spec.a", "spec.items[0].b"]
         );
-        assert!(fields_not_declared("something else").is_empty());
+        // As the 1.20 server words them: the values follow "got", a Secret's among them.
+        let refused = fields_refused(
+            "failed to create typed patch object: errors:\n  .stringData.password: expected string, got &value.valueUnstructured{Value:12345}\n  .spec.replicas: expected numeric (int or float), got *value.valueUnstructured\n  .spec.paused: expected boolean, got &{hunter2}\n  .spec.tags: expected list, got &{map[a:b]}\n  .spec: expected map, got &{[a]}",
+        );
+        assert_eq!(
+            refused,
+            [
+                "stringData.password (expected string)",
+                "spec.replicas (expected number)",
+                "spec.paused (expected boolean)",
+                "spec.tags (expected list)",
+                "spec (expected map)",
+            ]
+        );
+        assert!(
+            !format!("{refused:?}").contains("12345")
+                && !format!("{refused:?}").contains("hunter2")
+        );
+        assert!(fields_refused("something else").is_empty());
+        assert!(fields_refused("field not declared in schema").is_empty());
+    }
+
+    /// Types as structured-merge-diff checks them (each case refused by the 1.20 server, or
+    /// taken, as noted): numbers for either numeric type, null anywhere, int-or-string and
+    /// strings of a format (`date-time`) untyped in the published document, maps and lists
+    /// not confused; the value itself is never named.
+    #[test]
+    fn values_of_the_wrong_type_are_found_with_their_paths() {
+        let mut document = document();
+        let definitions = document["definitions"].as_object_mut().unwrap();
+        definitions.insert(
+            "io.k8s.api.core.v1.ConfigMap".into(),
+            json!({
+                "type": "object",
+                "properties": {
+                    "apiVersion": {"type": "string"}, "kind": {"type": "string"},
+                    "metadata": {"$ref": "#/definitions/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"},
+                    "data": {"type": "object", "additionalProperties": {"type": "string"}},
+                    "binaryData": {"type": "object", "additionalProperties": {"type": "string", "format": "byte"}},
+                    "immutable": {"type": "boolean"},
+                    "when": {"type": "string", "format": "date-time"},
+                    "port": {"type": "string", "format": "int-or-string"},
+                    "raw": {"$ref": "#/definitions/io.k8s.apimachinery.pkg.runtime.RawExtension"},
+                    "ratio": {"type": "number"},
+                    "loose": {"type": "object"},
+                },
+                "x-kubernetes-group-version-kind": [{"group": "", "kind": "ConfigMap", "version": "v1"}],
+            }),
+        );
+        definitions.insert(
+            "io.k8s.apimachinery.pkg.runtime.RawExtension".into(),
+            json!({"type": "object", "properties": {"Raw": {"type": "string", "format": "byte"}}}),
+        );
+        let schemas = Schemas::from_document(&document, None);
+        let good = object(json!({
+            "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "labels": null},
+            "data": {"a": "1", "b": null}, "immutable": false, "when": 5, "port": 8080,
+            "raw": {"anything": [1]}, "ratio": 1, "loose": {"x": [1, {"y": true}]},
+        }));
+        assert_eq!(refused(&schemas, &good).unwrap(), Vec::<String>::new());
+        let bad = object(json!({
+            "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "labels": ["a"]},
+            "data": {"a": 1, "b": true, "c": {"d": "e"}}, "binaryData": {"x": 1},
+            "immutable": "yes", "ratio": "1.5", "loose": ["x"],
+        }));
+        assert_eq!(
+            refused(&schemas, &bad).unwrap(),
+            [
+                "binaryData[x] (expected string, found integer)",
+                "data[a] (expected string, found integer)",
+                "data[b] (expected string, found boolean)",
+                "data[c] (expected string, found map)",
+                "immutable (expected boolean, found string)",
+                "loose (expected map, found list)",
+                "metadata.labels (expected map, found list)",
+                "ratio (expected number, found string)",
+            ]
+        );
+        let set = object(json!({
+            "apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "db"},
+            "spec": {"replicas": "2", "template": {"spec": {"containers": {"name": "a"}}}},
+        }));
+        assert_eq!(
+            refused(&schemas, &set).unwrap(),
+            [
+                "spec.replicas (expected integer, found string)",
+                "spec.template.spec.containers (expected list, found map)",
+            ]
+        );
+    }
+
+    /// A CRD as the server keeps it (v1, read back): a `nullable` property keeps what it
+    /// declares (the published document drops it), and every string is a string (the server
+    /// drops formats before it builds the conversion). A schema with an int-or-string gets no
+    /// conversion on 1.20: unknown fields pass, types are still the CRD validation's to refuse.
+    #[test]
+    fn custom_resources_are_checked_below_nullable_fields_and_for_types() {
+        let crd = |extra: Value| {
+            let mut properties = json!({
+                "size": {"type": "integer"},
+                "when": {"type": "string", "format": "date-time"},
+                "opt": {"type": "object", "nullable": true, "properties": {"a": {"type": "string"}}},
+            });
+            properties
+                .as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            object(json!({
+                "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+                "metadata": {"name": "probes.example.test"},
+                "spec": {"group": "example.test", "names": {"kind": "Probe", "plural": "probes"},
+                    "preserveUnknownFields": false,
+                    "versions": [{"name": "v1", "served": true, "storage": true, "schema": {"openAPIV3Schema": {
+                        "type": "object", "properties": {"spec": {"type": "object", "properties": properties}}}}}]},
+            }))
+        };
+        let probe = |spec: Value| json!({"apiVersion": "example.test/v1", "kind": "Probe", "metadata": {"name": "p"}, "spec": spec});
+        let check = |crd: Object, probe: Value| {
+            refused_in(
+                &HashMap::new(),
+                &declared_kinds(&[crd])["example.test/v1/Probe"],
+                &probe,
+            )
+        };
+        assert_eq!(
+            check(crd(json!({})), probe(json!({"opt": {"a": "x", "b": 1}}))),
+            ["spec.opt.b"]
+        );
+        assert!(check(crd(json!({})), probe(json!({"opt": null, "size": 1.5}))).is_empty());
+        assert_eq!(
+            check(crd(json!({})), probe(json!({"when": 5, "size": "1"}))),
+            [
+                "spec.size (expected integer, found string)",
+                "spec.when (expected string, found integer)"
+            ]
+        );
+        let with_int_or_string = crd(json!({"port": {"x-kubernetes-int-or-string": true}}));
+        assert_eq!(
+            check(
+                with_int_or_string,
+                probe(json!({"opt": {"b": 1}, "zzz": 1, "port": "x", "size": "1"}))
+            ),
+            ["spec.size (expected integer, found string)"]
+        );
     }
 }

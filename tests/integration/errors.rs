@@ -345,6 +345,199 @@ fn fields_newer_than_the_server_are_refused_before_the_first_write() {
     );
 }
 
+/// The document the server publishes drops what a CRD's `nullable` property declares, but its
+/// typed conversion reads the CRD's own schema and refuses an unknown field below it (a 500 when
+/// the object's turn comes, seen on 1.20). A custom resource of a CRD that is on the server (not
+/// in the sync) is checked against that CRD: refused before the first write. A null there, and
+/// the declared fields, pass.
+#[test]
+fn fields_below_a_nullable_field_of_a_crd_on_the_server_are_refused_before_the_first_write() {
+    let cp = control_plane();
+    let env = &unique("errors-nullable");
+    let group = format!("{env}.sprout.test");
+    cp.kubectl_stdin(
+        &["apply", "-f", "-"],
+        &format!(
+            "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata: {{name: sprockets.{group}}}\n\
+             spec:\n  group: {group}\n  scope: Namespaced\n  names: {{kind: Sprocket, plural: sprockets}}\n  versions:\n  \
+             - name: v1\n    served: true\n    storage: true\n    schema:\n      openAPIV3Schema:\n        type: object\n        \
+             properties:\n          spec:\n            type: object\n            properties:\n              \
+             teeth: {{type: integer}}\n              \
+             gear: {{type: object, nullable: true, properties: {{ratio: {{type: string}}}}}}\n"
+        ),
+    );
+    cp.kubectl_ok(&[
+        "wait",
+        "--for=condition=Established",
+        &format!("crd/sprockets.{group}"),
+    ]);
+    let sprocket = |name: &str, spec: &str| {
+        format!(
+            "---\napiVersion: {group}/v1\nkind: Sprocket\nmetadata: {{name: {name}}}\nspec: {spec}\n"
+        )
+    };
+    let good = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {a: b}\n"
+        .to_string()
+        + &sprocket("plain", "{teeth: 3, gear: null}")
+        + &sprocket("geared", "{gear: {ratio: '1:2'}}");
+    let mut repo = project_on_control_plane(
+        env,
+        "deploy/a.yaml",
+        &(good.clone() + &sprocket("bad", "{gear: {ratio: '1:3', size: 2}}")),
+    );
+    let mark = cp.audit_mark();
+    let (_, stderr) = expect_exit(&repo, &cp, &["sync", env, "--no-wait"], 2);
+    assert!(
+        stderr.contains(&format!("Sprocket/{env}/bad: spec.gear.size")),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("/plain") && !stderr.contains("/geared"),
+        "{stderr}"
+    );
+    assert_eq!(
+        cp.writes_since(mark, env),
+        Vec::<String>::new(),
+        "nothing written"
+    );
+
+    repo.write("deploy/a.yaml", &good);
+    repo.commit("without the undeclared field");
+    expect_exit(&repo, &cp, &["sync", env, "--no-wait"], 0);
+    assert!(cp.exists(&format!("sprockets.{group}"), env, "geared"));
+    expect_exit(&repo, &cp, &["down", env], 0);
+    cp.kubectl_ok(&["delete", "crd", &format!("sprockets.{group}")]);
+}
+
+/// A cached schema can describe a newer server than the one now at that address (downgraded,
+/// or rebuilt): it is revalidated (`If-None-Match`) whenever there is something to check, so a
+/// field it claims but the server lacks is still refused before the first write.
+#[test]
+fn a_schema_cache_of_a_newer_server_never_lets_a_field_this_server_lacks_through() {
+    let cp = control_plane();
+    let env = &unique("errors-newer-cache");
+    let cache = tempfile::tempdir().unwrap();
+    let sprout = |repo: &crate::util::TestRepo, args: &[&str]| {
+        let output = crate::cluster::with_kubeconfig(&mut repo.sprout(), &cp)
+            .env("SPROUT_CACHE", cache.path())
+            .args(args)
+            .output()
+            .unwrap();
+        (output.status.code(), stderr_of(&output))
+    };
+    let mut repo = project_on_control_plane(
+        env,
+        "deploy/a.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {a: b}\n",
+    );
+    let (code, stderr) = sprout(&repo, &["sync", env, "--no-wait"]);
+    assert_eq!(code, Some(0), "{stderr}");
+
+    // The cache now says what a newer server would: a StatefulSet's minReadySeconds, and
+    // another document (ETag).
+    let folder = cache.path().join("openapi");
+    let file = std::fs::read_dir(&folder)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "json"))
+        .expect("the schema is cached");
+    let mut cached: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    cached["etag"] = "\"a-newer-server\"".into();
+    cached["definitions"]["io.k8s.api.apps.v1.StatefulSetSpec"]["Fields"]["fields"]["minReadySeconds"] =
+        serde_json::json!({"Scalar": "Integer"});
+    std::fs::write(&file, serde_json::to_vec(&cached).unwrap()).unwrap();
+
+    repo.write(
+        "deploy/b.yaml",
+        "apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {name: db}\nspec:\n  minReadySeconds: 5\n  serviceName: db\n  \
+         selector: {matchLabels: {app: db}}\n  template:\n    metadata: {labels: {app: db}}\n    spec:\n      \
+         containers: [{name: db, image: postgres}]\n---\n\
+         apiVersion: v1\nkind: ConfigMap\nmetadata: {name: more}\ndata: {a: b}\n",
+    );
+    repo.commit("a field of a newer Kubernetes");
+    let mark = cp.audit_mark();
+    let (code, stderr) = sprout(&repo, &["sync", env, "--no-wait"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!("StatefulSet/{env}/db: spec.minReadySeconds")),
+        "{stderr}"
+    );
+    assert_eq!(
+        cp.writes_since(mark, env),
+        Vec::<String>::new(),
+        "nothing written"
+    );
+    let (code, stderr) = sprout(&repo, &["down", env]);
+    assert_eq!(code, Some(0), "{stderr}");
+}
+
+/// A value of a type the schema does not take (a string for an integer, a number for a string,
+/// a list for a map) fails the 1.20 server's typed conversion with a 500, and only when the
+/// object's turn comes: each is named with its path and the types before the first write (a
+/// Secret's too, by its field only: see `secret_values`). A numeric quantity (sent as text), an
+/// int-or-string port given by name, and a null pass.
+#[test]
+fn values_of_the_wrong_type_are_refused_before_the_first_write() {
+    let cp = control_plane();
+    let env = &unique("errors-types");
+    let group = format!("{env}.sprout.test");
+    let deployment = |name: &str, spec: &str| {
+        format!(
+            "---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: {name}}}\nspec:\n  selector: {{matchLabels: {{app: {name}}}}}\n  \
+             template:\n    metadata: {{labels: {{app: {name}}}}}\n    spec:\n      containers:\n      - name: {name}\n        image: nginx\n        \
+             resources: {{limits: {{cpu: 1}}}}\n{spec}"
+        )
+    };
+    let good = deployment("web", "  replicas: null\n")
+        + "---\napiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec: {selector: {app: web}, ports: [{name: http, port: 80, targetPort: http}]}\n"
+        + &format!(
+            "---\napiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata: {{name: gizmos.{group}}}\n\
+             spec:\n  group: {group}\n  scope: Namespaced\n  names: {{kind: Gizmo, plural: gizmos}}\n  versions:\n  - name: v1\n    \
+             served: true\n    storage: true\n    schema:\n      openAPIV3Schema:\n        type: object\n        properties:\n          \
+             spec:\n            type: object\n            properties:\n              size: {{type: integer}}\n"
+        );
+    let bad = deployment("api", "  replicas: '2'\n")
+        + &deployment("rollout", "  strategy: []\n")
+        + "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: numbers}\ndata: {a: 1, b: x}\n"
+        + &format!(
+            "---\napiVersion: {group}/v1\nkind: Gizmo\nmetadata: {{name: bad}}\nspec: {{size: '1'}}\n"
+        );
+    let mut repo = project_on_control_plane(env, "deploy/good.yaml", &good);
+    repo.write("deploy/bad.yaml", &bad);
+    repo.commit("values of the wrong type");
+
+    let mark = cp.audit_mark();
+    let (_, stderr) = expect_exit(&repo, &cp, &["sync", env, "--no-wait"], 2);
+    assert!(
+        stderr.contains("4 object(s) have fields the server"),
+        "{stderr}"
+    );
+    for line in [
+        format!("Deployment/{env}/api: spec.replicas (expected integer, found string)"),
+        format!("Deployment/{env}/rollout: spec.strategy (expected map, found list)"),
+        format!("ConfigMap/{env}/numbers: data[a] (expected string, found integer)"),
+        format!("Gizmo/{env}/bad: spec.size (expected integer, found string)"),
+    ] {
+        assert!(stderr.contains(&line), "missing «{line}» in:\n{stderr}");
+    }
+    assert!(!stderr.contains("/web"), "{stderr}");
+    // The environment's objects, and its CRD (named after it).
+    let writes: Vec<String> = cp
+        .all_writes_since(mark)
+        .into_iter()
+        .filter(|w| w.contains(env.as_str()))
+        .collect();
+    assert_eq!(writes, Vec::<String>::new(), "nothing written");
+
+    repo.write("deploy/bad.yaml", "");
+    repo.commit("without them");
+    expect_exit(&repo, &cp, &["sync", env, "--no-wait"], 0);
+    assert!(cp.exists("deployments", env, "web"));
+    expect_exit(&repo, &cp, &["down", env], 0);
+}
+
 /// The server's schema is cached per server, and a cached copy can be stale: a field a CRD
 /// gained after it was cached is never refused (sprout asks again, and the dry run decides).
 #[test]

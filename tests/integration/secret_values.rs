@@ -96,9 +96,10 @@ fn a_refused_secret_value_is_named_by_its_field_never_shown() {
             secret("bad", "pin: 987654321, name: visible-hunter2")
         ),
     );
-    let (stdout, stderr) = expect_exit(&repo, &cp, &["sync", env], 1);
+    // A number where a string goes: refused before the first write (exit 2).
+    let (stdout, stderr) = expect_exit(&repo, &cp, &["sync", env], 2);
     assert!(stderr.contains(&format!("Secret/{env}/bad")), "{stderr}");
-    assert!(stderr.contains("stringData.pin"), "{stderr}");
+    assert!(stderr.contains("stringData[pin]"), "{stderr}");
     assert_hidden(&(stdout + &stderr), &["987654321", "visible-hunter2"]);
 
     let mut stored = String::new();
@@ -106,12 +107,12 @@ fn a_refused_secret_value_is_named_by_its_field_never_shown() {
         stored.push_str(&String::from_utf8_lossy(&std::fs::read(entry).unwrap()));
     }
     assert!(
-        stored.contains("stringData.pin"),
+        stored.contains("stringData[pin]"),
         "the error is stored: {stored}"
     );
     assert_hidden(&stored, &["987654321", "visible-hunter2"]);
     let (status, _) = expect_exit(&repo, &cp, &["-o", "json", "status", env], 0);
-    assert!(status.contains("stringData.pin"), "{status}");
+    assert!(status.contains("stringData[pin]"), "{status}");
     assert_hidden(&status, &["987654321", "visible-hunter2"]);
 }
 
