@@ -1,7 +1,8 @@
 //! The command line (contract: DESIGN.md, "Command line"). Names and flags here are relied on by
 //! scripts and users: add freely, never rename.
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+use std::ffi::OsString;
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
@@ -38,6 +39,68 @@ pub enum Format {
     Table,
     Json,
     Yaml,
+}
+
+/// The output format a command line asks for, read as clap reads `-o`, for when clap refuses the
+/// line and so gives no [`Cli`]: `-o json`, `-ojson`, `-o=json`, `-qo json`, `--output json`,
+/// `--output=json`, before or after the subcommand; the last one wins. A value that only looks
+/// like it is not read: another option's (`-Cojson`, `--out=-ojson`), or anything after `--`.
+/// A line with `-o` twice is refused by clap, but its reader still asked for a format.
+pub fn requested_format(args: &[OsString]) -> Format {
+    let mut shorts_with_values = Vec::new();
+    shorts_taking_values(&Cli::command(), &mut shorts_with_values);
+    let mut format = Format::Table;
+    let mut args = args.iter().skip(1).peekable();
+    while let Some(arg) = args.next() {
+        let Some(arg) = arg.to_str() else { continue };
+        // clap never takes a value that starts with `-` from the next argument.
+        let mut next_value = || {
+            args.next_if(|next| !next.to_string_lossy().starts_with('-'))
+                .map(|next| next.to_string_lossy().into_owned())
+        };
+        let value = if arg == "--" {
+            break;
+        } else if let Some(long) = arg.strip_prefix("--") {
+            match long.split_once('=') {
+                Some(("output", value)) => Some(value.to_string()),
+                None if long == "output" => next_value(),
+                _ => None,
+            }
+        } else if let Some(cluster) = arg.strip_prefix('-') {
+            // Flags, then at most one option, which takes the rest (or the next argument).
+            let mut value = None;
+            for (at, short) in cluster.char_indices() {
+                let rest = &cluster[at + short.len_utf8()..];
+                if short == 'o' {
+                    value = match rest {
+                        "" => next_value(),
+                        _ => Some(rest.strip_prefix('=').unwrap_or(rest).to_string()),
+                    };
+                }
+                if shorts_with_values.contains(&short) {
+                    break;
+                }
+            }
+            value
+        } else {
+            None
+        };
+        if let Some(asked) = value.and_then(|value| Format::from_str(&value, false).ok()) {
+            format = asked;
+        }
+    }
+    format
+}
+
+fn shorts_taking_values(command: &clap::Command, into: &mut Vec<char>) {
+    for arg in command.get_arguments() {
+        if let Some(short) = arg.get_short().filter(|_| arg.get_action().takes_values()) {
+            into.push(short);
+        }
+    }
+    for subcommand in command.get_subcommands() {
+        shorts_taking_values(subcommand, into);
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -363,4 +426,57 @@ pub struct InstallArgs {
     /// policy/v1beta1 for older clusters.
     #[arg(long, default_value = "policy/v1", value_parser = ["policy/v1", "policy/v1beta1"])]
     pub pdb_api: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn format_of(line: &str) -> Format {
+        let args: Vec<OsString> = std::iter::once("sprout")
+            .chain(line.split_whitespace())
+            .map(OsString::from)
+            .collect();
+        requested_format(&args)
+    }
+
+    #[test]
+    fn the_format_asked_for_anywhere_on_the_line() {
+        for line in [
+            "-o json list --bogus",
+            "list --bogus -o json",
+            "-ojson render",
+            "-o=json render",
+            "--output json render",
+            "render --output=json",
+            "-qo json list",
+            "-vqojson list",
+            "--bogus -o json list",
+            "render x --out -o json",
+            "-C -ojson list",
+            "-o yaml -o json list",
+        ] {
+            assert_eq!(format_of(line), Format::Json, "{line}");
+        }
+        assert_eq!(format_of("up x --output yaml --bogus"), Format::Yaml);
+    }
+
+    #[test]
+    fn values_that_only_look_like_it() {
+        for line in [
+            "list --bogus",
+            "render -- -o json",
+            "render x --out=-ojson --bogus",
+            "-Cojson list --bogus",
+            "--outputjson list",
+            "--output-json list",
+            "-o JSON list",
+            "-o jsonl list",
+            "-o -- json",
+            "up x --branch json --bogus",
+            "-o json -o table list",
+        ] {
+            assert_eq!(format_of(line), Format::Table, "{line}");
+        }
+    }
 }

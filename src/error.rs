@@ -115,7 +115,8 @@ impl Error {
 
     /// The error as `-o json` and `-o yaml` readers get it on stdout:
     /// `{"error": {"environment", "stage", "message", "exitCode"}}`, `environment` and `stage`
-    /// null when the error belongs to none (a usage error, a `gc` pass).
+    /// null when the error belongs to none (an invalid argument, a `gc` pass). A command line
+    /// clap refuses never makes an `Error`: its report is [`usage_report`].
     pub fn report(&self) -> serde_json::Value {
         let (environment, stage, message) = match self {
             Error::Stage { env, stage, source } => {
@@ -129,12 +130,7 @@ impl Error {
             }
             _ => (None, None, self.to_string()),
         };
-        serde_json::json!({"error": {
-            "environment": environment,
-            "stage": stage,
-            "message": message,
-            "exitCode": self.exit_code(),
-        }})
+        report(environment, stage, &message, self.exit_code().into())
     }
 
     pub fn io(what: impl Into<String>, source: std::io::Error) -> Self {
@@ -151,6 +147,28 @@ impl Error {
             source: Box::new(self),
         }
     }
+}
+
+/// A command line clap refused, for `-o json` and `-o yaml` readers: [`Error::report`]'s
+/// shape, stage `usage`, no environment, and clap's text without its `error: ` and colours.
+pub fn usage_report(error: &clap::Error) -> serde_json::Value {
+    let text = error.render().to_string();
+    let message = text.strip_prefix("error: ").unwrap_or(&text).trim_end();
+    report(None, Some("usage"), message, error.exit_code())
+}
+
+fn report(
+    environment: Option<&str>,
+    stage: Option<impl serde::Serialize>,
+    message: &str,
+    exit_code: i32,
+) -> serde_json::Value {
+    serde_json::json!({"error": {
+        "environment": environment,
+        "stage": stage,
+        "message": message,
+        "exitCode": exit_code,
+    }})
 }
 
 /// Attaches environment and stage to any layer's error.

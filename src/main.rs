@@ -3,7 +3,11 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let cli = sprout::cli::Cli::parse();
+    let args: Vec<_> = std::env::args_os().collect();
+    let cli = match sprout::cli::Cli::try_parse_from(&args) {
+        Ok(cli) => cli,
+        Err(refusal) => return ExitCode::from(sprout::commands::print_refusal(&args, &refusal)),
+    };
     // kube's client logs every refused connection at error level; sprout reports failures
     // itself, with the environment and stage, so those lines are noise.
     // The daemon logs what it does (info); a command only what went wrong (warn).

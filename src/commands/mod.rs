@@ -162,6 +162,18 @@ pub fn print_error(format: Format, error: &Error) {
     let _ = print_structured(format, &error.report());
 }
 
+/// clap's refusal of the command line, or its help or version text, printed as clap prints it;
+/// a refusal also as [`print_error`] gives an error to a reader of `-o json` or `-o yaml`, who
+/// asked for one document on stdout whatever happens. Returns the exit code (clap's: 2, or 0).
+pub fn print_refusal(args: &[std::ffi::OsString], refusal: &clap::Error) -> u8 {
+    let _ = refusal.print();
+    let format = crate::cli::requested_format(args);
+    if refusal.use_stderr() && format != Format::Table {
+        let _ = print_structured(format, &crate::error::usage_report(refusal));
+    }
+    u8::try_from(refusal.exit_code()).unwrap_or(2)
+}
+
 /// How `--concurrency`, `--no-wait` and `--timeout` shape a sync.
 pub fn sync_options(args: &ConvergeArgs) -> SyncOptions {
     SyncOptions {

@@ -1,6 +1,6 @@
 //! Bad input: each case exits 2, names the file and line, and writes nothing.
 
-use crate::util::{TestRepo, boutique_project, stderr_of};
+use crate::util::{TestRepo, boutique_project, sprout_in, stderr_of};
 
 /// Runs `render ENV --out DIR` and checks: exit 2, stderr holds every `expected` part, and the
 /// output folder was not created.
@@ -364,4 +364,103 @@ fn a_json_reader_gets_the_error_as_json_on_stdout() {
     let output = repo.sprout().args(["render", "dev"]).output().unwrap();
     assert_eq!(output.status.code(), Some(2));
     assert!(output.stdout.is_empty());
+}
+
+#[test]
+fn a_json_reader_gets_a_refused_command_line_as_json_too() {
+    let dir = tempfile::tempdir().unwrap();
+    // `-o json` before and after the subcommand, in each of its spellings; clap's colours forced
+    // on, for stderr only.
+    let refused: [(&[&str], &str); 7] = [
+        (
+            &["-o", "json", "list", "--bogus"],
+            "unexpected argument '--bogus'",
+        ),
+        (
+            &["list", "--bogus", "-o", "json"],
+            "unexpected argument '--bogus'",
+        ),
+        (
+            &["-ojson", "render"],
+            "required arguments were not provided",
+        ),
+        (
+            &["render", "--output=json"],
+            "required arguments were not provided",
+        ),
+        (
+            &["--output", "json", "--lock-timeout", "forever", "list"],
+            "invalid value 'forever'",
+        ),
+        (
+            &["install", "--pdb-api", "policy/v2", "-qojson"],
+            "invalid value 'policy/v2'",
+        ),
+        (&["-o", "json"], "requires a subcommand"),
+    ];
+    for (args, says) in refused {
+        let output = sprout_in(dir.path())
+            .args(args)
+            .env("CLICOLOR_FORCE", "1")
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        let report: serde_json::Value =
+            serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+                panic!("{args:?}: {e}: {}", String::from_utf8_lossy(&output.stdout))
+            });
+        let error = &report["error"];
+        assert_eq!(error["environment"], serde_json::Value::Null, "{report}");
+        assert_eq!(error["stage"], "usage", "{report}");
+        assert_eq!(error["exitCode"], 2, "{report}");
+        let message = error["message"].as_str().unwrap();
+        assert!(message.contains(says), "{args:?}: {report}");
+        assert!(!message.contains('\x1b'), "no colours: {report}");
+        let stderr = stderr_of(&output);
+        assert!(
+            stderr.contains("\x1b["),
+            "clap's coloured text as usual: {stderr}"
+        );
+    }
+
+    let output = sprout_in(dir.path())
+        .args(["--output=yaml", "up", "demo", "--bogus"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let report: serde_json::Value = serde_yaml::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["error"]["stage"], "usage", "{report}");
+    let message = report["error"]["message"].as_str().unwrap();
+    assert!(stderr_of(&output).contains(message), "stderr says the same");
+
+    // Values that only look like `-o json`, and no `-o json` at all: clap's text alone.
+    let plain: [&[&str]; 4] = [
+        &["render", "--", "-o", "json"],
+        &["-Cojson", "list", "--bogus"],
+        &["render", "dev", "--out=-ojson", "--bogus"],
+        &["list", "--bogus"],
+    ];
+    for args in plain {
+        let output = sprout_in(dir.path()).args(args).output().unwrap();
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        assert!(output.stdout.is_empty(), "{args:?}");
+        assert!(stderr_of(&output).starts_with("error: "), "{args:?}");
+    }
+
+    // Help and version are not errors: printed as always.
+    let output = sprout_in(dir.path())
+        .args(["-o", "json", "render", "--help"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("Usage: sprout render"));
+    let output = sprout_in(dir.path())
+        .args(["--version", "-o", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        concat!("sprout ", env!("CARGO_PKG_VERSION"), "\n")
+    );
 }

@@ -1,5 +1,6 @@
 //! GitHub's REST API: open pull requests, one pull request, issue comments and deployments.
 
+use super::comment::{Comments, Posted, Thread};
 use super::feedback::{self, Feedback};
 use super::http::{Http, HttpOptions, link_relations, page_of};
 use super::{
@@ -87,12 +88,6 @@ struct DeploymentStatus {
 }
 
 #[derive(Debug, Clone)]
-struct PostedComment {
-    id: u64,
-    body: String,
-}
-
-#[derive(Debug, Clone)]
 struct PostedDeployment {
     sha: String,
     id: u64,
@@ -107,7 +102,7 @@ pub struct GitHub {
     filters: Filters,
     http: Http,
     guard: Mutex<ShrinkGuard>,
-    comments: Mutex<HashMap<u64, PostedComment>>,
+    comments: Comments,
     deployments: Mutex<HashMap<u64, PostedDeployment>>,
 }
 
@@ -133,7 +128,7 @@ impl GitHub {
             filters,
             http,
             guard: Mutex::default(),
-            comments: Mutex::default(),
+            comments: Comments::default(),
             deployments: Mutex::default(),
         })
     }
@@ -331,68 +326,32 @@ impl GitHub {
         }
     }
 
-    /// The one comment carrying the marker: edited when its text changed, created only when
-    /// no comment on the pull request carries the marker.
+    /// The one comment carrying the marker (see [`Comments::upsert`]).
     async fn upsert_comment(
         &self,
         number: u64,
         environment: &str,
         body: String,
     ) -> Result<(), ScmError> {
-        let what = format!("comment on #{number}");
-        let known = self.comments.lock().unwrap().get(&number).cloned();
-        let existing = match known {
-            Some(posted) => Some(posted),
-            None => self.find_comment(number, environment).await?,
+        let thread = Thread {
+            provider: "github",
+            repository: &self.repository,
+            what: format!("comment on #{number}"),
+            post_to: self.repo_url(&format!("/issues/{number}/comments")),
+            edit: Method::PATCH,
+            edit_under: self.repo_url("/issues/comments"),
         };
-        let payload = serde_json::json!({ "body": body });
-        if let Some(posted) = existing {
-            if posted.body == body {
-                self.comments.lock().unwrap().insert(number, posted);
-                return Ok(());
-            }
-            let url = self.repo_url(&format!("/issues/comments/{}", posted.id));
-            match self.http.write(Method::PATCH, &url, &payload).await {
-                Ok(_) => {
-                    self.comments.lock().unwrap().insert(
-                        number,
-                        PostedComment {
-                            id: posted.id,
-                            body,
-                        },
-                    );
-                    return Ok(());
-                }
-                // Deleted by someone: post a new one below.
-                Err(e) if e.status() == Some(::http::StatusCode::NOT_FOUND) => {
-                    self.comments.lock().unwrap().remove(&number);
-                }
-                Err(e) => return Err(self.http_error(what)(e)),
-            }
-        }
-        let url = self.repo_url(&format!("/issues/{number}/comments"));
-        let response = self
-            .http
-            .write(Method::POST, &url, &payload)
+        let find = self.find_comment(number, environment);
+        self.comments
+            .upsert(&self.http, number, thread, body, find, |c: Comment| c.id)
             .await
-            .map_err(self.http_error(what.clone()))?;
-        let comment: Comment = serde_json::from_slice(&response.body)
-            .map_err(|e| self.answer_error(&what, e.to_string()))?;
-        self.comments.lock().unwrap().insert(
-            number,
-            PostedComment {
-                id: comment.id,
-                body,
-            },
-        );
-        Ok(())
     }
 
     async fn find_comment(
         &self,
         number: u64,
         environment: &str,
-    ) -> Result<Option<PostedComment>, ScmError> {
+    ) -> Result<Option<Posted>, ScmError> {
         let marker = feedback::marker(environment);
         let url = self.repo_url(&format!("/issues/{number}/comments?per_page=100"));
         let comments: Vec<Comment> = self
@@ -401,8 +360,7 @@ impl GitHub {
             .map_err(|message| self.answer_error(&format!("comments of #{number}"), message))?;
         Ok(comments.into_iter().find_map(|c| {
             let body = c.body?;
-            body.contains(&marker)
-                .then_some(PostedComment { id: c.id, body })
+            body.contains(&marker).then_some(Posted { id: c.id, body })
         }))
     }
 

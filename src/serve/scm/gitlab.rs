@@ -1,5 +1,6 @@
 //! GitLab's REST API (v4): open merge requests, one merge request, notes and environments.
 
+use super::comment::{Comments, Posted, Thread};
 use super::feedback::{self, Feedback};
 use super::http::{Http, HttpOptions, link_relations};
 use super::{
@@ -65,12 +66,6 @@ struct Environment {
     state: Option<String>,
 }
 
-#[derive(Debug, Clone)]
-struct PostedNote {
-    id: u64,
-    body: String,
-}
-
 #[derive(Debug)]
 pub struct GitLab {
     api: String,
@@ -78,7 +73,7 @@ pub struct GitLab {
     filters: Filters,
     http: Http,
     guard: Mutex<ShrinkGuard>,
-    notes: Mutex<HashMap<u64, PostedNote>>,
+    notes: Comments,
     /// Environment ids by name, with the URL last written.
     environments: Mutex<HashMap<String, (u64, Option<String>)>>,
 }
@@ -108,7 +103,7 @@ impl GitLab {
             filters,
             http,
             guard: Mutex::default(),
-            notes: Mutex::default(),
+            notes: Comments::default(),
             environments: Mutex::default(),
         })
     }
@@ -317,62 +312,29 @@ impl GitLab {
         }
     }
 
+    /// The one note carrying the marker (see [`Comments::upsert`]).
     async fn upsert_note(
         &self,
         number: u64,
         environment: &str,
         body: String,
     ) -> Result<(), ScmError> {
-        let what = format!("note on !{number}");
-        let known = self.notes.lock().unwrap().get(&number).cloned();
-        let existing = match known {
-            Some(posted) => Some(posted),
-            None => self.find_note(number, environment).await?,
+        let notes = self.project_url(&format!("/merge_requests/{number}/notes"));
+        let thread = Thread {
+            provider: "gitlab",
+            repository: &self.project,
+            what: format!("note on !{number}"),
+            post_to: notes.clone(),
+            edit: Method::PUT,
+            edit_under: notes,
         };
-        let payload = serde_json::json!({ "body": body });
-        if let Some(posted) = existing {
-            if posted.body == body {
-                self.notes.lock().unwrap().insert(number, posted);
-                return Ok(());
-            }
-            let url = self.project_url(&format!("/merge_requests/{number}/notes/{}", posted.id));
-            match self.http.write(Method::PUT, &url, &payload).await {
-                Ok(_) => {
-                    self.notes.lock().unwrap().insert(
-                        number,
-                        PostedNote {
-                            id: posted.id,
-                            body,
-                        },
-                    );
-                    return Ok(());
-                }
-                Err(e) if e.status() == Some(::http::StatusCode::NOT_FOUND) => {
-                    self.notes.lock().unwrap().remove(&number);
-                }
-                Err(e) => return Err(self.http_error(what)(e)),
-            }
-        }
-        let url = self.project_url(&format!("/merge_requests/{number}/notes"));
-        let response = self
-            .http
-            .write(Method::POST, &url, &payload)
-            .await
-            .map_err(self.http_error(what.clone()))?;
-        let note: Note = serde_json::from_slice(&response.body)
-            .map_err(|e| self.answer_error(&what, e.to_string()))?;
+        let find = self.find_note(number, environment);
         self.notes
-            .lock()
-            .unwrap()
-            .insert(number, PostedNote { id: note.id, body });
-        Ok(())
+            .upsert(&self.http, number, thread, body, find, |n: Note| n.id)
+            .await
     }
 
-    async fn find_note(
-        &self,
-        number: u64,
-        environment: &str,
-    ) -> Result<Option<PostedNote>, ScmError> {
+    async fn find_note(&self, number: u64, environment: &str) -> Result<Option<Posted>, ScmError> {
         let marker = feedback::marker(environment);
         let url = self.project_url(&format!(
             "/merge_requests/{number}/notes?per_page=100&sort=asc"
@@ -384,7 +346,7 @@ impl GitLab {
         Ok(notes
             .into_iter()
             .find(|note| !note.system && note.body.contains(&marker))
-            .map(|note| PostedNote {
+            .map(|note| Posted {
                 id: note.id,
                 body: note.body,
             }))

@@ -5,6 +5,7 @@
 //! "nothing" from a bad answer ([`Listing::Unknown`], [`Closure::Unknown`]); writes are
 //! serialized and spaced out by the shared [`http`] layer.
 
+mod comment;
 mod feedback;
 pub mod filter;
 pub mod github;

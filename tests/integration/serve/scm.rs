@@ -410,6 +410,18 @@ fn github_feedback_edits_one_comment_and_deploys_per_commit() {
                 .any(|w| w.method == "PATCH" && w.target.contains("/issues/comments/"))
         );
 
+        // Someone deleted it: the edit finds it gone, and a new one is posted.
+        fake.data().comments.retain(|c| c.id == 1);
+        restarted
+            .publish_feedback(7, &feedback("pr-7", &second, "degraded"))
+            .await
+            .unwrap();
+        {
+            let data = fake.data();
+            assert_eq!(data.comments.len(), 2, "{:?}", data.comments);
+            assert!(data.comments[1].body.contains("degraded"));
+        }
+
         restarted
             .retire_feedback(7, "pr-7", "the pull request was closed")
             .await
@@ -456,6 +468,24 @@ fn gitlab_feedback_edits_one_note_and_stops_the_environment() {
                 Some("https://shop.mr-3.preview.example.org")
             );
         }
+        assert!(
+            fake.writes()
+                .iter()
+                .any(|w| w.method == "PUT" && w.target.contains("/notes/"))
+        );
+
+        // Someone deleted the note: the edit finds it gone, and a new one is posted.
+        fake.data().notes.clear();
+        restarted
+            .publish_feedback(3, &feedback("mr-3", &commit, "degraded"))
+            .await
+            .unwrap();
+        {
+            let data = fake.data();
+            assert_eq!(data.notes.len(), 1, "{:?}", data.notes);
+            assert!(data.notes[0].body.contains("degraded"));
+        }
+
         restarted
             .retire_feedback(3, "mr-3", "the merge request was merged")
             .await
