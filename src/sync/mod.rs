@@ -40,7 +40,7 @@ use live::Live;
 use serde::Serialize;
 use serde_json::Value;
 use snapshot::Snapshot;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -183,7 +183,7 @@ pub struct SyncPlan<'a> {
     /// On a shared cluster CRDs are shared: applied only when absent, never pruned.
     pub shared_cluster: bool,
     /// Each object's hash and size, computed once (every object is hashed on every sync).
-    fingerprints: BTreeMap<ObjectRef, compare::Fingerprint>,
+    fingerprints: HashMap<ObjectRef, compare::Fingerprint>,
 }
 
 impl<'a> SyncPlan<'a> {
@@ -489,6 +489,21 @@ async fn decide_all<'o>(
     snapshot: &Snapshot,
     concurrency: usize,
 ) -> Result<BTreeMap<ObjectRef, Action>, SyncError> {
+    // The cheap test for every object at once, on every core: for a sync that changes nothing
+    // it is the whole decision, and it walks every field of every object.
+    let evident: HashSet<ObjectRef> = {
+        use rayon::prelude::*;
+        plan.objects
+            .par_iter()
+            .filter_map(|object| {
+                let reference = object.object_ref();
+                let current = snapshot.get(&reference)?;
+                let applied_as_is = plan.applied_as_is(&reference, inventory);
+                compare::evidently_unchanged(object, applied_as_is, current).then_some(reference)
+            })
+            .collect()
+    };
+    let evident = &evident;
     let decide_each = |objects: Vec<&'o Object>, schema_changes: BTreeSet<(String, String)>| {
         futures::stream::iter(objects)
             .map(move |object| {
@@ -497,7 +512,9 @@ async fn decide_all<'o>(
                 async move {
                     let reference = object.object_ref();
                     let current = snapshot.get(&reference);
-                    let action = decide(live, object, inventory, current, plan, changing).await;
+                    let evident = evident.contains(&reference);
+                    let action =
+                        decide(live, object, inventory, current, plan, changing, evident).await;
                     (reference, action)
                 }
             })
@@ -1246,7 +1263,8 @@ fn owner_description(live: &Value) -> String {
     }
 }
 
-/// What to do with one desired object, given the inventory and its live state.
+/// What to do with one desired object, given the inventory and its live state, and whether the
+/// cheap test (see [`compare`]) already found it unchanged.
 async fn decide(
     live: &Live,
     object: &Object,
@@ -1254,6 +1272,7 @@ async fn decide(
     current: Option<&Value>,
     plan: &SyncPlan<'_>,
     schema_changes: bool,
+    evidently_unchanged: bool,
 ) -> Result<Action, SyncError> {
     let reference = object.object_ref();
     let Some(current) = current else {
@@ -1271,17 +1290,14 @@ async fn decide(
         });
     }
     let resolved = live.resolve(object)?;
-    let applied_as_is = plan.applied_as_is(&reference, inventory);
-    if schema_changes {
-        return Ok(
-            if compare::evidently_unchanged(object, applied_as_is, current) {
-                Action::Unchanged
-            } else {
-                Action::Configure { force }
-            },
-        );
+    if evidently_unchanged {
+        return Ok(Action::Unchanged);
     }
-    match compare::judge(live, &resolved, object, applied_as_is, Some(current), force).await? {
+    if schema_changes {
+        return Ok(Action::Configure { force });
+    }
+    // The cheap test failed (above): the server's dry run decides.
+    match compare::judge(live, &resolved, object, false, Some(current), force).await? {
         compare::Verdict::Unchanged => Ok(Action::Unchanged),
         compare::Verdict::Missing => Ok(Action::Create),
         compare::Verdict::Differs { .. } => Ok(Action::Configure { force }),
