@@ -124,6 +124,11 @@ impl Object {
             .insert("namespace".into(), Value::String(namespace.into()));
     }
 
+    /// Drops `metadata.namespace` (a cluster-scoped object's, which the server ignores).
+    pub fn clear_namespace(&mut self) {
+        self.map_mut(&["metadata"]).remove("namespace");
+    }
+
     pub fn set_name(&mut self, name: &str) {
         self.map_mut(&["metadata"])
             .insert("name".into(), Value::String(name.into()));

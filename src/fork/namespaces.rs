@@ -130,6 +130,11 @@ impl NamespaceMap {
             } else if !scopes.is_cluster_scoped(object) {
                 let to = self.target_of(object.namespace()).to_string();
                 object.set_namespace(&to);
+            } else if !object.namespace().is_empty() {
+                // The server ignores a cluster-scoped object's namespace (kube-prometheus sets
+                // one on ClusterRoles); kept, it would name an object that never exists live,
+                // so every sync would find it missing and apply it again.
+                object.clear_namespace();
             }
             self.rewrite_references(object, &who);
         }

@@ -149,6 +149,30 @@ impl Inventory {
         Ok(())
     }
 
+    /// Entries an older sprout recorded for cluster-scoped objects under the namespace their
+    /// manifest gave (which the server ignores), keyed as their objects are: without it. Kept
+    /// as recorded, such an entry would look undesired once the fork drops that namespace, and
+    /// prune would delete the very object just applied.
+    pub fn key_cluster_scoped_without_namespace(&mut self, live: &Live) {
+        let misfiled: Vec<ObjectRef> = self
+            .entries
+            .iter()
+            .filter(|(reference, entry)| {
+                !reference.namespace.is_empty()
+                    && live
+                        .resolve_kind(&entry.api_version, &reference.kind)
+                        .is_some_and(|resolved| !resolved.namespaced)
+            })
+            .map(|(reference, _)| reference.clone())
+            .collect();
+        for reference in misfiled {
+            if let Some(mut entry) = self.entries.remove(&reference) {
+                entry.reference.namespace.clear();
+                self.entries.entry(entry.reference.clone()).or_insert(entry);
+            }
+        }
+    }
+
     pub fn hash_of(&self, reference: &ObjectRef) -> Option<&str> {
         self.entries.get(reference).map(|e| e.hash.as_str())
     }

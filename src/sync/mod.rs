@@ -294,7 +294,7 @@ async fn read_live<'o>(
         Snapshot::take(live, &objects, listed),
     )
     .await;
-    let inventory = inventory?;
+    let mut inventory = inventory?;
     let snapshot = match snapshot {
         // A cached catalog can name a kind the server no longer serves: ask, read again.
         Err(_) if !live.discovered_now() => {
@@ -304,6 +304,7 @@ async fn read_live<'o>(
         other => other?,
     };
     live.discover(&groups_of(plan, &inventory)).await?;
+    inventory.key_cluster_scoped_without_namespace(live);
     Ok(LiveView {
         inventory,
         resolvable: resolvable(live),
@@ -942,6 +943,7 @@ pub async fn teardown(
     groups.insert(String::new());
     // Deletes rest on the server's word of what it serves, never on a cached catalog's.
     live.rediscover(&groups).await?;
+    inventory.key_cluster_scoped_without_namespace(live);
     let mut changes = ChangeSet::default();
     let mut namespaces: BTreeSet<String> = inventory
         .entries

@@ -578,3 +578,77 @@ fn down_on_a_shared_cluster_deletes_the_inventory_and_keeps_what_must_stay() {
             .exists()
     );
 }
+
+/// kube-prometheus gives its ClusterRoles a `metadata.namespace`, which the server ignores:
+/// the fork drops it, so a sync after the first finds them and writes nothing; an inventory an
+/// older sprout wrote with that namespace is read as the object it is, and never prunes it.
+#[test]
+fn a_cluster_scoped_object_with_a_namespace_in_git_is_applied_once_and_never_pruned() {
+    let cp = control_plane();
+    let env = &unique("scoped-ns");
+    let mut repo = project_on_control_plane(
+        env,
+        "deploy/app.yaml",
+        &format!(
+            "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\n\
+             metadata: {{name: {env}-reader, namespace: monitoring}}\n\
+             rules: [{{apiGroups: [\"\"], resources: [configmaps], verbs: [get]}}]\n---\n\
+             apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: app, namespace: monitoring}}\ndata: {{a: \"1\"}}\n"
+        ),
+    );
+    repo.write(
+        "sprout.yaml",
+        "sharedCluster:\n  allowClusterScoped: [ClusterRole]\n",
+    );
+    repo.commit("ClusterRoles allowed");
+    let first = sync_json(&repo, &cp, env);
+    let roles: Vec<String> = names(&first, "created")
+        .into_iter()
+        .filter(|n| n.starts_with("ClusterRole/"))
+        .collect();
+    assert_eq!(roles.len(), 1, "{first}");
+    let role = roles[0].trim_start_matches("ClusterRole/").to_string();
+    assert!(!role.contains('/'), "no namespace in its name: {role}");
+    assert!(cp.exists("clusterrole", "", &role));
+
+    let again = sync_json(&repo, &cp, env);
+    assert_eq!(again["changes"]["writes"], 0, "{again}");
+    assert_eq!(names(&again, "created"), Vec::<String>::new());
+
+    // The inventory as an older sprout wrote it: the ClusterRole under the manifest's namespace.
+    // A source of one namespace lands in the environment's own.
+    let namespace = env.to_string();
+    let inventory: Value = serde_json::from_str(&cp.kubectl_ok(&[
+        "get",
+        "configmap",
+        "sprout-inventory",
+        "-n",
+        &namespace,
+        "-o",
+        "json",
+    ]))
+    .unwrap();
+    let entries = inventory["data"]["entries"].as_str().unwrap();
+    let older = entries.replace(
+        "\"kind\":\"ClusterRole\",\"name\":",
+        "\"kind\":\"ClusterRole\",\"namespace\":\"monitoring\",\"name\":",
+    );
+    assert_ne!(older, entries, "the entry's form: {entries}");
+    let patch = serde_json::json!({"data": {"entries": older}}).to_string();
+    cp.kubectl_ok(&[
+        "patch",
+        "configmap",
+        "sprout-inventory",
+        "-n",
+        &namespace,
+        "--type",
+        "merge",
+        "-p",
+        &patch,
+    ]);
+    let after = sync_json(&repo, &cp, env);
+    assert_eq!(names(&after, "pruned"), Vec::<String>::new(), "{after}");
+    assert!(cp.exists("clusterrole", "", &role), "the ClusterRole stays");
+    expect_exit(&repo, &cp, &["down", env], 0);
+    assert!(!cp.exists("clusterrole", "", &role), "down deletes it");
+}
