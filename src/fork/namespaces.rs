@@ -501,6 +501,7 @@ pub fn isolate_cluster_scoped(objects: &mut [Object], scopes: &Scopes, env: &str
         .iter()
         .map(|((kind, from), to)| (from.as_str(), (kind.as_str(), to.as_str())))
         .collect();
+    let namespaced = namespaced_names(objects, scopes);
     let mut warnings = Vec::new();
     for object in objects.iter_mut() {
         let described = object.object_ref().to_string();
@@ -513,7 +514,7 @@ pub fn isolate_cluster_scoped(objects: &mut [Object], scopes: &Scopes, env: &str
                     .unwrap_or_default()
                     .to_string();
                 let mut unfollowed = Vec::new();
-                follow_container_values(container, &by_name, &mut unfollowed);
+                follow_container_values(container, &by_name, &namespaced, &mut unfollowed);
                 warnings.extend(unfollowed.into_iter().map(|(value, from, kind)| {
                     format!(
                         "{described}: container {container_name} value `{value}` mentions {kind} `{from}`, renamed `{from}-{env}` on this shared cluster; the fork cannot follow it"
@@ -609,27 +610,101 @@ fn follow_storage_class_annotations(
     }
 }
 
+/// Names namespaced objects go by in the source: the objects' own, and what pods name in typed
+/// references (a Secret volume, an env var's ConfigMap, a claim). ingress-nginx names its
+/// webhook Secret, ClusterRole and ValidatingWebhookConfiguration alike.
+fn namespaced_names(objects: &[Object], scopes: &Scopes) -> BTreeSet<String> {
+    fn gather(value: &Value, names: &mut BTreeSet<String>) {
+        match value {
+            Value::Object(map) => {
+                for (key, value) in map {
+                    let named = |v: &Value| v.get("name").and_then(Value::as_str).map(String::from);
+                    let found = match key.as_str() {
+                        "secretName" | "claimName" | "serviceAccountName" | "serviceAccount" => {
+                            value.as_str().map(String::from)
+                        }
+                        "secret" | "configMap" | "secretRef" | "configMapRef" | "secretKeyRef"
+                        | "configMapKeyRef" => named(value),
+                        _ => None,
+                    };
+                    names.extend(found);
+                    if key == "imagePullSecrets"
+                        && let Value::Array(items) = value
+                    {
+                        names.extend(items.iter().filter_map(named));
+                    }
+                    gather(value, names);
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|item| gather(item, names)),
+            _ => {}
+        }
+    }
+    let mut names = BTreeSet::new();
+    for object in objects {
+        if !scopes.is_cluster_scoped(object) {
+            names.insert(object.name().to_string());
+        }
+        if let Some(spec) = object.get(&["spec"]) {
+            gather(spec, &mut names);
+        }
+    }
+    names
+}
+
+/// Whether a flag says it names an object of `kind` (`--webhook-name` a webhook
+/// configuration, `--ingress-class` an IngressClass) rather than a namespaced one.
+fn flag_names_kind(flag: &str, kind: &str) -> bool {
+    let flag = flag.to_ascii_lowercase().replace(['-', '_'], "");
+    let words: &[&str] = match kind {
+        "ValidatingWebhookConfiguration" | "MutatingWebhookConfiguration" => &["webhook"],
+        "ClusterRole" | "ClusterRoleBinding" => &["role", "binding"],
+        "IngressClass" | "StorageClass" | "PriorityClass" | "RuntimeClass" => &["class"],
+        _ => &[],
+    };
+    words.iter().any(|w| flag.contains(w)) || flag.contains(&kind.to_ascii_lowercase())
+}
+
 /// Container args and env values that are, whole, the name of a renamed cluster-scoped object
 /// (or `--flag=<name>`) follow it; values that mention one as a word of a list among other
-/// text are returned as (value, name, kind): the fork cannot know what they mean.
+/// text are returned as (value, name, kind): the fork cannot know what they mean. So are
+/// names a namespaced object also goes by (`namespaced`, which keeps its name), unless the
+/// flag says which it means: `--webhook-name=x` follows the webhook configuration,
+/// `--secret-name=x` stays with the Secret.
 fn follow_container_values(
     container: &mut Map<String, Value>,
     by_name: &BTreeMap<&str, (&str, &str)>,
+    namespaced: &BTreeSet<String>,
     unfollowed: &mut Vec<(String, String, String)>,
 ) {
     let mut follow = |value: &mut Value| {
         let Some(text) = value.as_str() else {
             return;
         };
-        if let Some((_, to)) = by_name.get(text) {
-            *value = Value::String(to.to_string());
+        if let Some((kind, to)) = by_name.get(text) {
+            if namespaced.contains(text) {
+                unfollowed.push((text.to_string(), text.to_string(), kind.to_string()));
+            } else {
+                *value = Value::String(to.to_string());
+            }
             return;
         }
         if let Some((flag, argument)) = text.split_once('=')
             && flag.starts_with('-')
-            && let Some((_, to)) = by_name.get(argument)
+            && let Some((kind, to)) = by_name.get(argument)
         {
-            *value = Value::String(format!("{flag}={to}"));
+            let names_namespaced = ["secret", "configmap", "serviceaccount", "claim"]
+                .iter()
+                .any(|w| {
+                    flag.to_ascii_lowercase()
+                        .replace(['-', '_'], "")
+                        .contains(w)
+                });
+            if !namespaced.contains(argument) || flag_names_kind(flag, kind) {
+                *value = Value::String(format!("{flag}={to}"));
+            } else if !names_namespaced {
+                unfollowed.push((text.to_string(), argument.to_string(), kind.to_string()));
+            }
             return;
         }
         // Words of a list (`--classes=a,b`, `a b`), each whole: a name inside a path, an image
@@ -1044,5 +1119,51 @@ mod renamed_reference_tests {
         assert!(warnings[0].starts_with(
             "Deployment/pr-1/ctl: container ctl value `--classes=internal,public` mentions IngressClass `internal`, renamed `internal-pr-1`"
         ), "{warnings:?}");
+    }
+
+    #[test]
+    fn a_name_a_namespaced_object_also_goes_by_follows_only_a_flag_that_says_which() {
+        // ingress-nginx: the webhook's ClusterRole, its configuration and its Secret share a
+        // name; the Jobs name the Secret and the configuration, the controller mounts the
+        // Secret.
+        let pod = |args: Value| {
+            json!({"template": {"spec": {"containers": [{"name": "c", "image": "x", "args": args}],
+                "volumes": [{"name": "cert", "secret": {"secretName": "adm"}}]}}})
+        };
+        let mut objects = vec![
+            object(
+                json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "adm"}}),
+            ),
+            object(
+                json!({"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration", "metadata": {"name": "adm"}}),
+            ),
+            object(
+                json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "patch", "namespace": "pr-1"},
+                "spec": pod(json!(["--webhook-name=adm", "--secret-name=adm", "--name=adm", "adm"]))}),
+            ),
+        ];
+        let scopes = Scopes::from_objects(&objects);
+        let warnings = isolate_cluster_scoped(&mut objects, &scopes, "pr-1");
+        let spec = objects[2].get(&["spec", "template", "spec"]).unwrap();
+        assert_eq!(
+            spec["containers"][0]["args"],
+            json!([
+                "--webhook-name=adm-pr-1",
+                "--secret-name=adm",
+                "--name=adm",
+                "adm"
+            ])
+        );
+        assert_eq!(spec["volumes"][0]["secret"]["secretName"], "adm");
+        // What the flag does not settle is left, and said.
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(
+            warnings.iter().any(|w| w.contains("value `--name=adm`")),
+            "{warnings:?}"
+        );
+        assert!(
+            warnings.iter().any(|w| w.contains("value `adm`")),
+            "{warnings:?}"
+        );
     }
 }
