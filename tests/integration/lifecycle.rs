@@ -200,25 +200,38 @@ fn lunch_teardown_is_due_on_the_right_weekday_only_then_done_by_gc() {
         record(repo.path(), env)["createdAt"].as_str().unwrap(),
     )
     .unwrap();
-    // The first Thursday 12:07 (Berlin) after creation, and the Friday after it: no Friday
-    // noon lies between creation and that Thursday, whatever weekday the test runs on.
-    let moment = |day: chrono::NaiveDate| {
+    // The first Friday noon (Berlin) after creation, and a moment before it that no Friday noon
+    // precedes since creation: the Thursday 12:07 before it, or, when the record was made
+    // after that (a Thursday afternoon), Friday 11:59. Whatever weekday the test runs on.
+    let berlin = |day: chrono::NaiveDate, hour: u32, minute: u32| {
         use chrono::TimeZone;
         chrono_tz::Europe::Berlin
-            .from_local_datetime(&day.and_hms_opt(12, 7, 0).unwrap())
+            .from_local_datetime(&day.and_hms_opt(hour, minute, 0).unwrap())
             .unwrap()
     };
-    let at = |day: chrono::NaiveDate| moment(day).to_rfc3339();
-    let mut thursday = created.date_naive();
-    while chrono::Datelike::weekday(&thursday) != chrono::Weekday::Thu
-        || moment(thursday) <= created
+    let mut friday = created.date_naive();
+    while chrono::Datelike::weekday(&friday) != chrono::Weekday::Fri
+        || berlin(friday, 12, 0) <= created
     {
-        thursday += chrono::Duration::days(1);
+        friday += chrono::Duration::days(1);
     }
-    let on_thursday = gc(repo.path(), &cp, &["--dry-run", "--at", &at(thursday)]);
-    assert_eq!(actions(&on_thursday), vec![], "not on Thursday");
-    let friday = thursday + chrono::Duration::days(1);
-    let on_friday = gc(repo.path(), &cp, &["--dry-run", "--at", &at(friday)]);
+    let thursday = berlin(friday - chrono::Duration::days(1), 12, 7);
+    let before = if thursday > created {
+        thursday
+    } else {
+        berlin(friday, 11, 59)
+    };
+    let on_thursday = gc(
+        repo.path(),
+        &cp,
+        &["--dry-run", "--at", &before.to_rfc3339()],
+    );
+    assert_eq!(actions(&on_thursday), vec![], "not before Friday noon");
+    let on_friday = gc(
+        repo.path(),
+        &cp,
+        &["--dry-run", "--at", &berlin(friday, 12, 7).to_rfc3339()],
+    );
     assert_eq!(
         actions(&on_friday),
         vec![(
