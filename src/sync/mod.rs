@@ -104,7 +104,7 @@ pub enum SyncError {
     NotOurs { object: String, owner: String },
     #[error("inventory: {message}")]
     Inventory { message: String },
-    #[error("{} objects failed:\n  {}", errors.len(), messages::capped(&errors.iter().map(|e| e.to_string()).collect::<Vec<_>>()).join("\n  "))]
+    #[error("{} problems:\n  {}", errors.len(), messages::capped(&errors.iter().map(|e| e.to_string()).collect::<Vec<_>>()).join("\n  "))]
     Several { errors: Vec<SyncError> },
     #[error("not healthy after {}s:\n  {}", timeout.as_secs(), messages::capped(stuck).join("\n  "))]
     HealthTimeout {
@@ -118,11 +118,16 @@ const FIELDS_SHOWN: usize = 5;
 
 impl SyncError {
     /// Whether the desired state is at fault and nothing was written (exit 2): fields the
-    /// server does not know, found before the first write (one object's, found by its apply,
-    /// comes after others were written).
+    /// server does not know, kinds it does not serve, objects too large for it, all found
+    /// before the first write (one object's unknown fields, found by its apply, come after
+    /// others were written).
     pub fn is_refusal(&self) -> bool {
         match self {
-            SyncError::UnknownFieldsIn { .. } => true,
+            // Found before the first write: the desired state cannot go to this server as it
+            // is (invalid input for it), and nothing was changed.
+            SyncError::UnknownFieldsIn { .. }
+            | SyncError::Unserved { .. }
+            | SyncError::TooLarge { .. } => true,
             SyncError::Several { errors } => errors.iter().all(SyncError::is_refusal),
             _ => false,
         }

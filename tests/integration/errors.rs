@@ -21,7 +21,7 @@ fn every_unserved_kind_is_named_at_once_with_the_versions_served() {
                 apiVersion: widgets.example.com/v1\nkind: Widget\nmetadata: {name: w}\n";
     let repo = project_on_control_plane(env, "deploy/app.yaml", text);
     let mark = cp.audit_mark();
-    let (_, stderr) = expect_exit(&repo, &cp, &["sync", env], 1);
+    let (_, stderr) = expect_exit(&repo, &cp, &["sync", env], 2);
     for line in [
         format!(
             "Deployment apps/v1beta1 (Deployment/{env}/old and 1 more): the server serves Deployment as apps/v1; change apiVersion"
@@ -56,7 +56,7 @@ fn an_object_too_large_for_the_server_fails_before_the_first_write() {
     );
     let repo = project_on_control_plane(env, "deploy/app.yaml", &text);
     let mark = cp.audit_mark();
-    let (_, stderr) = expect_exit(&repo, &cp, &["sync", env], 1);
+    let (_, stderr) = expect_exit(&repo, &cp, &["sync", env], 2);
     assert!(
         stderr.contains(&format!(
             "ConfigMap/{env}/huge: 1.6 MiB serialized, more than the 1.5 MiB the API server stores per object"
