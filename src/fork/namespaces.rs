@@ -195,6 +195,33 @@ impl NamespaceMap {
                 }
             }
             "NetworkPolicy" => self.rewrite_network_policy(object, who),
+            // prometheus-operator's: where a Prometheus sends its alerts, which namespaces a
+            // monitor watches (kube-prometheus names `monitoring` in both).
+            "Prometheus" if object.group() == PROMETHEUS_OPERATOR => {
+                if let Some(Value::Array(managers)) =
+                    object.get_mut(&["spec", "alerting", "alertmanagers"])
+                {
+                    for manager in managers.iter_mut().filter_map(Value::as_object_mut) {
+                        self.rename_field(manager, "namespace", who);
+                    }
+                }
+            }
+            "ServiceMonitor" | "PodMonitor" if object.group() == PROMETHEUS_OPERATOR => {
+                if let Some(Value::Array(names)) =
+                    object.get_mut(&["spec", "namespaceSelector", "matchNames"])
+                {
+                    for name in names.iter_mut() {
+                        let Some(ns) = name.as_str() else { continue };
+                        match self.renamed(ns) {
+                            Some(to) => *name = Value::String(to.to_string()),
+                            None => {
+                                let ns = ns.to_string();
+                                self.warn_if_unknown(&ns, who);
+                            }
+                        }
+                    }
+                }
+            }
             "ConfigMap" => {
                 if let Some(Value::Object(data)) = object.get_mut(&["data"]) {
                     for value in data.values_mut() {
@@ -456,6 +483,9 @@ fn is_dns_label(label: &str) -> bool {
 fn is_api_server(service: &str, ns: &str) -> bool {
     service == "kubernetes" && ns == "default"
 }
+
+/// The API group of prometheus-operator's kinds.
+const PROMETHEUS_OPERATOR: &str = "monitoring.coreos.com";
 
 fn namespace_object(name: &str) -> Object {
     let Value::Object(body) =
@@ -910,6 +940,41 @@ mod tests {
 
     /// Objects without a namespace and objects in the implied one are one namespace: the
     /// Ingress stays beside its Service, and references to `default` follow.
+    #[test]
+    fn prometheus_alertmanagers_and_monitor_namespaces_follow_renamed_namespaces() {
+        let objects = vec![
+            service("monitoring", "alertmanager-main"),
+            service("shop", "web"),
+            object(
+                json!({"apiVersion": "monitoring.coreos.com/v1", "kind": "Prometheus",
+                "metadata": {"name": "k8s", "namespace": "monitoring"},
+                "spec": {"alerting": {"alertmanagers": [
+                    {"name": "alertmanager-main", "namespace": "monitoring", "port": "web"},
+                    {"name": "elsewhere", "namespace": "ops", "port": "web"}]}}}),
+            ),
+            object(
+                json!({"apiVersion": "monitoring.coreos.com/v1", "kind": "ServiceMonitor",
+                "metadata": {"name": "web", "namespace": "monitoring"},
+                "spec": {"namespaceSelector": {"matchNames": ["shop", "kube-system"]}}}),
+            ),
+        ];
+        let (objects, warnings) = mapped(objects, "default");
+        let prometheus = find(&objects, "Prometheus", "k8s");
+        let managers = &prometheus.body["spec"]["alerting"]["alertmanagers"];
+        assert_eq!(managers[0]["namespace"], "pr-1-monitoring");
+        assert_eq!(
+            managers[1]["namespace"], "ops",
+            "not in the source: left, and said"
+        );
+        let monitor = find(&objects, "ServiceMonitor", "web");
+        assert_eq!(
+            monitor.body["spec"]["namespaceSelector"]["matchNames"],
+            json!(["pr-1-shop", "kube-system"])
+        );
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("`ops`"), "{warnings:?}");
+    }
+
     #[test]
     fn the_implied_namespace_is_one_with_its_explicit_name() {
         let objects = vec![
