@@ -58,12 +58,8 @@ impl EarlyReads {
         let (env_name, target) = (env.name.clone(), target.clone());
         let (namespace, project) = (env.target_namespace().to_string(), env.project.clone());
         let task = tokio::spawn(async move {
-            let started = std::time::Instant::now();
+            let lap = crate::sync::laps(&env_name, "early reads");
             let live = connect(&env_name, &target).await?;
-            let lap = |stage: &str| {
-                let ms = started.elapsed().as_millis() as u64;
-                tracing::debug!(env = %env_name, ms, "early reads: {stage}");
-            };
             lap("connected");
             let owner = Owner {
                 env: &env_name,

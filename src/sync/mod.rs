@@ -586,14 +586,7 @@ pub async fn sync(
     plan: &SyncPlan<'_>,
     options: &SyncOptions,
 ) -> Result<SyncReport, SyncError> {
-    let clock = std::time::Instant::now();
-    let lap = |stage: &str| {
-        tracing::debug!(
-            env = plan.env,
-            ms = clock.elapsed().as_millis() as u64,
-            "sync: {stage}"
-        )
-    };
+    let lap = laps(plan.env, "sync");
     let LiveView {
         inventory: old,
         resolvable,
@@ -812,14 +805,7 @@ pub async fn settled(
     options: &SyncOptions,
     ahead: Option<ReadAhead>,
 ) -> Result<Option<SyncReport>, SyncError> {
-    let clock = std::time::Instant::now();
-    let lap = |stage: &str| {
-        tracing::debug!(
-            env = plan.env,
-            ms = clock.elapsed().as_millis() as u64,
-            "settled: {stage}"
-        )
-    };
+    let lap = laps(plan.env, "settled");
     let LiveView {
         inventory: old,
         resolvable,
@@ -873,6 +859,16 @@ pub async fn settled(
         changes,
         health,
     }))
+}
+
+/// A debug log line per stage of `what` for `env`, with the milliseconds since this call: where
+/// a sync's time goes (`SPROUT_LOG=debug`).
+pub(crate) fn laps<'a>(env: &'a str, what: &'a str) -> impl Fn(&str) + 'a {
+    let clock = std::time::Instant::now();
+    move |stage: &str| {
+        let ms = clock.elapsed().as_millis() as u64;
+        tracing::debug!(env, ms, "{what}: {stage}");
+    }
 }
 
 /// Frees `value` on another thread. The live state of a thousand objects takes milliseconds to
