@@ -211,14 +211,7 @@ impl NamespaceMap {
                     object.get_mut(&["spec", "namespaceSelector", "matchNames"])
                 {
                     for name in names.iter_mut() {
-                        let Some(ns) = name.as_str() else { continue };
-                        match self.renamed(ns) {
-                            Some(to) => *name = Value::String(to.to_string()),
-                            None => {
-                                let ns = ns.to_string();
-                                self.warn_if_unknown(&ns, who);
-                            }
-                        }
+                        self.rename_value(name, who);
                     }
                 }
             }
@@ -267,13 +260,22 @@ impl NamespaceMap {
     }
 
     fn rename_field(&mut self, map: &mut Map<String, Value>, field: &str, who: &str) {
-        let Some(ns) = map.get(field).and_then(Value::as_str) else {
+        if let Some(value) = map.get_mut(field) {
+            self.rename_value(value, who);
+        }
+    }
+
+    /// A namespace name follows its rename; one the source lacks is left, with a warning.
+    fn rename_value(&mut self, value: &mut Value, who: &str) {
+        let Some(ns) = value.as_str() else {
             return;
         };
-        if let Some(to) = self.renamed(ns) {
-            map.insert(field.into(), Value::String(to.to_string()));
-        } else {
-            self.warn_if_unknown(ns, who);
+        match self.renamed(ns) {
+            Some(to) => *value = Value::String(to.to_string()),
+            None => {
+                let ns = ns.to_string();
+                self.warn_if_unknown(&ns, who);
+            }
         }
     }
 
@@ -685,14 +687,20 @@ fn namespaced_names(objects: &[Object], scopes: &Scopes) -> BTreeSet<String> {
 /// Whether a flag says it names an object of `kind` (`--webhook-name` a webhook
 /// configuration, `--ingress-class` an IngressClass) rather than a namespaced one.
 fn flag_names_kind(flag: &str, kind: &str) -> bool {
-    let flag = flag.to_ascii_lowercase().replace(['-', '_'], "");
     let words: &[&str] = match kind {
         "ValidatingWebhookConfiguration" | "MutatingWebhookConfiguration" => &["webhook"],
         "ClusterRole" | "ClusterRoleBinding" => &["role", "binding"],
         "IngressClass" | "StorageClass" | "PriorityClass" | "RuntimeClass" => &["class"],
         _ => &[],
     };
-    words.iter().any(|w| flag.contains(w)) || flag.contains(&kind.to_ascii_lowercase())
+    flag_says(flag, words) || flag_says(flag, &[&kind.to_ascii_lowercase()])
+}
+
+/// Whether `flag` (`--secret-name`, `--webhook_name`) holds one of `words`, case and dashes
+/// aside.
+fn flag_says(flag: &str, words: &[&str]) -> bool {
+    let flag = flag.to_ascii_lowercase().replace(['-', '_'], "");
+    words.iter().any(|w| flag.contains(w))
 }
 
 /// Container args and env values that are, whole, the name of a renamed cluster-scoped object
@@ -723,13 +731,8 @@ fn follow_container_values(
             && flag.starts_with('-')
             && let Some((kind, to)) = by_name.get(argument)
         {
-            let names_namespaced = ["secret", "configmap", "serviceaccount", "claim"]
-                .iter()
-                .any(|w| {
-                    flag.to_ascii_lowercase()
-                        .replace(['-', '_'], "")
-                        .contains(w)
-                });
+            let names_namespaced =
+                flag_says(flag, &["secret", "configmap", "serviceaccount", "claim"]);
             if !namespaced.contains(argument) || flag_names_kind(flag, kind) {
                 *value = Value::String(format!("{flag}={to}"));
             } else if !names_namespaced {

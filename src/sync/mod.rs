@@ -745,16 +745,7 @@ pub async fn sync(
     }
 
     lap("pruned, inventory recorded");
-    let health = if options.wait {
-        let owned: Vec<&Object> = plan
-            .objects
-            .iter()
-            .filter(|o| !matches!(actions.get(&o.object_ref()), Some(Action::Shared)))
-            .collect();
-        Some(health_of(live, &owned, &snapshot, options.timeout).await?)
-    } else {
-        None
-    };
+    let health = owned_health(live, plan, &actions, &snapshot, options).await?;
     Ok(SyncReport {
         commit: plan.commit.to_string(),
         changes,
@@ -843,16 +834,7 @@ pub async fn settled(
             _ => changes.unchanged += 1,
         }
     }
-    let health = if options.wait {
-        let owned: Vec<&Object> = plan
-            .objects
-            .iter()
-            .filter(|o| !matches!(actions.get(&o.object_ref()), Some(Action::Shared)))
-            .collect();
-        Some(health_of(live, &owned, &snapshot, options.timeout).await?)
-    } else {
-        None
-    };
+    let health = owned_health(live, plan, &actions, &snapshot, options).await?;
     free_later(snapshot);
     Ok(Some(SyncReport {
         commit: plan.commit.to_string(),
@@ -1391,6 +1373,28 @@ async fn apply_batch(
     changes.configured.sort();
     changes.recreated.sort();
     failures
+}
+
+/// The health of the objects this environment owns (shared CRDs left out), when the sync
+/// waits for it.
+async fn owned_health(
+    live: &Live,
+    plan: &SyncPlan<'_>,
+    actions: &BTreeMap<ObjectRef, Action>,
+    snapshot: &Snapshot,
+    options: &SyncOptions,
+) -> Result<Option<HealthReport>, SyncError> {
+    if !options.wait {
+        return Ok(None);
+    }
+    let owned: Vec<&Object> = plan
+        .objects
+        .iter()
+        .filter(|o| !matches!(actions.get(&o.object_ref()), Some(Action::Shared)))
+        .collect();
+    Ok(Some(
+        health_of(live, &owned, snapshot, options.timeout).await?,
+    ))
 }
 
 /// Health from the freshest state known (the snapshot, updated by apply answers); only what
