@@ -24,7 +24,7 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{
-    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch,
+    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, ObjectList, Patch,
     PatchParams, PostParams,
 };
 use std::collections::{BTreeMap, HashMap};
@@ -305,6 +305,17 @@ impl KubeStore {
 
     /// The label selector of this project's records (a project without an identity yet has
     /// records without the label).
+    /// Every Environment record of this project, in one LIST.
+    async fn list_records(
+        &self,
+        ready: &Ready,
+    ) -> std::result::Result<ObjectList<DynamicObject>, StateError> {
+        self.environments(ready)
+            .list(&ListParams::default().labels(&self.selector()))
+            .await
+            .map_err(|e| self.connection.error(ready, "list environment records", e))
+    }
+
     fn selector(&self) -> String {
         if self.project.is_empty() {
             format!("!{PROJECT_LABEL}")
@@ -378,11 +389,7 @@ impl KubeStore {
         let this = self.clone();
         bridge::run(async move {
             let ready = this.connection.ready().await?;
-            let listed = this
-                .environments(&ready)
-                .list(&ListParams::default().labels(&this.selector()))
-                .await
-                .map_err(|e| this.connection.error(&ready, "list environment records", e))?;
+            let listed = this.list_records(&ready).await?;
             listed
                 .items
                 .into_iter()
@@ -398,11 +405,7 @@ impl KubeStore {
         let this = self.clone();
         bridge::run(async move {
             let ready = this.connection.ready().await?;
-            let listed = this
-                .environments(&ready)
-                .list(&ListParams::default().labels(&this.selector()))
-                .await
-                .map_err(|e| this.connection.error(&ready, "list environment records", e))?;
+            let listed = this.list_records(&ready).await?;
             let mut names: Vec<String> = listed
                 .items
                 .into_iter()
@@ -566,11 +569,7 @@ impl KubeStore {
         let this = self.clone();
         let specs = bridge::run(async move {
             let ready = this.connection.ready().await?;
-            let listed = this
-                .environments(&ready)
-                .list(&ListParams::default().labels(&this.selector()))
-                .await
-                .map_err(|e| this.connection.error(&ready, "list environment records", e))?;
+            let listed = this.list_records(&ready).await?;
             Ok::<_, StateError>(
                 listed
                     .items

@@ -34,7 +34,7 @@ pub fn fingerprints(objects: &[Object]) -> Vec<Fingerprint> {
 
 /// The hash of a desired object leaves Secret values out (the inventory is not a place for
 /// anything derived from them); value changes of Secrets are caught by the subset check.
-pub(crate) fn fingerprint(object: &Object) -> Fingerprint {
+fn fingerprint(object: &Object) -> Fingerprint {
     let json = serde_json::to_vec(&object.body).expect("JSON maps serialize");
     let hash = if is_secret(object.kind(), object.group()) {
         let mut body = object.body.clone();
