@@ -38,6 +38,10 @@ pub struct Live {
     /// Writes to namespaced objects go through this client when set: the environment's own
     /// identity on a shared cluster, so the API server confines them (see `sync::tenant`).
     tenant: Option<kube::Client>,
+    /// Whether the server's schema known to this process was confirmed current through this
+    /// connection (see `schema::current_schemas`): a command that checks twice, before and
+    /// again under its lock, asks once.
+    pub(super) schema_confirmed: std::sync::atomic::AtomicBool,
 }
 
 /// How an object is addressed: its API resource and whether it is namespaced.
@@ -56,6 +60,7 @@ impl Live {
             catalog,
             config: None,
             tenant: None,
+            schema_confirmed: Default::default(),
         }
     }
 

@@ -508,11 +508,27 @@ pub async fn unknown_fields(
 /// CRD or an aggregated API changes the document, not the version. The 304 is as small as
 /// `/version`'s answer; only a changed document is read again. A no-op sync has nothing to
 /// create, so it asks nothing.
+///
+/// Once confirmed through a connection, the kept copy is taken as current for the rest of it
+/// (one command, or one environment of a `serve` pass: seconds).
 async fn current_schemas(live: &Live) -> Result<(Arc<Schemas>, bool), SyncError> {
+    use std::sync::atomic::Ordering;
     let kept = remembered(&live.server);
+    if let Some(kept) = &kept
+        && live.schema_confirmed.load(Ordering::Relaxed)
+    {
+        return Ok((kept.clone(), false));
+    }
     match fetch(live, kept.as_ref().and_then(|k| k.etag.as_deref())).await {
-        Ok(Some(schemas)) => Ok((schemas, true)),
-        Ok(None) => Ok((kept.unwrap_or_else(|| Arc::new(Schemas::unknown())), false)),
+        Ok(Some(schemas)) => {
+            live.schema_confirmed.store(true, Ordering::Relaxed);
+            Ok((schemas, true))
+        }
+        Ok(None) => {
+            live.schema_confirmed
+                .store(kept.is_some(), Ordering::Relaxed);
+            Ok((kept.unwrap_or_else(|| Arc::new(Schemas::unknown())), false))
+        }
         Err(e @ SyncError::Unreachable { .. }) => Err(e),
         // A server that keeps its schema to itself: its dry runs answer instead.
         Err(e) => {
