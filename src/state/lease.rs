@@ -17,7 +17,7 @@ use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::api::{Api, ObjectMeta, PostParams};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -339,6 +339,9 @@ pub async fn is_held(api: &Api<Lease>, name: &str) -> Result<bool, kube::Error> 
 /// The namespace that holds the Lease: created (labelled as sync would label it) when missing;
 /// one that is not the environment's is refused exactly as sync's preflight refuses it.
 /// `known`: the namespace as the caller just read it (`Some(None)`: absent), else it is read.
+/// True only when this call created it: a create, not an apply, so that the server's answer
+/// says so (another run may make it in between, and a failed first sync deletes the
+/// namespace it made, never one another run made).
 async fn ensure_namespace(
     live: &Live,
     namespace: &str,
@@ -354,55 +357,65 @@ async fn ensure_namespace(
         None => api.get_opt(namespace).await.map_err(api_error)?,
     };
     if let Some(existing) = existing {
-        let owner = existing
-            .metadata
-            .labels
-            .as_ref()
-            .and_then(|l| l.get(ENVIRONMENT_LABEL))
-            .cloned();
-        let other_project = existing
-            .metadata
-            .labels
-            .as_ref()
-            .and_then(|l| l.get(PROJECT_LABEL))
-            .filter(|p| !p.is_empty() && !project.is_empty() && p.as_str() != project)
-            .cloned();
-        if let Some(other) = other_project {
-            return Err(LeaseError::Sync(SyncError::NotOurs {
-                object: format!("Namespace/{namespace}"),
-                owner: format!(
-                    "labelled for environment `{}` of project `{other}`",
-                    owner.unwrap_or_default()
-                ),
-            }));
-        }
-        return match owner.as_deref() {
-            Some(owner) if owner == env => Ok(false),
-            _ => Err(LeaseError::Sync(SyncError::NotOurs {
-                object: format!("Namespace/{namespace}"),
-                owner: owner.map_or("no sprout label".to_string(), |o| {
-                    format!("labelled for environment `{o}`")
-                }),
-            })),
-        };
+        return environments_own(&existing, namespace, env, project).map(|()| false);
     }
     let mut labels = serde_json::json!({MANAGED_BY: MANAGED_BY_VALUE, ENVIRONMENT_LABEL: env});
     if !project.is_empty() {
         labels[PROJECT_LABEL] = project.into();
     }
-    let wanted = serde_json::json!({
-        "apiVersion": "v1",
-        "kind": "Namespace",
+    let wanted: Namespace = serde_json::from_value(serde_json::json!({
         "metadata": {"name": namespace, "labels": labels},
-    });
-    api.patch(
-        namespace,
-        &PatchParams::apply(FIELD_MANAGER),
-        &Patch::Apply(&wanted),
-    )
-    .await
-    .map_err(api_error)?;
-    Ok(true)
+    }))
+    .expect("a Namespace");
+    let params = PostParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..Default::default()
+    };
+    match api.create(&params, &wanted).await {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(status)) if status.code == 409 => {
+            match api.get_opt(namespace).await.map_err(api_error)? {
+                Some(existing) => {
+                    environments_own(&existing, namespace, env, project).map(|()| false)
+                }
+                None => Err(api_error(kube::Error::Api(status))),
+            }
+        }
+        Err(e) => Err(api_error(e)),
+    }
+}
+
+/// Refuses `existing` unless it is labelled for `env` of `project`.
+fn environments_own(
+    existing: &Namespace,
+    namespace: &str,
+    env: &str,
+    project: &str,
+) -> Result<(), LeaseError> {
+    let labels = existing.metadata.labels.as_ref();
+    let owner = labels.and_then(|l| l.get(ENVIRONMENT_LABEL)).cloned();
+    let other_project = labels
+        .and_then(|l| l.get(PROJECT_LABEL))
+        .filter(|p| !p.is_empty() && !project.is_empty() && p.as_str() != project)
+        .cloned();
+    if let Some(other) = other_project {
+        return Err(LeaseError::Sync(SyncError::NotOurs {
+            object: format!("Namespace/{namespace}"),
+            owner: format!(
+                "labelled for environment `{}` of project `{other}`",
+                owner.unwrap_or_default()
+            ),
+        }));
+    }
+    match owner.as_deref() {
+        Some(owner) if owner == env => Ok(()),
+        _ => Err(LeaseError::Sync(SyncError::NotOurs {
+            object: format!("Namespace/{namespace}"),
+            owner: owner.map_or("no sprout label".to_string(), |o| {
+                format!("labelled for environment `{o}`")
+            }),
+        })),
+    }
 }
 
 /// Keeps the Lease fresh while the operation runs; stops when someone else holds it.
