@@ -16,6 +16,7 @@
 //! A sync with nothing to change sends no write request. Before it starts, the desired state is
 //! completed with the Secrets an environment copies (see [`secret_copies`]).
 
+mod apply;
 mod catalog;
 pub mod compare;
 pub mod diff;
@@ -32,7 +33,7 @@ pub mod snapshot;
 pub mod tenant;
 
 use crate::fork::ownership::{ENVIRONMENT_LABEL, PROJECT_LABEL};
-use crate::object::{Object, ObjectRef, apply_rank};
+use crate::object::{Object, ObjectRef};
 use futures::StreamExt;
 use health::{Health, HealthReport};
 use inventory::{Entry, Inventory};
@@ -606,70 +607,34 @@ pub async fn sync(
         .partition(|o| is_definition_or_namespace(o));
 
     // Stage 1: the grown inventory first — every object is recorded before it is applied, so
-    // a failure anywhere after leaves nothing untracked — then CRDs and Namespaces.
+    // a failure anywhere after leaves nothing untracked — then CRDs and Namespaces. On a shared
+    // cluster the environment's identity is made beside it in the namespaces that exist
+    // already, and after it in those stage 1 creates (its bindings need their namespace).
     grow(&mut inventory, plan);
     let mut first = first;
-    if inventory != old {
-        // The inventory lives in the environment's namespace, which it records too: sprout
-        // makes that namespace (idempotently) just before, and takes it back if the inventory
-        // cannot be written, so a failed first sync leaves no namespace behind.
-        let home = make_home(live, plan, &snapshot).await?;
-        if let Some((reference, _)) = &home {
-            first.retain(|o| o.object_ref() != *reference);
-            changes.created.push(reference.to_string());
-            changes.writes += 1;
-        }
-        if let Err(e) = inventory
-            .save(live, plan.inventory_namespace, plan.owner())
-            .await
-        {
-            if let Some((reference, applied)) = &home
-                && let Some(resolved) = live.resolve_kind("v1", "Namespace")
-            {
-                let uid = applied.pointer("/metadata/uid").and_then(Value::as_str);
-                let _ = live
-                    .delete(&resolved, reference, uid.unwrap_or_default())
-                    .await;
-            }
-            return Err(e);
-        }
-        if let Some((reference, applied)) = home {
-            snapshot.insert(reference, applied);
-        }
-        changes.writes += 1;
-    }
-    let failures = apply_batch(
-        live,
-        &first,
-        &actions,
-        options.concurrency,
-        &mut changes,
-        &mut snapshot,
-    )
-    .await;
-    if !failures.is_empty() {
-        return Err(several(failures));
+    let (existing, created) = identity_namespaces(plan, &inventory, &snapshot);
+    let (stage_one, identity) = futures::join!(
+        stage_one(
+            live,
+            plan,
+            &old,
+            &mut inventory,
+            &mut first,
+            &actions,
+            options.concurrency,
+            &mut changes,
+            &mut snapshot,
+        ),
+        make_identity(live, plan, &existing)
+    );
+    stage_one?;
+    changes.writes += identity?;
+    if plan.shared_cluster {
+        changes.writes += make_identity(live, plan, &created).await?;
+        // From here on namespaced objects are written as the environment's own identity.
+        live.act_as_tenant(&tenant::tenant_user(plan.inventory_namespace))?;
     }
     let mut failures = Vec::new();
-    if plan.shared_cluster {
-        // From here on namespaced objects are written as the environment's own identity.
-        let mut namespaces: BTreeSet<String> = plan
-            .objects
-            .iter()
-            .map(|o| o.namespace().to_string())
-            .chain(inventory.entries.keys().map(|r| r.namespace.clone()))
-            .filter(|ns| !ns.is_empty())
-            .collect();
-        namespaces.insert(plan.inventory_namespace.to_string());
-        changes.writes += tenant::ensure(
-            live,
-            plan.inventory_namespace,
-            &namespaces,
-            plan.env,
-            plan.project,
-        )
-        .await?;
-    }
     let crds: Vec<&Object> = first
         .iter()
         .copied()
@@ -694,14 +659,14 @@ pub async fn sync(
 
     lap("stage 1 (CRDs, Namespaces) applied");
     // Stages 2 and 3: what pods refer to, then workloads and the rest, webhooks last.
-    for tier in tiers(&rest) {
+    for (tier, objects) in apply::tiers(&rest).iter().enumerate() {
         if !failures.is_empty() {
             break;
         }
         failures.extend(
-            apply_batch(
+            apply::apply_tier(
                 live,
-                &tier,
+                objects,
                 &actions,
                 options.concurrency,
                 &mut changes,
@@ -709,6 +674,7 @@ pub async fn sync(
             )
             .await,
         );
+        lap(&format!("tier {tier} of stages 2 and 3 applied"));
     }
     let failed: BTreeSet<String> = failures.iter().filter_map(failed_object).collect();
     record_hashes(&mut inventory, plan, &failed);
@@ -860,26 +826,104 @@ pub fn free_later<T: Send + 'static>(value: T) {
     std::thread::spawn(move || drop(value));
 }
 
-/// Stages 2 and 3 in tiers, each finished before the next starts: first everything pods refer
-/// to (accounts, RBAC, config, secrets, Services — a pod gets the legacy env vars of Services
-/// that exist when it starts — and volumes), then workloads and everything else, then webhooks
-/// and API services, which could otherwise block the objects they admit.
-fn tiers<'o>(objects: &[&'o Object]) -> [Vec<&'o Object>; 3] {
-    let workloads = apply_rank("DaemonSet");
-    let last = apply_rank("APIService");
-    let mut tiers: [Vec<&Object>; 3] = Default::default();
-    for object in objects {
-        let rank = apply_rank(object.kind());
-        let tier = if rank < workloads {
-            0
-        } else if rank < last {
-            1
-        } else {
-            2
-        };
-        tiers[tier].push(object);
+/// Stage 1 of [`sync`]: the grown `inventory` recorded (unless it is as `old`), then CRDs and
+/// Namespaces applied.
+#[allow(clippy::too_many_arguments)]
+async fn stage_one(
+    live: &Live,
+    plan: &SyncPlan<'_>,
+    old: &Inventory,
+    inventory: &mut Inventory,
+    first: &mut Vec<&Object>,
+    actions: &BTreeMap<ObjectRef, Action>,
+    concurrency: usize,
+    changes: &mut ChangeSet,
+    snapshot: &mut Snapshot,
+) -> Result<(), SyncError> {
+    if inventory != old {
+        // The inventory lives in the environment's namespace, which it records too: sprout
+        // makes that namespace (idempotently) just before, and takes it back if the inventory
+        // cannot be written, so a failed first sync leaves no namespace behind.
+        let home = make_home(live, plan, snapshot).await?;
+        if let Some((reference, _)) = &home {
+            first.retain(|o| o.object_ref() != *reference);
+            changes.created.push(reference.to_string());
+            changes.writes += 1;
+        }
+        if let Err(e) = inventory
+            .save(live, plan.inventory_namespace, plan.owner())
+            .await
+        {
+            if let Some((reference, applied)) = &home
+                && let Some(resolved) = live.resolve_kind("v1", "Namespace")
+            {
+                let uid = applied.pointer("/metadata/uid").and_then(Value::as_str);
+                let _ = live
+                    .delete(&resolved, reference, uid.unwrap_or_default())
+                    .await;
+            }
+            return Err(e);
+        }
+        if let Some((reference, applied)) = home {
+            snapshot.insert(reference, applied);
+        }
+        changes.writes += 1;
     }
-    tiers
+    let failures = apply::apply_batch(live, first, actions, concurrency, changes, snapshot).await;
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(several(failures))
+    }
+}
+
+/// The namespaces the environment's identity is bound in on a shared cluster (none elsewhere):
+/// those that exist before stage 1 (its home, which the Lease made, and every one the live
+/// state holds or the plan does not create), and those stage 1 creates.
+fn identity_namespaces(
+    plan: &SyncPlan<'_>,
+    inventory: &Inventory,
+    snapshot: &Snapshot,
+) -> (BTreeSet<String>, BTreeSet<String>) {
+    if !plan.shared_cluster {
+        return Default::default();
+    }
+    let mut namespaces: BTreeSet<String> = plan
+        .objects
+        .iter()
+        .map(|o| o.namespace().to_string())
+        .chain(inventory.entries.keys().map(|r| r.namespace.clone()))
+        .filter(|ns| !ns.is_empty())
+        .collect();
+    namespaces.insert(plan.inventory_namespace.to_string());
+    namespaces.into_iter().partition(|namespace| {
+        namespace == plan.inventory_namespace
+            || !plan.objects.iter().any(|o| {
+                o.kind() == "Namespace"
+                    && o.group().is_empty()
+                    && o.name() == namespace
+                    && !snapshot.contains(&o.object_ref())
+            })
+    })
+}
+
+/// The environment's identity in `namespaces` (see [`tenant`]); the writes sent.
+async fn make_identity(
+    live: &Live,
+    plan: &SyncPlan<'_>,
+    namespaces: &BTreeSet<String>,
+) -> Result<usize, SyncError> {
+    if namespaces.is_empty() {
+        return Ok(0);
+    }
+    tenant::make(
+        live,
+        plan.inventory_namespace,
+        namespaces,
+        plan.env,
+        plan.project,
+    )
+    .await
 }
 
 /// Creates the environment's namespace (the inventory's home) from the desired Namespace when
@@ -1307,72 +1351,6 @@ async fn decide(
             })
         }
     }
-}
-
-async fn apply_batch(
-    live: &Live,
-    objects: &[&Object],
-    actions: &BTreeMap<ObjectRef, Action>,
-    concurrency: usize,
-    changes: &mut ChangeSet,
-    snapshot: &mut Snapshot,
-) -> Vec<SyncError> {
-    let mut failures = Vec::new();
-    let mut work = Vec::new();
-    for object in objects {
-        match actions.get(&object.object_ref()) {
-            Some(Action::Unchanged) => changes.unchanged += 1,
-            Some(Action::Shared) => changes.shared.push(object.object_ref().to_string()),
-            Some(
-                action @ (Action::Create | Action::Configure { .. } | Action::Recreate { .. }),
-            ) => work.push((*object, Some(action))),
-            // Custom resources whose CRD was applied in this sync: new by definition.
-            None => work.push((*object, None)),
-        }
-    }
-    let results: Vec<_> = futures::stream::iter(work)
-        .map(|(object, action)| async move {
-            let resolved = match live.resolve(object) {
-                Ok(resolved) => resolved,
-                Err(e) => return (object, action, 0, Err(e)),
-            };
-            match action {
-                Some(Action::Recreate { uid }) => {
-                    let result = replace::recreate(live, &resolved, object, uid).await;
-                    (object, action, 2, result)
-                }
-                Some(Action::Configure { force }) => {
-                    let result = live.apply(&resolved, object, *force, false).await;
-                    (object, action, 1, result)
-                }
-                _ => {
-                    let result = live.apply(&resolved, object, false, false).await;
-                    (object, action, 1, result)
-                }
-            }
-        })
-        .buffer_unordered(concurrency.max(1))
-        .collect()
-        .await;
-    for (object, action, writes, result) in results {
-        changes.writes += writes;
-        match result {
-            Ok(applied) => {
-                let name = object.object_ref().to_string();
-                match action {
-                    Some(Action::Configure { .. }) => changes.configured.push(name),
-                    Some(Action::Recreate { .. }) => changes.recreated.push(name),
-                    _ => changes.created.push(name),
-                }
-                snapshot.insert(object.object_ref(), applied);
-            }
-            Err(e) => failures.push(e),
-        }
-    }
-    changes.created.sort();
-    changes.configured.sort();
-    changes.recreated.sort();
-    failures
 }
 
 /// The health of the objects this environment owns (shared CRDs left out), when the sync

@@ -40,6 +40,20 @@ pub async fn ensure(
     env: &str,
     project: &str,
 ) -> Result<usize, SyncError> {
+    let writes = make(live, home, namespaces, env, project).await?;
+    live.act_as_tenant(&tenant_user(home))?;
+    Ok(writes)
+}
+
+/// [`ensure`] without the switch: for a caller that makes the identity beside other writes
+/// made as sprout itself, and switches once all are done. Returns the writes sent.
+pub async fn make(
+    live: &Live,
+    home: &str,
+    namespaces: &BTreeSet<String>,
+    env: &str,
+    project: &str,
+) -> Result<usize, SyncError> {
     let labels = labels(env, project);
     let roles: Api<ClusterRole> = Api::all(live.client.clone());
     let accounts: Api<ServiceAccount> = Api::namespaced(live.client.clone(), home);
@@ -47,29 +61,28 @@ pub async fn ensure(
     // Everything read at once, then everything missing made at once: a cluster far away makes
     // every sequential request count. A RoleBinding may come before its account and role; the
     // API server authorizes by them once all exist (see `wait_until_authorized`).
-    let shared = &*live;
     let missing_bindings = futures::future::join_all(namespaces.iter().map(|namespace| {
         let namespace_api = &namespace_api;
         async move {
-            let bindings: Api<RoleBinding> = Api::namespaced(shared.client.clone(), namespace);
+            let bindings: Api<RoleBinding> = Api::namespaced(live.client.clone(), namespace);
             let (exists, binding) = futures::future::join(
                 async {
                     if namespace == home {
                         return Ok(true);
                     }
-                    get(shared, namespace_api, namespace)
+                    get(live, namespace_api, namespace)
                         .await
                         .map(|n| n.is_some())
                 },
-                get(shared, &bindings, TENANT_IDENTITY),
+                get(live, &bindings, TENANT_IDENTITY),
             )
             .await;
             Ok::<_, SyncError>((exists? && binding?.is_none()).then(|| namespace.clone()))
         }
     }));
     let (role, account, missing_bindings) = futures::future::join3(
-        get(shared, &roles, TENANT_ROLE),
-        get(shared, &accounts, TENANT_IDENTITY),
+        get(live, &roles, TENANT_ROLE),
+        get(live, &accounts, TENANT_IDENTITY),
         missing_bindings,
     )
     .await;
@@ -88,7 +101,7 @@ pub async fn ensure(
             "rules": [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}],
         }))
         .expect("a ClusterRole");
-        create(shared, &roles, &role, "ClusterRole", TENANT_ROLE).await?;
+        create(live, &roles, &role, "ClusterRole", TENANT_ROLE).await?;
         Ok::<_, SyncError>(1)
     };
     let make_account = async {
@@ -99,27 +112,20 @@ pub async fn ensure(
             "metadata": {"name": TENANT_IDENTITY, "namespace": home, "labels": labels},
         }))
         .expect("a ServiceAccount");
-        create(
-            shared,
-            &accounts,
-            &account,
-            "ServiceAccount",
-            TENANT_IDENTITY,
-        )
-        .await?;
+        create(live, &accounts, &account, "ServiceAccount", TENANT_IDENTITY).await?;
         Ok::<_, SyncError>(1)
     };
     let make_bindings = futures::future::join_all(missing_bindings.iter().map(|namespace| {
         let labels = &labels;
         async move {
-            let bindings: Api<RoleBinding> = Api::namespaced(shared.client.clone(), namespace);
+            let bindings: Api<RoleBinding> = Api::namespaced(live.client.clone(), namespace);
             let binding: RoleBinding = serde_json::from_value(json!({
                 "metadata": {"name": TENANT_IDENTITY, "namespace": namespace, "labels": labels},
                 "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": TENANT_ROLE},
                 "subjects": [{"kind": "ServiceAccount", "name": TENANT_IDENTITY, "namespace": home}],
             }))
             .expect("a RoleBinding");
-            create(shared, &bindings, &binding, "RoleBinding", TENANT_IDENTITY).await
+            create(live, &bindings, &binding, "RoleBinding", TENANT_IDENTITY).await
         }
     }));
     let (role, account, bindings) =
@@ -132,13 +138,12 @@ pub async fn ensure(
     let reviews = futures::future::join_all(
         missing_bindings
             .iter()
-            .map(|namespace| wait_until_authorized(shared, home, namespace)),
+            .map(|namespace| wait_until_authorized(live, home, namespace)),
     )
     .await;
     for asked in reviews {
         writes += asked?;
     }
-    live.act_as_tenant(&tenant_user(home))?;
     Ok(writes)
 }
 

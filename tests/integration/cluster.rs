@@ -133,6 +133,41 @@ impl ControlPlane {
             .collect()
     }
 
+    /// sprout's server-side applies in `namespace` since `mark` (dry runs left out), as the
+    /// server recorded them: (resource, name, received, completed), the times as the audit log
+    /// writes them (RFC 3339, microseconds: they sort as text).
+    pub fn applies_since(
+        &self,
+        mark: usize,
+        namespace: &str,
+    ) -> Vec<(String, String, String, String)> {
+        let text = std::fs::read_to_string(&self.audit_log).unwrap_or_default();
+        text.lines()
+            .skip(mark)
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .filter(|event| {
+                event["stage"] == "ResponseComplete"
+                    && event["verb"] == "patch"
+                    && event["userAgent"]
+                        .as_str()
+                        .is_some_and(|ua| ua.starts_with("sprout/"))
+                    && event["objectRef"]["namespace"] == namespace
+                    && !event["requestURI"]
+                        .as_str()
+                        .is_some_and(|uri| uri.contains("dryRun=All"))
+            })
+            .map(|event| {
+                let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+                (
+                    text(&event["objectRef"]["resource"]),
+                    text(&event["objectRef"]["name"]),
+                    text(&event["requestReceivedTimestamp"]),
+                    text(&event["stageTimestamp"]),
+                )
+            })
+            .collect()
+    }
+
     /// [`ControlPlane::writes_since`], split: the writes to the environment's lock (Leases in
     /// `namespace`: sprout keeps only `sprout-lock` there), and all the others.
     pub fn lock_and_other_writes_since(

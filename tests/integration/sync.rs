@@ -652,3 +652,63 @@ fn a_cluster_scoped_object_with_a_namespace_in_git_is_applied_once_and_never_pru
     expect_exit(&repo, &cp, &["down", env], 0);
     assert!(!cp.exists("clusterrole", "", &role), "down deletes it");
 }
+
+/// The first apply writes everything pods refer to before any workload (a pod gets the legacy
+/// environment variables only of Services that exist when it starts), and starts the Services,
+/// which the API server creates one at a time, at once beside the rest rather than after it.
+#[test]
+fn what_pods_refer_to_is_written_before_workloads_and_services_start_at_once() {
+    let cp = control_plane();
+    let env = &unique("sync-order");
+    let mut text = String::new();
+    for i in 0..40 {
+        text.push_str(&format!(
+            "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: c{i}}}\ndata: {{n: \"{i}\"}}\n"
+        ));
+    }
+    for i in 0..12 {
+        text.push_str(&format!(
+            "---\napiVersion: v1\nkind: Service\nmetadata: {{name: s{i}}}\n\
+             spec: {{selector: {{app: d{i}}}, ports: [{{port: 80, protocol: TCP}}]}}\n\
+             ---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: d{i}}}\n\
+             spec:\n  selector: {{matchLabels: {{app: d{i}}}}}\n  template:\n    metadata: {{labels: {{app: d{i}}}}}\n    \
+             spec: {{containers: [{{name: app, image: registry.example.com/app:v1}}]}}\n"
+        ));
+    }
+    let repo = project_on_control_plane(env, "deploy/app.yaml", &text);
+    let mark = cp.audit_mark();
+    let report = sync_json(&repo, &cp, env);
+    assert_eq!(names(&report, "created").len(), 1 + 40 + 24, "{report}");
+
+    let applies = cp.applies_since(mark, env);
+    let of = |resource: &str| -> Vec<&(String, String, String, String)> {
+        applies
+            .iter()
+            .filter(|(r, name, ..)| r == resource && name != "sprout-inventory")
+            .collect()
+    };
+    let (config_maps, services, deployments) =
+        (of("configmaps"), of("services"), of("deployments"));
+    assert_eq!(
+        (config_maps.len(), services.len(), deployments.len()),
+        (40, 12, 12),
+        "{applies:#?}"
+    );
+    let last_done = config_maps
+        .iter()
+        .chain(&services)
+        .map(|a| &a.3)
+        .max()
+        .unwrap();
+    let first_workload = deployments.iter().map(|a| &a.2).min().unwrap();
+    assert!(
+        last_done < first_workload,
+        "a Deployment ({first_workload}) before everything pods refer to was written ({last_done})"
+    );
+    let first_service = services.iter().map(|a| &a.2).min().unwrap();
+    let last_config_map = config_maps.iter().map(|a| &a.2).max().unwrap();
+    assert!(
+        first_service < last_config_map,
+        "the Services waited for the ConfigMaps: first Service {first_service}, last ConfigMap {last_config_map}"
+    );
+}

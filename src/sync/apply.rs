@@ -1,0 +1,161 @@
+//! Stage 4's writes: many objects applied at once, in an order that lets no pod start before
+//! what it refers to exists, and each outcome recorded in the change set and the snapshot.
+
+use super::{Action, ChangeSet, SyncError, live::Live, replace, snapshot::Snapshot};
+use crate::object::{Object, ObjectRef, apply_rank};
+use futures::StreamExt;
+use std::collections::BTreeMap;
+
+/// Services in flight at once in their lane (see [`apply_tier`]). The API server creates
+/// Services one after another: each takes its cluster IP from one allocation record in etcd,
+/// and concurrent allocations conflict and are retried. A few in flight keep that chain busy
+/// through a round trip of tens of milliseconds; more would only spend the server's CPU on
+/// retries.
+const SERVICE_LANE: usize = 8;
+
+/// Stages 2 and 3 in tiers, each finished before the next starts: first everything pods refer
+/// to (accounts, RBAC, config, secrets, Services — a pod gets the legacy env vars of Services
+/// that exist when it starts — and volumes), then workloads and everything else, then webhooks
+/// and API services, which could otherwise block the objects they admit.
+pub(super) fn tiers<'o>(objects: &[&'o Object]) -> [Vec<&'o Object>; 3] {
+    let workloads = apply_rank("DaemonSet");
+    let last = apply_rank("APIService");
+    let mut tiers: [Vec<&Object>; 3] = Default::default();
+    for object in objects {
+        let rank = apply_rank(object.kind());
+        let tier = if rank < workloads {
+            0
+        } else if rank < last {
+            1
+        } else {
+            2
+        };
+        tiers[tier].push(object);
+    }
+    tiers
+}
+
+/// One tier, `concurrency` requests in flight: its Services in a lane of their own beside
+/// everything else, both started at once, so that the tier lasts as long as the server's chain
+/// of Services instead of that chain after the rest (the order within a tier does not matter
+/// to the objects; only the tiers' order does).
+pub(super) async fn apply_tier(
+    live: &Live,
+    objects: &[&Object],
+    actions: &BTreeMap<ObjectRef, Action>,
+    concurrency: usize,
+    changes: &mut ChangeSet,
+    snapshot: &mut Snapshot,
+) -> Vec<SyncError> {
+    let (services, rest): (Vec<_>, Vec<_>) = writes_of(objects, actions, changes)
+        .into_iter()
+        .partition(|(object, _)| object.kind() == "Service" && object.group().is_empty());
+    let lane = SERVICE_LANE.min(concurrency / 2).max(1);
+    let (services, rest) = futures::join!(
+        send(live, services, lane),
+        send(live, rest, concurrency.saturating_sub(lane))
+    );
+    record(services.into_iter().chain(rest), changes, snapshot)
+}
+
+/// `objects` applied, `concurrency` requests in flight, in no particular order.
+pub(super) async fn apply_batch(
+    live: &Live,
+    objects: &[&Object],
+    actions: &BTreeMap<ObjectRef, Action>,
+    concurrency: usize,
+    changes: &mut ChangeSet,
+    snapshot: &mut Snapshot,
+) -> Vec<SyncError> {
+    let work = writes_of(objects, actions, changes);
+    let sent = send(live, work, concurrency).await;
+    record(sent, changes, snapshot)
+}
+
+/// An object to write, with what the preflight decided for it (none: a custom resource whose
+/// CRD this sync applied, new by definition).
+type Work<'o> = (&'o Object, Option<&'o Action>);
+
+/// A write sent: the object, its action, the write requests it took and the object as applied.
+type Sent<'o> = (
+    &'o Object,
+    Option<&'o Action>,
+    usize,
+    Result<serde_json::Value, SyncError>,
+);
+
+/// What of `objects` needs a write; the rest is counted in `changes` as it is.
+fn writes_of<'o>(
+    objects: &[&'o Object],
+    actions: &'o BTreeMap<ObjectRef, Action>,
+    changes: &mut ChangeSet,
+) -> Vec<Work<'o>> {
+    let mut work = Vec::new();
+    for object in objects {
+        match actions.get(&object.object_ref()) {
+            Some(Action::Unchanged) => changes.unchanged += 1,
+            Some(Action::Shared) => changes.shared.push(object.object_ref().to_string()),
+            Some(
+                action @ (Action::Create | Action::Configure { .. } | Action::Recreate { .. }),
+            ) => work.push((*object, Some(action))),
+            None => work.push((*object, None)),
+        }
+    }
+    work
+}
+
+async fn send<'o>(live: &Live, work: Vec<Work<'o>>, concurrency: usize) -> Vec<Sent<'o>> {
+    futures::stream::iter(work)
+        .map(|(object, action)| async move {
+            let resolved = match live.resolve(object) {
+                Ok(resolved) => resolved,
+                Err(e) => return (object, action, 0, Err(e)),
+            };
+            match action {
+                Some(Action::Recreate { uid }) => {
+                    let result = replace::recreate(live, &resolved, object, uid).await;
+                    (object, action, 2, result)
+                }
+                Some(Action::Configure { force }) => {
+                    let result = live.apply(&resolved, object, *force, false).await;
+                    (object, action, 1, result)
+                }
+                _ => {
+                    let result = live.apply(&resolved, object, false, false).await;
+                    (object, action, 1, result)
+                }
+            }
+        })
+        .buffer_unordered(concurrency.max(1))
+        .collect()
+        .await
+}
+
+/// The outcomes in `changes` and, for each object applied, its new state in `snapshot`; the
+/// failures returned.
+fn record<'o>(
+    sent: impl IntoIterator<Item = Sent<'o>>,
+    changes: &mut ChangeSet,
+    snapshot: &mut Snapshot,
+) -> Vec<SyncError> {
+    let mut failures = Vec::new();
+    for (object, action, writes, result) in sent {
+        changes.writes += writes;
+        match result {
+            Ok(applied) => {
+                let name = object.object_ref().to_string();
+                match action {
+                    Some(Action::Configure { .. }) => changes.configured.push(name),
+                    Some(Action::Recreate { .. }) => changes.recreated.push(name),
+                    _ => changes.created.push(name),
+                }
+                snapshot.insert(object.object_ref(), applied);
+            }
+            Err(e) => failures.push(e),
+        }
+    }
+    changes.created.sort();
+    changes.configured.sort();
+    changes.recreated.sort();
+    failures
+}
