@@ -1,11 +1,12 @@
 //! The raw parallel server-side-apply floor that `scripts/bench sync` measures sprout's first
 //! apply against: the same objects applied by the least a client can do — Namespaces first (the
 //! rest cannot be created before them), then every other object at once, `CONCURRENCY`
-//! PATCHes in flight. No discovery (resources named by kube's plural rule), no reads, no
-//! inventory, no order between kinds, no lock.
+//! PATCHes in flight, over kube's own HTTP/1.1 client or sprout's (HTTP/2 when offered). No
+//! discovery (resources named by kube's plural rule), no reads, no inventory, no order between
+//! kinds, no lock.
 //!
 //! ```text
-//! cargo run --release --example ssa_floor -- OBJECTS.json [CONCURRENCY]
+//! cargo run --release --example ssa_floor -- OBJECTS.json [CONCURRENCY] [http1|http2]
 //! ```
 //!
 //! `OBJECTS.json` is `sprout -o json render ENV` (`{"items": [...]}`); the cluster is
@@ -22,8 +23,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let path = args
         .next()
-        .ok_or("usage: ssa_floor OBJECTS.json [CONCURRENCY]")?;
+        .ok_or("usage: ssa_floor OBJECTS.json [CONCURRENCY] [http1|http2]")?;
     let concurrency: usize = args.next().map_or(Ok(64), |c| c.parse())?;
+    let transport = args.next().unwrap_or_else(|| "http1".into());
     let rendered: Value = serde_json::from_slice(&std::fs::read(&path)?)?;
     let objects: Vec<Value> = rendered["items"]
         .as_array()
@@ -31,7 +33,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .clone();
     // kube brings ring, the AWS SDK aws-lc-rs: rustls needs to be told which one.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = kube::Client::try_default().await?;
+    let config = kube::Config::infer().await?;
+    // `http1`: kube's own client, one connection per request in flight; `http2`: sprout's
+    // (HTTP/2 when the server offers it, TCP_NODELAY), all requests on one connection.
+    let client = match transport.as_str() {
+        "http1" => kube::Client::try_from(config)?,
+        "http2" => sprout::cluster::client_of(config)?,
+        other => return Err(format!("unknown transport {other}: http1 or http2").into()),
+    };
     let started = Instant::now();
     let (namespaces, rest): (Vec<&Value>, Vec<&Value>) =
         objects.iter().partition(|o| o["kind"] == "Namespace");
@@ -46,7 +55,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     println!(
-        "{} objects in {:.3} s at {concurrency} in flight",
+        "{} objects in {:.3} s at {concurrency} in flight over {transport}",
         objects.len(),
         started.elapsed().as_secs_f64()
     );

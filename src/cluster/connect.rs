@@ -51,10 +51,15 @@ pub async fn client(target: &Target) -> Result<kube::Client, ClusterError> {
 }
 
 /// A client for `config`: kube's own stack (TLS, timeouts, the retries of 429/503/504 that
-/// honour `Retry-After`, authentication, headers), with one difference that a cluster far
-/// away shows: TCP_NODELAY on every connection, as Go's clients have. Without it the first
-/// request on a new connection waits for the acknowledgement of the TLS handshake's last
-/// message (Nagle's algorithm): one round trip more on every connection opened.
+/// honour `Retry-After`, authentication, headers), with two differences that a cluster far
+/// away shows, both as Go's clients (kubectl) have them:
+/// - HTTP/2 when the server offers it (ALPN; HTTP/1.1 otherwise): every request in flight
+///   shares one connection, where HTTP/1.1 opens one per request in flight — a TCP and TLS
+///   handshake each, one round trip more whenever more requests run at once than before, and
+///   the server's CPU for each handshake;
+/// - TCP_NODELAY on every connection. Without it the first request on a new connection waits
+///   for the acknowledgement of the TLS handshake's last message (Nagle's algorithm): one
+///   round trip more on every connection opened.
 pub fn client_of(config: kube::Config) -> Result<kube::Client, kube::Error> {
     use kube::client::ConfigExt;
     use tower::ServiceBuilder;
@@ -65,7 +70,7 @@ pub fn client_of(config: kube::Config) -> Result<kube::Client, kube::Error> {
     let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);
-    let https = config.rustls_https_connector_with_connector(http)?;
+    let https = https_connector(&config, http)?;
     let mut connector = hyper_timeout::TimeoutConnector::new(https);
     connector.set_connect_timeout(config.connect_timeout);
     connector.set_read_timeout(config.read_timeout);
@@ -84,6 +89,25 @@ pub fn client_of(config: kube::Config) -> Result<kube::Client, kube::Error> {
         .map_err(tower::BoxError::from)
         .service(http_client);
     Ok(kube::client::ClientBuilder::new(service, config.default_namespace.clone()).build())
+}
+
+/// kube's TLS connector (its rustls configuration: CA, client certificate, server name), but
+/// offering HTTP/2 as well as HTTP/1.1.
+fn https_connector<H>(
+    config: &kube::Config,
+    http: H,
+) -> Result<hyper_rustls::HttpsConnector<H>, kube::Error> {
+    use kube::client::ConfigExt;
+    let mut builder = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(config.rustls_client_config()?)
+        .https_or_http();
+    if let Some(name) = &config.tls_server_name {
+        let name = rustls::pki_types::ServerName::try_from(name.clone())
+            .map_err(|e| kube::Error::Service(Box::new(e)))?;
+        builder =
+            builder.with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(name));
+    }
+    Ok(builder.enable_all_versions().wrap_connector(http))
 }
 
 /// The client configuration for a target: what [`client`] connects with, kept by callers that
