@@ -414,12 +414,17 @@ impl Live {
     }
 }
 
-/// Whether a 422 says a field cannot change after creation (Jobs' templates, StatefulSets'
-/// volumeClaimTemplates, selectors, a Service's clusterIP, ...).
+/// Whether a 422 says a field cannot change after creation, in the words of the 1.20 server and
+/// later ones: Jobs' templates and selectors ("field is immutable"), a PersistentVolume's source
+/// ("is immutable after creation"), a StatefulSet's spec and a StorageClass's parameters
+/// ("updates to ... are forbidden"), a Service's clusterIP ("may not change once set"), a
+/// binding's roleRef ("cannot change roleRef").
 fn is_immutable(message: &str) -> bool {
     message.contains("field is immutable")
         || message.contains("is immutable after creation")
-        || message.contains("updates to statefulset spec for fields other than")
+        || (message.contains("updates to ") && message.contains(" are forbidden"))
+        || message.contains("may not change once set")
+        || message.contains("cannot change roleRef")
 }
 
 /// Groups Kubernetes itself serves (or once served); no CRD can define a kind in them.

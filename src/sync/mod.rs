@@ -20,9 +20,10 @@ mod catalog;
 pub mod compare;
 pub mod diff;
 pub mod health;
+mod immutable;
 pub mod inventory;
 pub mod live;
-mod messages;
+pub(crate) mod messages;
 mod prune;
 mod replace;
 mod schema;
@@ -166,6 +167,9 @@ pub struct ChangeSet {
     pub shared: Vec<String>,
     /// Deletes accepted but not yet finished (finalizers); still in the inventory.
     pub deleting: Vec<String>,
+    /// What a user should know about a change made (see `replace::note`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
     /// Write requests sent (applies, deletes, inventory writes).
     pub writes: usize,
 }
@@ -1361,7 +1365,14 @@ async fn apply_batch(
                 let name = object.object_ref().to_string();
                 match action {
                     Some(Action::Configure { .. }) => changes.configured.push(name),
-                    Some(Action::Recreate { .. }) => changes.recreated.push(name),
+                    Some(Action::Recreate { .. }) => {
+                        changes.notes.extend(
+                            snapshot
+                                .get(&object.object_ref())
+                                .and_then(|old| replace::note(object, old)),
+                        );
+                        changes.recreated.push(name)
+                    }
                     _ => changes.created.push(name),
                 }
                 snapshot.insert(object.object_ref(), applied);
