@@ -48,6 +48,9 @@ pub fn show(context: &Context, env: &str, report: &SyncReport) -> Result<()> {
             text.push_str(&format!("  {label:9} {item}\n"));
         }
     }
+    for note in &c.notes {
+        text.push_str(&format!("  note: {note}\n"));
+    }
     if let Some(health) = &report.health {
         text.push_str(&health_lines(health));
     }

@@ -14,7 +14,7 @@ pub struct Excluded {
 pub fn exclude(objects: &mut Vec<Object>, drop: &[String], secrets: &SecretsPolicy) -> Excluded {
     let mut excluded = Excluded::default();
     objects.retain(|object| {
-        if drop.iter().any(|kind| kind == object.kind()) {
+        if drop.iter().any(|entry| drops(entry, object)) {
             excluded.dropped += 1;
             return false;
         }
@@ -26,4 +26,64 @@ pub fn exclude(objects: &mut Vec<Object>, drop: &[String], secrets: &SecretsPoli
         true
     });
     excluded
+}
+
+/// Whether a `drop` entry names `object`: a kind (`PodDisruptionBudget`: every object of it),
+/// or a kind and a name as the source writes it (`ClusterRoleBinding/ingress-nginx-admission`:
+/// that object, in whichever namespace), for the one object of a kind an environment cannot
+/// take (a binding to rights it may not hold on a shared cluster).
+fn drops(entry: &str, object: &Object) -> bool {
+    match entry.split_once('/') {
+        Some((kind, name)) => kind == object.kind() && name == object.name(),
+        None => entry == object.kind(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn object(kind: &str, name: &str) -> Object {
+        let metadata = match kind {
+            "ClusterRoleBinding" => serde_json::json!({"name": name}),
+            _ => serde_json::json!({"name": name, "namespace": "shop"}),
+        };
+        let serde_json::Value::Object(body) =
+            serde_json::json!({"apiVersion": "v1", "kind": kind, "metadata": metadata})
+        else {
+            unreachable!()
+        };
+        Object::new(
+            body,
+            crate::object::Origin {
+                file: "t".into(),
+                document: 1,
+            },
+        )
+    }
+
+    #[test]
+    fn drop_takes_kinds_and_single_objects_by_kind_and_name() {
+        let mut objects = vec![
+            object("PodDisruptionBudget", "a"),
+            object("PodDisruptionBudget", "b"),
+            object("ClusterRoleBinding", "ingress-nginx"),
+            object("ClusterRoleBinding", "ingress-nginx-admission"),
+            object("ConfigMap", "ingress-nginx-admission"),
+        ];
+        let drop = [
+            "PodDisruptionBudget".to_string(),
+            "ClusterRoleBinding/ingress-nginx-admission".to_string(),
+        ];
+        let excluded = exclude(&mut objects, &drop, &SecretsPolicy::Reference);
+        assert_eq!(excluded.dropped, 3);
+        let left: Vec<String> = objects.iter().map(|o| o.object_ref().to_string()).collect();
+        assert_eq!(
+            left,
+            [
+                "ClusterRoleBinding/ingress-nginx",
+                "ConfigMap/shop/ingress-nginx-admission"
+            ]
+        );
+    }
 }

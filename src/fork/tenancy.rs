@@ -8,8 +8,9 @@
 
 use crate::fork::ownership::{ENVIRONMENT_LABEL, PROJECT_LABEL};
 use crate::object::{Object, Scopes};
+use crate::sync::messages::capped_inline;
 use serde_json::{Value, json};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// The ServiceAccount (in the environment's namespace) sprout applies namespaced objects as,
 /// and the RoleBinding in each of the environment's namespaces that gives it its rights.
@@ -42,6 +43,43 @@ const CLUSTER_READABLE: &[&str] = &[
     "apiservices",
 ];
 const READ_VERBS: &[&str] = &["get", "list", "watch"];
+
+/// Cluster-scoped resources of Kubernetes itself, as RBAC rules name them: rights over them
+/// exist only cluster-wide (a RoleBinding grants nothing on them). The reviews are created and
+/// answered for the whole cluster, never stored.
+const CLUSTER_SCOPED_RESOURCES: &[&str] = &[
+    "apiservices",
+    "certificatesigningrequests",
+    "clusterrolebindings",
+    "clusterroles",
+    "componentstatuses",
+    "csidrivers",
+    "csinodes",
+    "customresourcedefinitions",
+    "flowschemas",
+    "ingressclasses",
+    "mutatingwebhookconfigurations",
+    "namespaces",
+    "nodes",
+    "persistentvolumes",
+    "podsecuritypolicies",
+    "priorityclasses",
+    "prioritylevelconfigurations",
+    "runtimeclasses",
+    "selfsubjectaccessreviews",
+    "selfsubjectrulesreviews",
+    "storageclasses",
+    "subjectaccessreviews",
+    "tokenreviews",
+    "validatingadmissionpolicies",
+    "validatingadmissionpolicybindings",
+    "validatingwebhookconfigurations",
+    "volumeattachments",
+];
+
+/// The most resources one refusal names, and verbs per resource.
+const RESOURCES_SHOWN: usize = 5;
+const VERBS_SHOWN: usize = 4;
 
 const AGGREGATE_PREFIX: &str = "rbac.authorization.k8s.io/aggregate-to-";
 
@@ -88,6 +126,7 @@ pub fn confine(objects: &mut [Object], scopes: &Scopes, boundary: &Boundary<'_>)
         .filter(|o| o.kind() == "ClusterRole" && o.get(&["aggregationRule"]).is_some())
         .map(|o| o.name().to_string())
         .collect();
+    let cluster_scoped_resources = cluster_scoped_resources(objects);
     let cluster_role_rules: Vec<(String, Value)> = objects
         .iter()
         .filter(|o| o.kind() == "ClusterRole")
@@ -128,13 +167,13 @@ pub fn confine(objects: &mut [Object], scopes: &Scopes, boundary: &Boundary<'_>)
         let mut rewrites = Vec::new();
         match object.kind() {
             "RoleBinding" | "ClusterRoleBinding" => {
-                for rule in binding_refusals(
-                    object,
-                    boundary,
-                    &own_cluster_roles,
-                    &aggregating,
-                    &cluster_role_rules,
-                ) {
+                let roles = Roles {
+                    own: &own_cluster_roles,
+                    aggregating: &aggregating,
+                    rules: &cluster_role_rules,
+                    cluster_scoped_resources: &cluster_scoped_resources,
+                };
+                for rule in binding_refusals(object, boundary, &roles) {
                     refuse(rule);
                 }
             }
@@ -220,32 +259,48 @@ fn is_inventory_name(name: &str) -> bool {
             .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
-fn binding_refusals(
-    binding: &Object,
-    boundary: &Boundary<'_>,
-    own_cluster_roles: &BTreeSet<String>,
-    aggregating: &BTreeSet<String>,
-    cluster_role_rules: &[(String, Value)],
-) -> Vec<String> {
+/// The fork's ClusterRoles, as a binding's rules need them.
+struct Roles<'a> {
+    own: &'a BTreeSet<String>,
+    /// Those whose rules an aggregationRule gathers.
+    aggregating: &'a BTreeSet<String>,
+    rules: &'a [(String, Value)],
+    /// Resources rights over which exist only cluster-wide (see [`cluster_scoped_resources`]).
+    cluster_scoped_resources: &'a BTreeSet<String>,
+}
+
+/// Kubernetes' cluster-scoped resources and those of the fork's cluster-scoped CRDs.
+fn cluster_scoped_resources(objects: &[Object]) -> BTreeSet<String> {
+    let custom = objects
+        .iter()
+        .filter(|o| o.kind() == "CustomResourceDefinition")
+        .filter(|o| o.str_at(&["spec", "scope"]) == Some("Cluster"))
+        .filter_map(|o| o.str_at(&["spec", "names", "plural"]));
+    CLUSTER_SCOPED_RESOURCES
+        .iter()
+        .copied()
+        .chain(custom)
+        .map(str::to_string)
+        .collect()
+}
+
+fn binding_refusals(binding: &Object, boundary: &Boundary<'_>, roles: &Roles<'_>) -> Vec<String> {
     let mut refusals = Vec::new();
     let cluster_wide = binding.kind() == "ClusterRoleBinding";
     let role_kind = binding.str_at(&["roleRef", "kind"]).unwrap_or_default();
     let role_name = binding.str_at(&["roleRef", "name"]).unwrap_or_default();
     if cluster_wide {
-        if !own_cluster_roles.contains(role_name) {
+        if !roles.own.contains(role_name) {
             refusals.push(format!(
                 "binds ClusterRole `{role_name}`, which the fork does not create (a cluster-wide binding may only grant a role of the environment)"
             ));
-        } else if aggregating.contains(role_name) {
+        } else if roles.aggregating.contains(role_name) {
             refusals.push(format!(
                 "binds ClusterRole `{role_name}` cluster-wide, whose rules an aggregationRule gathers from other roles"
             ));
-        } else if let Some((_, rules)) = cluster_role_rules.iter().find(|(n, _)| n == role_name)
-            && let Some(rule) = cluster_wide_grant_refusal(rules)
-        {
-            refusals.push(format!(
-                "binds ClusterRole `{role_name}` cluster-wide, which {rule} (grant namespaced rights with a RoleBinding in the environment's namespace)"
-            ));
+        } else if let Some((_, rules)) = roles.rules.iter().find(|(n, _)| n == role_name) {
+            let grants = Grants::of(rules, roles.cluster_scoped_resources);
+            refusals.extend(grants.refusal(role_name, binding, boundary));
         }
     } else if role_kind != "ClusterRole" && role_kind != "Role" {
         refusals.push(format!("roleRef kind `{role_kind}` is not a role"));
@@ -277,32 +332,109 @@ fn binding_refusals(
     refusals
 }
 
-/// Why a fork's ClusterRole may not be bound cluster-wide, if it may not: it must grant only
-/// reads of cluster-scoped resources, since anything else reaches every tenant's namespace.
-fn cluster_wide_grant_refusal(rules: &Value) -> Option<String> {
-    for rule in rules.as_array().into_iter().flatten() {
-        let list = |key: &str| -> Vec<String> {
-            rule[key]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect()
-        };
-        for verb in list("verbs") {
-            if !READ_VERBS.contains(&verb.as_str()) {
-                return Some(format!("grants `{verb}`"));
+/// What a fork's ClusterRole grants beyond reads of the cluster-scoped resources anyone may
+/// read, which is all a cluster-wide binding of it may grant: anything else reaches every
+/// tenant's namespaces, or the cluster itself.
+#[derive(Default)]
+struct Grants {
+    /// Over namespaced resources, in every namespace: a RoleBinding grants the same in one.
+    namespaced: BTreeMap<Granted, BTreeSet<String>>,
+    /// Over cluster-scoped resources (and every resource, `*`), and non-resource URLs beyond
+    /// reads: rights that exist only cluster-wide, so no RoleBinding can stand in.
+    cluster_scoped: BTreeMap<Granted, BTreeSet<String>>,
+}
+
+/// What a rule grants verbs on: a resource (`nodes`, `pods/log`, `*`) or a non-resource URL.
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+enum Granted {
+    Resource(String),
+    Url(String),
+}
+
+impl Grants {
+    fn of(rules: &Value, cluster_scoped_resources: &BTreeSet<String>) -> Self {
+        let mut grants = Grants::default();
+        for rule in rules.as_array().into_iter().flatten() {
+            let list = |key: &str| -> Vec<String> {
+                rule[key]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            };
+            let verbs = list("verbs");
+            let reads_only = verbs.iter().all(|v| READ_VERBS.contains(&v.as_str()));
+            for resource in list("resources") {
+                let base = resource.split('/').next().unwrap_or_default();
+                let found = if base == "*" || cluster_scoped_resources.contains(base) {
+                    if reads_only && CLUSTER_READABLE.contains(&base) {
+                        continue;
+                    }
+                    &mut grants.cluster_scoped
+                } else {
+                    &mut grants.namespaced
+                };
+                found
+                    .entry(Granted::Resource(resource))
+                    .or_default()
+                    .extend(verbs.iter().cloned());
+            }
+            if !reads_only {
+                for url in list("nonResourceURLs") {
+                    grants
+                        .cluster_scoped
+                        .entry(Granted::Url(url))
+                        .or_default()
+                        .extend(verbs.iter().cloned());
+                }
             }
         }
-        for resource in list("resources") {
-            let base = resource.split('/').next().unwrap_or_default();
-            if !CLUSTER_READABLE.contains(&base) {
-                return Some(format!("grants access to `{resource}` in every namespace"));
-            }
-        }
+        grants
     }
-    None
+
+    /// Why the binding may not grant these, and what the user can do, if it may not: for
+    /// namespaced rights a RoleBinding in the environment's namespace; for cluster-scoped ones
+    /// nothing inside a shared cluster can, so the way out is to leave the binding out, give the
+    /// environment a cluster of its own, or have the cluster's administrators grant them.
+    fn refusal(&self, role: &str, binding: &Object, boundary: &Boundary<'_>) -> Option<String> {
+        if !self.cluster_scoped.is_empty() {
+            // The fork appended the environment's name; `drop` takes the name in the source.
+            let suffix = format!("-{}", boundary.env);
+            let source_name = binding
+                .name()
+                .strip_suffix(&suffix)
+                .unwrap_or(binding.name());
+            return Some(format!(
+                "binds ClusterRole `{role}` cluster-wide, which grants rights over cluster-scoped resources ({}); an environment on a shared cluster cannot hold cluster-wide rights: leave the binding out (`overlay.drop: [{}/{source_name}]`), run the environment on a cluster of its own (provider kind, minikube, eks or envtest), or have the cluster's administrators grant them outside sprout",
+                Self::described(&self.cluster_scoped),
+                binding.kind(),
+            ));
+        }
+        (!self.namespaced.is_empty()).then(|| {
+            format!(
+                "binds ClusterRole `{role}` cluster-wide, which grants access to {} in every namespace (grant namespaced rights with a RoleBinding in the environment's namespace)",
+                Self::described(&self.namespaced)
+            )
+        })
+    }
+
+    /// `` `tokenreviews` (create), `nodes` (delete, patch) ``, bounded.
+    fn described(grants: &BTreeMap<Granted, BTreeSet<String>>) -> String {
+        let items: Vec<String> = grants
+            .iter()
+            .map(|(granted, verbs)| {
+                let verbs: Vec<String> = verbs.iter().cloned().collect();
+                let verbs = capped_inline(&verbs, VERBS_SHOWN);
+                match granted {
+                    Granted::Resource(resource) => format!("`{resource}` ({verbs})"),
+                    Granted::Url(url) => format!("non-resource URL `{url}` ({verbs})"),
+                }
+            })
+            .collect();
+        capped_inline(&items, RESOURCES_SHOWN)
+    }
 }
 
 fn webhook_refusals(object: &Object, boundary: &Boundary<'_>) -> Vec<String> {
@@ -523,16 +655,19 @@ mod tests {
             ),
             (
                 "[{apiGroups: [''], resources: [secrets], verbs: [get]}]",
-                Some("grants access to `secrets` in every namespace"),
+                Some(
+                    "grants access to `secrets` (get) in every namespace (grant namespaced rights with a RoleBinding",
+                ),
             ),
             (
                 "[{apiGroups: ['*'], resources: ['*'], verbs: [get]}]",
-                Some("grants access to `*`"),
+                Some("grants rights over cluster-scoped resources (`*` (get))"),
             ),
             (
                 "[{apiGroups: [''], resources: [nodes], verbs: [delete]}]",
-                Some("grants `delete`"),
+                Some("grants rights over cluster-scoped resources (`nodes` (delete))"),
             ),
+            ("[{nonResourceURLs: [/metrics], verbs: [get]}]", None),
         ];
         for (rules, expected) in table {
             let (_, confined) = run(&[&role(rules), binding], ALL);
@@ -545,6 +680,54 @@ mod tests {
                 ),
             }
         }
+    }
+
+    /// kube-rbac-proxy's reviews, an admission controller's webhook configurations: rights a
+    /// RoleBinding cannot give, so the refusal says what can be done instead, and names the
+    /// binding as the source does (before the fork appended the environment's name).
+    #[test]
+    fn cluster_scoped_rights_are_refused_with_the_ways_out() {
+        let binding = |name: &str, role: &str| {
+            format!(
+                "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {{name: {name}}}\nroleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: {role}}}\nsubjects: [{{kind: ServiceAccount, name: app, namespace: pr-1}}]\n"
+            )
+        };
+        let proxy = "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: proxy-pr-1}\nrules:\n- {apiGroups: [authentication.k8s.io], resources: [tokenreviews], verbs: [create]}\n- {apiGroups: [authorization.k8s.io], resources: [subjectaccessreviews], verbs: [create]}\n- {apiGroups: [''], resources: [configmaps], verbs: [get]}\n";
+        let admission = "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: admission-pr-1}\nrules:\n- {apiGroups: [admissionregistration.k8s.io], resources: [validatingwebhookconfigurations], verbs: [get, update]}\n";
+        let (_, confined) = run(
+            &[
+                proxy,
+                &binding("proxy-pr-1", "proxy-pr-1"),
+                admission,
+                &binding("admission-pr-1", "admission-pr-1"),
+            ],
+            ALL,
+        );
+        assert_eq!(
+            confined.refusals,
+            [
+                "ClusterRoleBinding/proxy-pr-1: binds ClusterRole `proxy-pr-1` cluster-wide, which grants rights over cluster-scoped resources (`subjectaccessreviews` (create), `tokenreviews` (create)); an environment on a shared cluster cannot hold cluster-wide rights: leave the binding out (`overlay.drop: [ClusterRoleBinding/proxy]`), run the environment on a cluster of its own (provider kind, minikube, eks or envtest), or have the cluster's administrators grant them outside sprout",
+                "ClusterRoleBinding/admission-pr-1: binds ClusterRole `admission-pr-1` cluster-wide, which grants rights over cluster-scoped resources (`validatingwebhookconfigurations` (get, update)); an environment on a shared cluster cannot hold cluster-wide rights: leave the binding out (`overlay.drop: [ClusterRoleBinding/admission]`), run the environment on a cluster of its own (provider kind, minikube, eks or envtest), or have the cluster's administrators grant them outside sprout",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_cluster_scoped_crd_s_resources_are_cluster_scoped_rights() {
+        let (_, confined) = run(
+            &[
+                "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata: {name: globals.example.com}\nspec: {group: example.com, scope: Cluster, names: {kind: Global, plural: globals}}\n",
+                "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: r}\nrules: [{apiGroups: [example.com], resources: [globals, globals/status], verbs: ['*']}]\n",
+                "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {name: b}\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: r}\nsubjects: [{kind: ServiceAccount, name: app, namespace: pr-1}]\n",
+            ],
+            ALL,
+        );
+        assert!(
+            confined.refusals[0]
+                .contains("cluster-scoped resources (`globals` (*), `globals/status` (*))"),
+            "{:?}",
+            confined.refusals
+        );
     }
 
     #[test]

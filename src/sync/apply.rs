@@ -146,7 +146,14 @@ fn record<'o>(
                 let name = object.object_ref().to_string();
                 match action {
                     Some(Action::Configure { .. }) => changes.configured.push(name),
-                    Some(Action::Recreate { .. }) => changes.recreated.push(name),
+                    Some(Action::Recreate { .. }) => {
+                        changes.notes.extend(
+                            snapshot
+                                .get(&object.object_ref())
+                                .and_then(|old| replace::note(object, old)),
+                        );
+                        changes.recreated.push(name)
+                    }
                     _ => changes.created.push(name),
                 }
                 snapshot.insert(object.object_ref(), applied);

@@ -153,7 +153,10 @@ pub async fn judge(
         match same_moment(live, resolved, object, force, current.clone()).await {
             Ok(Some(pair)) => pair,
             Ok(None) => return Ok(Verdict::Missing),
-            Err(SyncError::Immutable { fields, .. }) => return Ok(Verdict::Immutable { fields }),
+            Err(SyncError::Immutable { fields, .. }) => {
+                let fields = super::immutable::named_fields(object, current, &fields);
+                return Ok(Verdict::Immutable { fields });
+            }
             Err(e) => return Err(e),
         };
     if comparable(&current) == comparable(&would_be) {

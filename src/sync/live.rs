@@ -419,12 +419,17 @@ impl Live {
     }
 }
 
-/// Whether a 422 says a field cannot change after creation (Jobs' templates, StatefulSets'
-/// volumeClaimTemplates, selectors, a Service's clusterIP, ...).
+/// Whether a 422 says a field cannot change after creation, in the words of the 1.20 server and
+/// later ones: Jobs' templates and selectors ("field is immutable"), a PersistentVolume's source
+/// ("is immutable after creation"), a StatefulSet's spec and a StorageClass's parameters
+/// ("updates to ... are forbidden"), a Service's clusterIP ("may not change once set"), a
+/// binding's roleRef ("cannot change roleRef").
 fn is_immutable(message: &str) -> bool {
     message.contains("field is immutable")
         || message.contains("is immutable after creation")
-        || message.contains("updates to statefulset spec for fields other than")
+        || (message.contains("updates to ") && message.contains(" are forbidden"))
+        || message.contains("may not change once set")
+        || message.contains("cannot change roleRef")
 }
 
 /// Groups Kubernetes itself serves (or once served); no CRD can define a kind in them.
@@ -557,16 +562,28 @@ fn is_retryable(error: &kube::Error) -> bool {
     }
 }
 
-/// Retries `call` while [`is_retryable`]: 4 attempts, 200 ms doubling, with jitter.
+/// Whether the server closed the connection after taking the request, without an answer.
+fn closed_without_answer(error: &kube::Error) -> bool {
+    matches!(error, kube::Error::HyperError(_) | kube::Error::Service(_))
+        && no_answer(error).is_none()
+}
+
+/// Retries `call` while [`is_retryable`]: 4 attempts, 200 ms doubling, with jitter. A connection
+/// closed without an answer twice in a row is not asked a third time: a network that drops a
+/// connection now and then does not drop two in a row, a server that fails on this very request
+/// (a 1.20 server panics on an APIService's apply) does every time.
 pub async fn retrying<T, F, Fut>(mut call: F) -> Result<T, kube::Error>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, kube::Error>>,
 {
     let mut delay = Duration::from_millis(200);
+    let mut closed_before = false;
     for attempt in 1.. {
         match call().await {
+            Err(e) if closed_before && closed_without_answer(&e) => return Err(e),
             Err(e) if attempt < 4 && is_retryable(&e) => {
+                closed_before = closed_without_answer(&e);
                 // Jitter spreads the retries of many concurrent requests apart.
                 let clock = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)

@@ -21,9 +21,11 @@ mod catalog;
 pub mod compare;
 pub mod diff;
 pub mod health;
+mod immutable;
 pub mod inventory;
+mod known_bugs;
 pub mod live;
-mod messages;
+pub(crate) mod messages;
 mod prune;
 mod replace;
 mod schema;
@@ -79,6 +81,10 @@ pub enum SyncError {
         server_version: Option<String>,
         objects: Vec<String>,
     },
+    /// Objects this server cannot take because of a bug of its version (see [`known_bugs`]),
+    /// found before the first write.
+    #[error("{objects}: {reason}")]
+    ServerBug { objects: String, reason: String },
     #[error("{object}: {fields} cannot change once created; {remedy}")]
     Immutable {
         object: String,
@@ -128,7 +134,8 @@ impl SyncError {
             // is (invalid input for it), and nothing was changed.
             SyncError::UnknownFieldsIn { .. }
             | SyncError::Unserved { .. }
-            | SyncError::TooLarge { .. } => true,
+            | SyncError::TooLarge { .. }
+            | SyncError::ServerBug { .. } => true,
             SyncError::Several { errors } => errors.iter().all(SyncError::is_refusal),
             _ => false,
         }
@@ -167,6 +174,9 @@ pub struct ChangeSet {
     pub shared: Vec<String>,
     /// Deletes accepted but not yet finished (finalizers); still in the inventory.
     pub deleting: Vec<String>,
+    /// What a user should know about a change made (see `replace::note`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
     /// Write requests sent (applies, deletes, inventory writes).
     pub writes: usize,
 }
@@ -397,6 +407,11 @@ async fn check_before_writing<'o>(
     concurrency: usize,
 ) -> Result<BTreeMap<ObjectRef, Action>, SyncError> {
     let mut problems = kind_and_size_problems(live, plan);
+    // Before any dry run: such an object makes the server fail on a dry run too.
+    let bugs = known_bugs::refusals(live, plan.objects).await?;
+    if !bugs.is_empty() {
+        return Err(several(problems.into_iter().chain(bugs).collect()));
+    }
     // The CRDs this sync applies: on a shared cluster one that exists stays as it is, and its
     // custom resources answer to the server's schema, not to the desired one.
     let applied_crds: Vec<Object> = plan

@@ -50,6 +50,24 @@ pub fn refusal(object: &Object, current: &Value) -> Option<String> {
     ))
 }
 
+/// What a user should know after `object` (live as `old` before) was recreated, if anything: a
+/// StatefulSet recreated for new volumeClaimTemplates keeps its existing claims as they were
+/// (the new StatefulSet's pods use them by name, and Kubernetes never changes a claim's spec
+/// for its template), so a bigger `storage` does not reach them.
+pub fn note(object: &Object, old: &Value) -> Option<String> {
+    if (object.group(), object.kind()) != ("apps", "StatefulSet") {
+        return None;
+    }
+    let fields = super::immutable::named_fields(object, old, "spec");
+    if !fields.contains("spec.volumeClaimTemplates") {
+        return None;
+    }
+    Some(format!(
+        "{}: recreated with new volumeClaimTemplates, but its existing PersistentVolumeClaims keep their old size and spec (Kubernetes does not change them); delete them (and their data) to have them made anew, or resize them if their StorageClass allows expansion",
+        object.object_ref()
+    ))
+}
+
 /// Deletes the object with `uid`, waits until it is gone, and applies `object` afresh.
 pub async fn recreate(
     live: &Live,
@@ -122,6 +140,23 @@ mod tests {
         assert!(!allows_replace(&plain(
             json!({SYNC_OPTIONS: "Replace=false"})
         )));
+    }
+
+    #[test]
+    fn a_stateful_set_recreated_for_its_claim_templates_says_its_claims_stay() {
+        let sts = |storage: &str| {
+            json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "db", "namespace": "pr-1"},
+                "spec": {"serviceName": "db", "volumeClaimTemplates": [{"metadata": {"name": "data"},
+                    "spec": {"resources": {"requests": {"storage": storage}}}}]}})
+        };
+        let said = note(&object(sts("2Gi")), &sts("1Gi")).unwrap();
+        assert!(
+            said.starts_with("StatefulSet/pr-1/db: recreated with new volumeClaimTemplates, but its existing PersistentVolumeClaims keep their old size"),
+            "{said}"
+        );
+        let mut renamed = sts("1Gi");
+        renamed["spec"]["serviceName"] = json!("other");
+        assert_eq!(note(&object(renamed), &sts("1Gi")), None);
     }
 
     #[test]

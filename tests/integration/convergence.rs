@@ -233,7 +233,7 @@ fn immutable_changes_recreate_what_allows_it_and_refuse_the_rest_before_any_writ
     let (_, stderr) = expect_exit(&repo, &cp, &["sync", env], 1);
     assert!(
         stderr.contains(&format!(
-            "StatefulSet/{env}/db: spec cannot change once created"
+            "StatefulSet/{env}/db: spec.volumeClaimTemplates cannot change once created"
         )) && stderr.contains("sprout.dev/sync-options: Replace=true"),
         "{stderr}"
     );
@@ -274,8 +274,53 @@ fn immutable_changes_recreate_what_allows_it_and_refuse_the_rest_before_any_writ
         ]
     );
     assert_ne!(uid_of(&cp, "statefulset", env, "db"), db_uid);
+    // Kubernetes leaves the claims made from the old templates as they are: said once.
+    assert_eq!(
+        report["changes"]["notes"],
+        serde_json::json!([format!(
+            "StatefulSet/{env}/db: recreated with new volumeClaimTemplates, but its existing PersistentVolumeClaims keep their old size and spec (Kubernetes does not change them); delete them (and their data) to have them made anew, or resize them if their StorageClass allows expansion"
+        )]),
+        "{report}"
+    );
     let mark = cp.audit_mark();
     let again = sync_json(&repo, &cp, env);
     assert_eq!(again["changes"]["writes"], 0, "{again}");
+    assert_eq!(cp.writes_since(mark, env), Vec::<String>::new());
+}
+
+/// Each kind's refusal of an immutable change, in the words the server uses for it (a
+/// selector, a binding's roleRef, a StatefulSet's serviceName where the server names only
+/// `spec`): every object is named with its field, before any write.
+#[test]
+fn immutable_changes_are_named_by_their_fields_for_every_kind() {
+    let cp = control_plane();
+    let env = &crate::cluster::unique("converge-fields");
+    let objects = |label: &str, role: &str, service: &str| {
+        format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: web}}\nspec:\n  selector: {{matchLabels: {{app: web, tier: {label}}}}}\n  \
+             template:\n    metadata: {{labels: {{app: web, tier: {label}}}}}\n    spec: {{containers: [{{name: web, image: nginx}}]}}\n---\n\
+             apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {{name: readers}}\n\
+             roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: {role}}}\nsubjects: []\n---\n\
+             apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {{name: db}}\nspec:\n  serviceName: {service}\n  replicas: 1\n  \
+             selector: {{matchLabels: {{app: db}}}}\n  template:\n    metadata: {{labels: {{app: db}}}}\n    \
+             spec: {{containers: [{{name: db, image: postgres:16}}]}}\n"
+        )
+    };
+    let mut repo = project_on_control_plane(env, "deploy/app.yaml", &objects("a", "view", "db"));
+    sync_json(&repo, &cp, env);
+    // replicas may change: it is not named beside serviceName.
+    let changed = objects("b", "edit", "database").replace("replicas: 1", "replicas: 2");
+    repo.write("deploy/app.yaml", &changed);
+    repo.commit("immutable changes");
+    let mark = cp.audit_mark();
+    let (_, stderr) = expect_exit(&repo, &cp, &["sync", env], 1);
+    for line in [
+        format!("Deployment/{env}/web: spec.selector cannot change once created"),
+        format!("RoleBinding/{env}/readers: roleRef cannot change once created"),
+        format!("StatefulSet/{env}/db: spec.serviceName cannot change once created"),
+    ] {
+        assert!(stderr.contains(&line), "missing «{line}» in:\n{stderr}");
+    }
+    assert!(stderr.len() < 1500, "a bounded message: {stderr}");
     assert_eq!(cp.writes_since(mark, env), Vec::<String>::new());
 }

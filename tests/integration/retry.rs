@@ -1,11 +1,25 @@
 //! Transient answers from the API server are retried: 429 and 503 by kube's client layer, which
 //! waits as long as `Retry-After` says; 500 and 502 by sprout's own retry. Shown against a small
-//! HTTP server on loopback that answers with those statuses before the real answer.
+//! HTTP server on loopback that answers with those statuses before the real answer. A connection
+//! closed without an answer is asked again once, not four times: twice in a row, it is the
+//! request the server fails on.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+/// A kubeconfig for `url` (plain http, a token), in `dir`.
+fn kubeconfig_for(dir: &std::path::Path, url: &str) -> std::path::PathBuf {
+    let kubeconfig = dir.join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!("apiVersion: v1\nkind: Config\nclusters: [{{name: c, cluster: {{server: \"{url}\"}}}}]\nusers: [{{name: u, user: {{token: t}}}}]\n\
+                 contexts: [{{name: c, context: {{cluster: c, user: u}}}}]\ncurrent-context: c\n"),
+    )
+    .unwrap();
+    kubeconfig
+}
 
 /// Serves `answers` in order (status line, extra headers, body), one per request, recording
 /// when each request arrived.
@@ -63,13 +77,7 @@ fn transient_errors_are_retried_and_retry_after_is_honoured() {
         ("404 Not Found", "", status(404, "NotFound")),
     ]);
     let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = dir.path().join("kubeconfig");
-    std::fs::write(
-        &kubeconfig,
-        format!("apiVersion: v1\nkind: Config\nclusters: [{{name: c, cluster: {{server: \"{url}\"}}}}]\nusers: [{{name: u, user: {{token: t}}}}]\n\
-                 contexts: [{{name: c, context: {{cluster: c, user: u}}}}]\ncurrent-context: c\n"),
-    )
-    .unwrap();
+    let kubeconfig = kubeconfig_for(dir.path(), &url);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -92,5 +100,49 @@ fn transient_errors_are_retried_and_retry_after_is_honoured() {
         arrivals[1] - arrivals[0] >= Duration::from_millis(950),
         "Retry-After: 1 was honoured: {:?}",
         arrivals[1] - arrivals[0]
+    );
+}
+
+/// A server that reads each request and closes the connection without answering, as a 1.20 API
+/// server does when it panics on a request: asked twice, then the error is the caller's.
+#[test]
+fn a_connection_closed_without_an_answer_twice_is_not_asked_again() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let arrivals = Arc::new(Mutex::new(0));
+    let seen = arrivals.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let stream = stream.unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            while reader.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
+                line.clear();
+            }
+            *seen.lock().unwrap() += 1;
+            drop(stream);
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = kubeconfig_for(dir.path(), &url);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let exists = runtime.block_on(async {
+        let target = sprout::cluster::Target {
+            kubeconfig,
+            context: None,
+        };
+        let client = sprout::cluster::client(&target).await.unwrap();
+        let live = sprout::sync::live::Live::new(client, url.clone());
+        sprout::sync::inventory::exists(&live, "env").await
+    });
+    let error = exists.expect_err("no answer ever came").to_string();
+    assert!(!error.contains("unreachable"), "{error}");
+    assert_eq!(
+        *arrivals.lock().unwrap(),
+        2,
+        "asked once more, then given up: {error}"
     );
 }
