@@ -61,24 +61,75 @@ pub async fn client(target: &Target) -> Result<kube::Client, ClusterError> {
 ///   for the acknowledgement of the TLS handshake's last message (Nagle's algorithm): one
 ///   round trip more on every connection opened.
 pub fn client_of(config: kube::Config) -> Result<kube::Client, kube::Error> {
+    Connection::new(config)?.client()
+}
+
+type Pool = hyper_util::client::legacy::Client<
+    hyper_timeout::TimeoutConnector<
+        hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    >,
+    kube::client::Body,
+>;
+
+/// The connections to one cluster (see [`client_of`]), shared by the clients made from it,
+/// whichever identity they act as: a client impersonating the environment's account starts on
+/// the connection already open instead of a TCP and TLS handshake of its own.
+#[derive(Clone)]
+pub struct Connection {
+    config: kube::Config,
+    /// None behind a proxy: kube's own client then (sprout is built without proxy support).
+    pool: Option<Pool>,
+}
+
+impl Connection {
+    pub fn new(config: kube::Config) -> Result<Self, kube::Error> {
+        if config.proxy_url.is_some() {
+            return Ok(Connection { config, pool: None });
+        }
+        let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        let https = https_connector(&config, http)?;
+        let mut connector = hyper_timeout::TimeoutConnector::new(https);
+        connector.set_connect_timeout(config.connect_timeout);
+        connector.set_read_timeout(config.read_timeout);
+        connector.set_write_timeout(config.write_timeout);
+        connector.set_reset_reader_on_write(config.reset_reader_on_write);
+        let pool =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build(connector);
+        Ok(Connection {
+            config,
+            pool: Some(pool),
+        })
+    }
+
+    /// A client acting as the configuration's own identity.
+    pub fn client(&self) -> Result<kube::Client, kube::Error> {
+        client_over(&self.config, self.pool.clone())
+    }
+
+    /// A client that sends every request as `user` (Kubernetes impersonation: the API server
+    /// authorizes each request as that user, after checking that sprout's own identity may
+    /// impersonate it). Used to apply an environment's objects as the environment itself.
+    pub fn impersonating(&self, user: &str) -> Result<kube::Client, ClusterError> {
+        let mut config = self.config.clone();
+        config.auth_info.impersonate = Some(user.to_string());
+        config.auth_info.impersonate_groups = None;
+        client_over(&config, self.pool.clone()).map_err(|e| ClusterError::Kubeconfig {
+            path: user.to_string(),
+            message: e.to_string(),
+        })
+    }
+}
+
+/// kube's stack for `config` over `pool`.
+fn client_over(config: &kube::Config, pool: Option<Pool>) -> Result<kube::Client, kube::Error> {
     use kube::client::ConfigExt;
     use tower::ServiceBuilder;
-    if config.proxy_url.is_some() {
-        // kube says what it makes of a proxy (sprout is built without proxy support).
-        return kube::Client::try_from(config);
-    }
-    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
-    http.enforce_http(false);
-    http.set_nodelay(true);
-    let https = https_connector(&config, http)?;
-    let mut connector = hyper_timeout::TimeoutConnector::new(https);
-    connector.set_connect_timeout(config.connect_timeout);
-    connector.set_read_timeout(config.read_timeout);
-    connector.set_write_timeout(config.write_timeout);
-    connector.set_reset_reader_on_write(config.reset_reader_on_write);
-    let http_client: hyper_util::client::legacy::Client<_, kube::client::Body> =
-        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-            .build(connector);
+    let Some(pool) = pool else {
+        return kube::Client::try_from(config.clone());
+    };
     let service = ServiceBuilder::new()
         .layer(config.base_uri_layer())
         .option_layer(config.default_retry.then(|| {
@@ -87,7 +138,7 @@ pub fn client_of(config: kube::Config) -> Result<kube::Client, kube::Error> {
         .option_layer(config.auth_layer()?)
         .layer(config.extra_headers_layer()?)
         .map_err(tower::BoxError::from)
-        .service(http_client);
+        .service(pool);
     Ok(kube::client::ClientBuilder::new(service, config.default_namespace.clone()).build())
 }
 
@@ -144,17 +195,4 @@ pub async fn config(target: &Target) -> Result<kube::Config, ClusterError> {
     config.connect_timeout = Some(Duration::from_secs(5));
     config.read_timeout = Some(Duration::from_secs(25));
     Ok(config)
-}
-
-/// A client that sends every request as `user` (Kubernetes impersonation: the API server
-/// authorizes each request as that user, after checking that sprout's own identity may
-/// impersonate it). Used to apply an environment's objects as the environment itself.
-pub fn impersonating(config: &kube::Config, user: &str) -> Result<kube::Client, ClusterError> {
-    let mut config = config.clone();
-    config.auth_info.impersonate = Some(user.to_string());
-    config.auth_info.impersonate_groups = None;
-    client_of(config).map_err(|e| ClusterError::Kubeconfig {
-        path: user.to_string(),
-        message: e.to_string(),
-    })
 }

@@ -279,13 +279,18 @@ pub async fn connect(env: &str, target: &Target) -> Result<Live> {
     let config = cluster::config(target)
         .await
         .in_stage(env, Stage::Cluster)?;
-    let client = crate::cluster::client_of(config.clone())
-        .map_err(|e| crate::cluster::ClusterError::Kubeconfig {
-            path: target.kubeconfig.display().to_string(),
-            message: e.to_string(),
-        })
+    let kubeconfig_error = |e: kube::Error| crate::cluster::ClusterError::Kubeconfig {
+        path: target.kubeconfig.display().to_string(),
+        message: e.to_string(),
+    };
+    let connection = crate::cluster::Connection::new(config)
+        .map_err(kubeconfig_error)
         .in_stage(env, Stage::Cluster)?;
-    Ok(Live::new(client, cluster::server_of(target)).with_config(config))
+    let client = connection
+        .client()
+        .map_err(kubeconfig_error)
+        .in_stage(env, Stage::Cluster)?;
+    Ok(Live::new(client, cluster::server_of(target)).with_connection(connection))
 }
 
 /// Completes `desired` with what only a cluster can provide: the Secrets the environment copies

@@ -33,8 +33,8 @@ pub struct Live {
     pub client: kube::Client,
     pub server: String,
     catalog: Catalog,
-    /// How `client` was configured, to make clients that act as another identity.
-    config: Option<kube::Config>,
+    /// The connection `client` goes through, to make clients that act as another identity.
+    connection: Option<crate::cluster::Connection>,
     /// Writes to namespaced objects go through this client when set: the environment's own
     /// identity on a shared cluster, so the API server confines them (see `sync::tenant`).
     tenant: Option<kube::Client>,
@@ -58,29 +58,29 @@ impl Live {
             client,
             server,
             catalog,
-            config: None,
+            connection: None,
             tenant: None,
             schema_confirmed: Default::default(),
         }
     }
 
-    /// Keeps the client's configuration, so that [`Live::act_as_tenant`] can be used.
-    pub fn with_config(mut self, config: kube::Config) -> Self {
-        self.config = Some(config);
+    /// Keeps the client's connection, so that [`Live::act_as_tenant`] can be used.
+    pub fn with_connection(mut self, connection: crate::cluster::Connection) -> Self {
+        self.connection = Some(connection);
         self
     }
 
     /// From now on, writes to namespaced objects are sent as `user` (impersonated). Without a
-    /// kept configuration (a client made by hand) there is no identity to switch to: an error,
+    /// kept connection (a client made by hand) there is no identity to switch to: an error,
     /// never a silent write with sprout's own rights.
     pub fn act_as_tenant(&mut self, user: &str) -> Result<(), SyncError> {
-        let Some(config) = &self.config else {
+        let Some(connection) = &self.connection else {
             return Err(SyncError::Api {
                 what: format!("act as {user}"),
-                message: "the client was made without its configuration".into(),
+                message: "the client was made without its connection".into(),
             });
         };
-        let client = crate::cluster::impersonating(config, user).map_err(|e| SyncError::Api {
+        let client = connection.impersonating(user).map_err(|e| SyncError::Api {
             what: format!("act as {user}"),
             message: e.to_string(),
         })?;
