@@ -2,11 +2,13 @@
 //! apply against: the same objects applied by the least a client can do — Namespaces first (the
 //! rest cannot be created before them), then every other object at once, `CONCURRENCY`
 //! PATCHes in flight, over kube's own HTTP/1.1 client or sprout's (HTTP/2 when offered). No
-//! discovery (resources named by kube's plural rule), no reads, no inventory, no order between
-//! kinds, no lock.
+//! discovery (resources named by kube's plural rule), no reads, no inventory, no lock, and no
+//! order between kinds — or, with `ordered`, sprout's tiers one after another (what pods refer
+//! to, then workloads, then webhooks; see `sprout::object::tier_of`): the least a client that
+//! keeps that order can do.
 //!
 //! ```text
-//! cargo run --release --example ssa_floor -- OBJECTS.json [CONCURRENCY] [http1|http2]
+//! cargo run --release --example ssa_floor -- OBJECTS.json [CONCURRENCY] [http1|http2] [ordered]
 //! ```
 //!
 //! `OBJECTS.json` is `sprout -o json render ENV` (`{"items": [...]}`); the cluster is
@@ -23,9 +25,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let path = args
         .next()
-        .ok_or("usage: ssa_floor OBJECTS.json [CONCURRENCY] [http1|http2]")?;
+        .ok_or("usage: ssa_floor OBJECTS.json [CONCURRENCY] [http1|http2] [ordered]")?;
     let concurrency: usize = args.next().map_or(Ok(64), |c| c.parse())?;
     let transport = args.next().unwrap_or_else(|| "http1".into());
+    let ordered = match args.next().as_deref() {
+        None => false,
+        Some("ordered") => true,
+        Some(other) => return Err(format!("unknown order {other}: ordered or nothing").into()),
+    };
     let rendered: Value = serde_json::from_slice(&std::fs::read(&path)?)?;
     let objects: Vec<Value> = rendered["items"]
         .as_array()
@@ -44,7 +51,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let started = Instant::now();
     let (namespaces, rest): (Vec<&Value>, Vec<&Value>) =
         objects.iter().partition(|o| o["kind"] == "Namespace");
-    for wave in [namespaces, rest] {
+    let mut waves = vec![namespaces];
+    if ordered {
+        let mut tiers: [Vec<&Value>; 3] = Default::default();
+        for object in rest {
+            tiers[sprout::object::tier_of(object["kind"].as_str().unwrap_or_default())]
+                .push(object);
+        }
+        waves.extend(tiers);
+    } else {
+        waves.push(rest);
+    }
+    for wave in waves {
         let results: Vec<kube::Result<DynamicObject>> = futures::stream::iter(wave)
             .map(|object| apply(&client, object))
             .buffer_unordered(concurrency)
@@ -55,9 +73,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     println!(
-        "{} objects in {:.3} s at {concurrency} in flight over {transport}",
+        "{} objects in {:.3} s at {concurrency} in flight over {transport}{}",
         objects.len(),
-        started.elapsed().as_secs_f64()
+        started.elapsed().as_secs_f64(),
+        if ordered { ", in tiers" } else { "" }
     );
     Ok(())
 }

@@ -198,7 +198,7 @@ pub struct SyncArgs {
 #[derive(Debug, Args, Clone)]
 pub struct ConvergeArgs {
     /// Apply requests in flight at once.
-    #[arg(long, default_value_t = 24, value_parser = clap::value_parser!(u16).range(1..=256))]
+    #[arg(long, default_value_t = crate::sync::DEFAULT_CONCURRENCY, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub concurrency: u16,
     /// Do not wait for objects to become healthy.
     #[arg(long)]

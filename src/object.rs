@@ -259,6 +259,22 @@ pub fn apply_rank(kind: &str) -> usize {
     }
 }
 
+/// The tier of stages 2 and 3 a kind is applied in, each tier finished before the next
+/// starts: 0, everything pods refer to (accounts, RBAC, config, secrets, Services — a pod gets
+/// the legacy env vars of Services that exist when it starts — and volumes); 1, workloads and
+/// everything else; 2, webhooks and API services, which could otherwise block the objects they
+/// admit.
+pub fn tier_of(kind: &str) -> usize {
+    let rank = apply_rank(kind);
+    if rank < apply_rank("DaemonSet") {
+        0
+    } else if rank < apply_rank("APIService") {
+        1
+    } else {
+        2
+    }
+}
+
 pub fn apply_order(a: &ObjectRef, b: &ObjectRef) -> Ordering {
     apply_rank(&a.kind)
         .cmp(&apply_rank(&b.kind))

@@ -142,6 +142,11 @@ impl SyncError {
     }
 }
 
+/// Requests in flight at once by default: over HTTP/2 they share one connection, and a cluster
+/// far away answers more of them in the same time (at a 20 ms round trip, 1,000 objects' first
+/// apply took 2.55–3.25 s at 64 against 2.67–3.89 s at 24, paired runs).
+pub const DEFAULT_CONCURRENCY: u16 = 64;
+
 #[derive(Debug, Clone)]
 pub struct SyncOptions {
     pub concurrency: usize,
@@ -152,7 +157,7 @@ pub struct SyncOptions {
 impl Default for SyncOptions {
     fn default() -> Self {
         SyncOptions {
-            concurrency: 24,
+            concurrency: usize::from(DEFAULT_CONCURRENCY),
             wait: true,
             timeout: Duration::from_secs(300),
         }
