@@ -12,7 +12,7 @@ mod load_balancers;
 pub mod minikube;
 pub mod provider;
 
-pub use connect::{client, client_of, config, impersonating, server_of};
+pub use connect::{BriefRetries, client, client_of, config, impersonating, server_of};
 
 use crate::project::Project;
 use crate::spec::{Environment, Provider};
