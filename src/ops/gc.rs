@@ -4,7 +4,7 @@
 //! nothing, to clusters or to records.
 
 use super::Session;
-use super::down::DownRequest;
+use super::down::{DownRequest, Released};
 use crate::cluster::provider::{self, ClusterRecord};
 use crate::cluster::{self, ClusterError, Target};
 use crate::error::{Error, Result};
@@ -142,7 +142,7 @@ pub async fn pass(session: &mut Session<'_>, request: &GcRequest) -> Result<GcRe
         }
         let result = carry_out(session, action, &removers, &request.sync).await;
         let (outcome, message) = match result {
-            Ok(()) => (Outcome::Done, None),
+            Ok(kept) => (Outcome::Done, kept),
             Err(Error::Busy { holder, .. }) => (
                 Outcome::Skipped,
                 Some(format!(
@@ -161,12 +161,13 @@ pub async fn pass(session: &mut Session<'_>, request: &GcRequest) -> Result<GcRe
     Ok(report)
 }
 
+/// Carries out `action`; returns what a teardown or sleep kept, and why (see [`kept`]).
 async fn carry_out(
     session: &mut Session<'_>,
     action: &Action,
     removers: &BTreeMap<String, Remover>,
     sync: &SyncOptions,
-) -> Result<()> {
+) -> Result<Option<String>> {
     let name = action.environment.as_str();
     let command = format!("gc ({} {name})", kind_name(action.action));
     match action.action {
@@ -175,10 +176,12 @@ async fn carry_out(
                 keep_spec: false,
                 force: false,
             };
-            super::down::down(session, name, &request, &command).await?;
+            let outcome = super::down::down(session, name, &request, &command).await?;
+            return Ok(kept(&outcome.released));
         }
         ActionKind::Sleep => {
-            super::sleep::sleep(session, name, &command).await?;
+            let released = super::sleep::sleep(session, name, &command).await?;
+            return Ok(kept(&released));
         }
         ActionKind::Wake => {
             super::sleep::wake(session, name, sync.clone(), &command).await?;
@@ -190,7 +193,15 @@ async fn carry_out(
             remove_orphan(session, remover).await?;
         }
     }
-    Ok(())
+    Ok(None)
+}
+
+/// What a teardown left in place and why (a namespace holding objects sprout did not apply, or
+/// whose contents could not all be listed), for the action's message: a pass says it as `down`
+/// does.
+fn kept(released: &Released) -> Option<String> {
+    let kept = &released.objects.as_ref()?.kept;
+    (!kept.is_empty()).then(|| format!("kept {}", kept.join("; kept ")))
 }
 
 fn kind_name(kind: ActionKind) -> &'static str {

@@ -18,6 +18,7 @@
 
 mod catalog;
 pub mod compare;
+mod contents;
 pub mod diff;
 pub mod health;
 pub mod inventory;
@@ -997,23 +998,20 @@ async fn teardown_namespaces(
         .collect();
     let mut kept_any = false;
     let mut deletable = BTreeSet::new();
-    for reference in &namespaces {
-        let left: Vec<String> = live
-            .namespace_contents(&reference.name)
-            .await?
-            .iter()
-            .filter(|o| !is_bookkeeping(o))
-            .map(describe_live)
-            .collect();
-        if left.is_empty() {
-            deletable.insert(reference.clone());
-        } else {
-            kept_any = true;
-            let named = messages::capped(&left).join(", ");
-            changes.kept.push(format!(
-                "{reference} (it holds objects sprout did not apply or must keep: {named})"
-            ));
-            inventory.entries.remove(reference);
+    if !namespaces.is_empty() {
+        let kinds = contents::kinds(live).await?;
+        for reference in &namespaces {
+            let found = contents::of(live, &reference.name, &kinds).await?;
+            match why_kept(&found) {
+                None => {
+                    deletable.insert(reference.clone());
+                }
+                Some(why) => {
+                    kept_any = true;
+                    changes.kept.push(format!("{reference} ({why})"));
+                    inventory.entries.remove(reference);
+                }
+            }
         }
     }
     let keep: BTreeSet<ObjectRef> = inventory
@@ -1024,6 +1022,32 @@ async fn teardown_namespaces(
         .collect();
     prune::prune_stale(live, inventory, &keep, owner, changes).await?;
     Ok(kept_any)
+}
+
+/// Why a namespace holding `found` must stay, if it must: it holds objects sprout did not apply
+/// (or must keep), or what it holds cannot be known completely — a blind delete of it could
+/// delete such objects.
+fn why_kept(found: &contents::Contents) -> Option<String> {
+    let left: Vec<String> = found
+        .objects
+        .iter()
+        .filter(|o| !is_bookkeeping(o))
+        .map(describe_live)
+        .collect();
+    let mut reasons = Vec::new();
+    if !left.is_empty() {
+        reasons.push(format!(
+            "it holds objects sprout did not apply or must keep: {}",
+            messages::capped(&left).join(", ")
+        ));
+    }
+    if !found.unlisted.is_empty() {
+        reasons.push(format!(
+            "could not list {}, so it may hold objects sprout did not apply; delete it yourself once you know what it holds",
+            messages::capped(&found.unlisted).join(", ")
+        ));
+    }
+    (!reasons.is_empty()).then(|| reasons.join("; "))
 }
 
 /// What a namespace may still hold when sprout deletes it: sprout's own bookkeeping (the

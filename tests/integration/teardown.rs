@@ -1,0 +1,134 @@
+//! Teardown on a shared cluster (`down`, `sleep`, a `gc` pass) where the cluster makes it hard:
+//! an aggregated API whose backend is down.
+
+use crate::cluster::{ControlPlane, OwnControlPlane, unique, with_kubeconfig};
+use crate::sync::{expect_exit, project_on_control_plane};
+use crate::util::{TestRepo, stderr_of};
+use serde_json::Value;
+use std::time::{Duration, Instant};
+
+fn strings(value: &Value) -> Vec<String> {
+    value
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect()
+}
+
+/// The aggregator answers 503 for an APIService whose Service is missing, as long as it is.
+fn break_metrics_api(cp: &ControlPlane) {
+    cp.kubectl_stdin(
+        &["apply", "-f", "-"],
+        "apiVersion: apiregistration.k8s.io/v1\nkind: APIService\nmetadata: {name: v1beta1.metrics.k8s.io}\n\
+         spec: {group: metrics.k8s.io, version: v1beta1, groupPriorityMinimum: 100, versionPriority: 100, \
+         insecureSkipTLSVerify: true, service: {name: prometheus-adapter, namespace: monitoring}}\n",
+    );
+    let started = Instant::now();
+    loop {
+        let answer = cp.kubectl(&["get", "--raw", "/apis/metrics.k8s.io/v1beta1"]);
+        if String::from_utf8_lossy(&answer.stderr).contains("ServiceUnavailable") {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the APIService never became unavailable: {}",
+            stderr_of(&answer)
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// Runs `sprout args` on `cp`, expecting exit 0 within `limit`; stdout as JSON.
+fn timed_json(repo: &TestRepo, cp: &ControlPlane, args: &[&str], limit: Duration) -> Value {
+    let started = Instant::now();
+    let output = with_kubeconfig(&mut repo.sprout(), cp)
+        .args(args)
+        .output()
+        .unwrap();
+    let took = started.elapsed();
+    assert!(output.status.success(), "{args:?}: {}", stderr_of(&output));
+    assert!(took < limit, "{args:?} took {took:?}");
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+/// `down`, `sleep` and a `gc` teardown while an aggregated API is down: the objects go at once,
+/// and each namespace, whose contents cannot all be listed, is kept with the reason (a blind
+/// delete could take what sprout did not apply). A control plane of its own: every other
+/// test's `down` lists all groups too.
+#[test]
+fn down_sleep_and_gc_keep_a_namespace_they_cannot_list_and_take_seconds() {
+    let own = OwnControlPlane::start();
+    let cp = &own.plane;
+    let env = &unique("down-503");
+    let app = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: app}\n";
+    let mut repo = project_on_control_plane(env, "deploy/app.yaml", app);
+    let asleep = &format!("{env}-sleep");
+    let expired = &format!("{env}-gc");
+    for (name, lifecycle) in [(asleep, ""), (expired, "  lifecycle: {ttl: 1s}\n")] {
+        repo.write(
+            &format!("environments/{name}.yaml"),
+            &crate::cluster::environment_on_control_plane(name, "production", lifecycle),
+        );
+    }
+    repo.commit("two more");
+    break_metrics_api(cp);
+    for name in [env, asleep, expired] {
+        expect_exit(&repo, cp, &["up", name], 0);
+    }
+    let kept = |name: &str| {
+        format!(
+            "Namespace/{name} (could not list metrics.k8s.io/v1beta1: service unavailable (503), \
+             so it may hold objects sprout did not apply; delete it yourself once you know what it holds)"
+        )
+    };
+    let limit = Duration::from_secs(30);
+
+    let down = timed_json(&repo, cp, &["-o", "json", "down", env], limit);
+    assert_eq!(
+        strings(&down["objects"]["pruned"]),
+        vec![format!("ConfigMap/{env}/app")]
+    );
+    assert_eq!(strings(&down["objects"]["kept"]), vec![kept(env)], "{down}");
+    assert!(cp.exists("namespace", "", env));
+    assert!(!cp.exists("configmap", env, "sprout-inventory"));
+    assert!(!cp.exists("serviceaccount", env, "sprout-env"));
+    assert!(
+        !repo
+            .path()
+            .join(format!(".sprout/envs/{env}.json"))
+            .exists()
+    );
+    assert!(
+        !repo
+            .path()
+            .join(format!("environments/{env}.yaml"))
+            .exists()
+    );
+
+    let slept = timed_json(&repo, cp, &["-o", "json", "sleep", asleep], limit);
+    assert_eq!(
+        strings(&slept["released"]["objects"]["kept"]),
+        vec![kept(asleep)],
+        "{slept}"
+    );
+    assert!(!cp.exists("configmap", asleep, "app"));
+
+    std::thread::sleep(Duration::from_secs(2));
+    let pass = timed_json(&repo, cp, &["-o", "json", "gc"], limit);
+    let teardown = pass["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["environment"] == expired.as_str())
+        .unwrap_or_else(|| panic!("{pass}"));
+    assert_eq!(teardown["outcome"], "done", "{pass}");
+    assert_eq!(
+        teardown["message"],
+        format!("kept {}", kept(expired)),
+        "{pass}"
+    );
+    assert!(!cp.exists("configmap", expired, "app"));
+    assert!(cp.exists("namespace", "", expired));
+    assert!(!cp.exists("configmap", expired, "sprout-inventory"));
+}
