@@ -17,6 +17,7 @@
 //! completed with the Secrets an environment copies (see [`secret_copies`]).
 
 mod catalog;
+mod claims;
 pub mod compare;
 mod contents;
 pub mod diff;
@@ -165,7 +166,8 @@ pub struct ChangeSet {
     pub kept: Vec<String>,
     /// Shared CRDs already present on a shared cluster, left as they are.
     pub shared: Vec<String>,
-    /// Deletes accepted but not yet finished (finalizers); still in the inventory.
+    /// Deletes accepted but not yet finished (finalizers); still in the inventory (but for the
+    /// claims of StatefulSets, which never are: see `claims.rs`).
     pub deleting: Vec<String>,
     /// Write requests sent (applies, deletes, inventory writes).
     pub writes: usize,
@@ -912,10 +914,11 @@ fn is_definition_or_namespace(object: &Object) -> bool {
 }
 
 /// Deletes every object of the environment's inventory (reverse apply order, with prune's
-/// safety rules), then the inventory itself once it is empty. A Namespace goes last and only
-/// when nothing but sprout's bookkeeping is left in it (see [`teardown_namespaces`]): deleting
-/// a namespace deletes everything in it, and sprout deletes only what it applied. On a shared
-/// cluster the deletes of namespaced objects go as the environment's identity.
+/// safety rules) and the claims its StatefulSets made (see [`claims`]), then the inventory
+/// itself once it is empty. A Namespace goes last and only when nothing but sprout's
+/// bookkeeping is left in it (see [`teardown_namespaces`]): deleting a namespace deletes
+/// everything in it, and sprout deletes only what it applied. On a shared cluster the deletes
+/// of namespaced objects go as the environment's identity.
 pub async fn teardown(
     live: &mut Live,
     owner: Owner<'_>,
@@ -952,6 +955,9 @@ pub async fn teardown(
         .filter(|r| is_namespace(r))
         .cloned()
         .collect();
+    let owned: BTreeSet<String> = namespace_entries.iter().map(|r| r.name.clone()).collect();
+    let claims = claims::delete_claims(live, &inventory.entries, &owned, owner).await?;
+    changes.writes += claims.len();
     prune::prune_stale(
         live,
         &mut inventory,
@@ -960,8 +966,16 @@ pub async fn teardown(
         &mut changes,
     )
     .await?;
-    if !changes.deleting.is_empty() {
-        // Objects still finishing their delete: their namespaces wait for the next run.
+    // Objects of the inventory still finishing their delete hold their namespaces back until
+    // the next run; a claim does not (its namespace's delete waits for it).
+    let inventory_deleting = !changes.deleting.is_empty();
+    let (gone, going) = prune::wait_until_gone(live, claims, claims::CONFIRM_TIMEOUT).await?;
+    changes.pruned.extend(gone.iter().map(ObjectRef::to_string));
+    changes.pruned.sort();
+    changes
+        .deleting
+        .extend(going.iter().map(ObjectRef::to_string));
+    if inventory_deleting {
         inventory.save(live, inventory_namespace, owner).await?;
         return Ok(changes);
     }

@@ -1,8 +1,9 @@
 //! Teardown on a shared cluster (`down`, `sleep`, a `gc` pass) where the cluster makes it hard:
-//! an aggregated API whose backend is down.
+//! the claims a StatefulSet's controller made, and an aggregated API whose backend is down.
 
-use crate::cluster::{ControlPlane, OwnControlPlane, unique, with_kubeconfig};
+use crate::cluster::{ControlPlane, OwnControlPlane, control_plane, unique, with_kubeconfig};
 use crate::sync::{expect_exit, project_on_control_plane};
+use crate::tenancy::gone_or_going;
 use crate::util::{TestRepo, stderr_of};
 use serde_json::Value;
 use std::time::{Duration, Instant};
@@ -131,4 +132,105 @@ fn down_sleep_and_gc_keep_a_namespace_they_cannot_list_and_take_seconds() {
     assert!(!cp.exists("configmap", expired, "app"));
     assert!(cp.exists("namespace", "", expired));
     assert!(!cp.exists("configmap", expired, "sprout-inventory"));
+}
+
+/// A StatefulSet `web` with two claim templates, its pods made in parallel (the control plane
+/// has no nodes: no pod gets ready, so an ordered StatefulSet would stop at the first).
+const STATEFULSET: &str = "apiVersion: v1\nkind: Service\nmetadata: {name: web}\n\
+    spec: {clusterIP: None, selector: {app: web}, ports: [{port: 80, protocol: TCP}]}\n---\n\
+    apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {name: web}\nspec:\n  serviceName: web\n  \
+    replicas: 2\n  podManagementPolicy: Parallel\n  selector: {matchLabels: {app: web}}\n  \
+    template:\n    metadata: {labels: {app: web}}\n    spec: {containers: [{name: web, image: nginx}]}\n  \
+    volumeClaimTemplates:\n  \
+    - metadata: {name: data, labels: {tier: db}}\n    spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}\n  \
+    - metadata: {name: logs}\n    spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}\n";
+
+const CLAIMS: [&str; 4] = ["data-web-0", "data-web-1", "logs-web-0", "logs-web-1"];
+
+/// Syncs `env` (without waiting for health: no pod runs here) and waits until the StatefulSet's
+/// controller has made its claims.
+fn sync_and_wait_for_claims(repo: &TestRepo, cp: &ControlPlane, env: &str) {
+    expect_exit(repo, cp, &["sync", env, "--no-wait"], 0);
+    let started = Instant::now();
+    while !CLAIMS.iter().all(|c| cp.exists("pvc", env, c)) {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the controller made no claims"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+fn down_json(repo: &TestRepo, cp: &ControlPlane, env: &str) -> Value {
+    let (stdout, _) = expect_exit(repo, cp, &["-o", "json", "down", env], 0);
+    serde_json::from_str(&stdout).unwrap()
+}
+
+#[test]
+fn down_deletes_the_claims_its_statefulsets_made_and_leaves_nothing() {
+    let cp = control_plane();
+    let env = &unique("down-claims");
+    let repo = project_on_control_plane(env, "deploy/web.yaml", STATEFULSET);
+    sync_and_wait_for_claims(&repo, &cp, env);
+
+    let report = down_json(&repo, &cp, env);
+    let pruned = strings(&report["objects"]["pruned"]);
+    for claim in CLAIMS {
+        assert!(
+            pruned.contains(&format!("PersistentVolumeClaim/{env}/{claim}")),
+            "{report}"
+        );
+        assert!(!cp.exists("pvc", env, claim));
+    }
+    assert_eq!(strings(&report["objects"]["kept"]), Vec::<String>::new());
+    assert!(gone_or_going(&cp, env), "nothing keeps the namespace");
+}
+
+#[test]
+fn down_never_deletes_a_claim_its_statefulset_did_not_make() {
+    let cp = control_plane();
+    let env = &unique("down-claims-safe");
+    let repo = project_on_control_plane(env, "deploy/web.yaml", STATEFULSET);
+    sync_and_wait_for_claims(&repo, &cp, env);
+    // Claims that are not the StatefulSet's: a name no ordinal of it has, the name of a pod it
+    // does not have without the labels its controller sets, and one marked to survive.
+    let claim = |name: &str, labels: &str, annotations: &str| {
+        format!(
+            "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {{name: {name}, labels: {labels}, annotations: {annotations}}}\n\
+             spec: {{accessModes: [ReadWriteOnce], resources: {{requests: {{storage: 1Gi}}}}}}\n"
+        )
+    };
+    let decoys = [
+        claim("data-web-x", "{app: web, tier: db}", "{}"),
+        claim("data-web-7", "{app: web}", "{}"),
+        claim("data-web-8", "{tier: db}", "{}"),
+        claim("logs-web-9", "{app: web}", "{sprout.dev/prune: disabled}"),
+    ];
+    cp.kubectl_stdin(&["apply", "-n", env, "-f", "-"], &decoys.join("---\n"));
+
+    let report = down_json(&repo, &cp, env);
+    let pruned = strings(&report["objects"]["pruned"]);
+    for claim in CLAIMS {
+        assert!(
+            pruned.contains(&format!("PersistentVolumeClaim/{env}/{claim}")),
+            "{report}"
+        );
+    }
+    let kept = strings(&report["objects"]["kept"]);
+    assert_eq!(
+        kept,
+        vec![format!(
+            "Namespace/{env} (it holds objects sprout did not apply or must keep: \
+             PersistentVolumeClaim/{env}/data-web-7, PersistentVolumeClaim/{env}/data-web-8, \
+             PersistentVolumeClaim/{env}/data-web-x, PersistentVolumeClaim/{env}/logs-web-9)"
+        )],
+        "{report}"
+    );
+    for decoy in ["data-web-x", "data-web-7", "data-web-8", "logs-web-9"] {
+        assert!(
+            cp.exists("pvc", env, decoy),
+            "{decoy} is not the StatefulSet's"
+        );
+    }
+    cp.kubectl_ok(&["delete", "namespace", env, "--wait=false"]);
 }

@@ -230,7 +230,7 @@ fn escalations_are_refused_before_any_write_and_allowed_kinds_are_confined() {
 }
 
 /// Whether a namespace is deleted or being deleted.
-fn gone_or_going(cp: &ControlPlane, namespace: &str) -> bool {
+pub fn gone_or_going(cp: &ControlPlane, namespace: &str) -> bool {
     let out = cp.kubectl(&[
         "get",
         "namespace",
