@@ -15,7 +15,9 @@ use crate::lifecycle::decide::{
 };
 use crate::source::remotes;
 use crate::state::lock::Wait;
-use crate::sync::SyncOptions;
+use crate::sync::contents::{self, Kinds};
+use crate::sync::live::Live;
+use crate::sync::{self, SyncOptions};
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, DeleteParams, ListParams};
@@ -466,6 +468,7 @@ async fn find_orphans(
                 continue;
             }
         };
+        let mut checked = None;
         for namespace in namespaces {
             let labels = namespace.metadata.labels.clone().unwrap_or_default();
             let name = namespace.metadata.name.clone().unwrap_or_default();
@@ -491,6 +494,17 @@ async fn find_orphans(
                     _ => String::new(),
                 }
             );
+            let owner = sync::Owner {
+                env: env.as_deref().unwrap_or_default(),
+                project: identity,
+            };
+            if ours && let Some(why) = why_it_stays(target, &mut checked, &name, owner).await {
+                notes.push(Note {
+                    message: format!("{object} belongs to no environment but stays: {why}"),
+                    environment: env,
+                });
+                continue;
+            }
             let remover = ours.then(|| Remover::Namespace {
                 target: target.clone(),
                 name,
@@ -499,6 +513,35 @@ async fn find_orphans(
         }
     }
     Ok((orphans, removers))
+}
+
+/// Why an orphaned namespace of this project must stay, if it must: for what `down` would keep
+/// it for (`down` keeps a namespace holding what sprout did not apply, or whose contents it
+/// cannot all list, and leaves sprout's labels on it). A check that fails keeps it too.
+/// `checked` holds the connection and discovery of `target`, made for its first orphan.
+async fn why_it_stays(
+    target: &Target,
+    checked: &mut Option<(Live, Kinds)>,
+    name: &str,
+    owner: sync::Owner<'_>,
+) -> Option<String> {
+    let not_checked =
+        |e: &dyn std::fmt::Display| Some(format!("what it holds could not be listed ({e})"));
+    if checked.is_none() {
+        let live = match super::connect(owner.env, target).await {
+            Ok(live) => live,
+            Err(e) => return not_checked(&e),
+        };
+        let kinds = match contents::kinds(&live).await {
+            Ok(kinds) => kinds,
+            Err(e) => return not_checked(&e),
+        };
+        *checked = Some((live, kinds));
+    }
+    let (live, kinds) = checked.as_ref()?;
+    sync::why_orphan_stays(live, kinds, name, owner)
+        .await
+        .unwrap_or_else(|e| not_checked(&e))
 }
 
 /// An orphan found: what it is, its environment, whether it is this project's, its remover.

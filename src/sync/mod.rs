@@ -19,7 +19,7 @@
 mod catalog;
 mod claims;
 pub mod compare;
-mod contents;
+pub(crate) mod contents;
 pub mod diff;
 pub mod health;
 pub mod inventory;
@@ -1016,7 +1016,7 @@ async fn teardown_namespaces(
         let kinds = contents::kinds(live).await?;
         for reference in &namespaces {
             let found = contents::of(live, &reference.name, &kinds).await?;
-            match why_kept(&found) {
+            match why_kept(&found, |_| false) {
                 None => {
                     deletable.insert(reference.clone());
                 }
@@ -1039,13 +1039,13 @@ async fn teardown_namespaces(
 }
 
 /// Why a namespace holding `found` must stay, if it must: it holds objects sprout did not apply
-/// (or must keep), or what it holds cannot be known completely — a blind delete of it could
-/// delete such objects.
-fn why_kept(found: &contents::Contents) -> Option<String> {
+/// (or must keep) — anything but bookkeeping and what `deletable` accepts — or what it holds
+/// cannot be known completely: a blind delete of it could delete such objects.
+fn why_kept(found: &contents::Contents, deletable: impl Fn(&Value) -> bool) -> Option<String> {
     let left: Vec<String> = found
         .objects
         .iter()
-        .filter(|o| !is_bookkeeping(o))
+        .filter(|o| !is_bookkeeping(o) && !deletable(o))
         .map(describe_live)
         .collect();
     let mut reasons = Vec::new();
@@ -1057,11 +1057,27 @@ fn why_kept(found: &contents::Contents) -> Option<String> {
     }
     if !found.unlisted.is_empty() {
         reasons.push(format!(
-            "could not list {}, so it may hold objects sprout did not apply; delete it yourself once you know what it holds",
+            "could not list {}, so it may hold objects sprout did not apply (`sprout gc` deletes it once it can list everything in it and finds only sprout's)",
             messages::capped(&found.unlisted).join(", ")
         ));
     }
     (!reasons.is_empty()).then(|| reasons.join("; "))
+}
+
+/// Why `namespace`, which carries sprout's labels but no environment accounts for any more (its
+/// spec is gone), must stay, if it must: for what `down` would keep it for, except that objects
+/// labelled for its environment `owner` (and not marked to survive) go with it — sprout applied
+/// them, and their inventory went with the environment. `kinds` is [`contents::kinds`].
+pub(crate) async fn why_orphan_stays(
+    live: &Live,
+    kinds: &contents::Kinds,
+    namespace: &str,
+    owner: Owner<'_>,
+) -> Result<Option<String>, SyncError> {
+    let found = contents::of(live, namespace, kinds).await?;
+    Ok(why_kept(&found, |object| {
+        owned_by(object, owner) && prune::keep_reason(object).is_none()
+    }))
 }
 
 /// What a namespace may still hold when sprout deletes it: sprout's own bookkeeping (the

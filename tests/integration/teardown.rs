@@ -72,6 +72,7 @@ fn down_sleep_and_gc_keep_a_namespace_they_cannot_list_and_take_seconds() {
             &crate::cluster::environment_on_control_plane(name, "production", lifecycle),
         );
     }
+    repo.write("sprout.yaml", "gracePeriod: 1s\n");
     repo.commit("two more");
     break_metrics_api(cp);
     for name in [env, asleep, expired] {
@@ -80,7 +81,8 @@ fn down_sleep_and_gc_keep_a_namespace_they_cannot_list_and_take_seconds() {
     let kept = |name: &str| {
         format!(
             "Namespace/{name} (could not list metrics.k8s.io/v1beta1: service unavailable (503), \
-             so it may hold objects sprout did not apply; delete it yourself once you know what it holds)"
+             so it may hold objects sprout did not apply (`sprout gc` deletes it once it can list \
+             everything in it and finds only sprout's))"
         )
     };
     let limit = Duration::from_secs(30);
@@ -132,6 +134,30 @@ fn down_sleep_and_gc_keep_a_namespace_they_cannot_list_and_take_seconds() {
     assert!(!cp.exists("configmap", expired, "app"));
     assert!(cp.exists("namespace", "", expired));
     assert!(!cp.exists("configmap", expired, "sprout-inventory"));
+
+    // The namespaces kept are orphans now (their specs are gone): gc keeps them as long as it
+    // cannot list them, and deletes them once it can.
+    let stays = format!(
+        "namespace {env} (envtest) belongs to no environment but stays: could not list metrics.k8s.io/v1beta1"
+    );
+    assert!(pass["notes"].to_string().contains(&stays), "{pass}");
+    std::thread::sleep(Duration::from_secs(2));
+    let again = timed_json(&repo, cp, &["-o", "json", "gc"], limit);
+    assert_eq!(again["actions"], serde_json::json!([]), "{again}");
+    assert!(cp.exists("namespace", "", env));
+    cp.kubectl_ok(&["delete", "apiservice", "v1beta1.metrics.k8s.io"]);
+    timed_json(&repo, cp, &["-o", "json", "gc"], limit);
+    std::thread::sleep(Duration::from_secs(2));
+    let repaired = timed_json(&repo, cp, &["-o", "json", "gc"], limit);
+    let removed: Vec<&str> = repaired["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["action"] == "delete-orphan" && a["outcome"] == "done")
+        .filter_map(|a| a["environment"].as_str())
+        .collect();
+    assert_eq!(removed, vec![env.as_str(), expired.as_str()], "{repaired}");
+    assert!(gone_or_going(cp, env) && gone_or_going(cp, expired));
 }
 
 /// A StatefulSet `web` with two claim templates, its pods made in parallel (the control plane
