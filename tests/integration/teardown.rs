@@ -96,6 +96,7 @@ fn down_sleep_and_gc_keep_a_namespace_they_cannot_list_and_take_seconds() {
     assert!(cp.exists("namespace", "", env));
     assert!(!cp.exists("configmap", env, "sprout-inventory"));
     assert!(!cp.exists("serviceaccount", env, "sprout-env"));
+    assert!(!cp.exists("lease", env, "sprout-lock"), "nor its lock");
     assert!(
         !repo
             .path()

@@ -345,6 +345,7 @@ fn down_keeps_a_foreign_object_an_opted_out_one_and_their_namespace() {
         !cp.exists("rolebinding", env, "sprout-env"),
         "the environment's identity goes with its inventory"
     );
+    assert!(!cp.exists("lease", env, "sprout-lock"), "and its lock");
     cp.kubectl_ok(&["delete", "namespace", env, "--wait=false"]);
 }
 
