@@ -1,9 +1,12 @@
 //! A kube client from a kubeconfig file and context.
 
 use super::{ClusterError, Target};
+use kube::client::Body;
+use kube::client::retry::RetryPolicy;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use std::path::Path;
 use std::time::Duration;
+use tower::retry::Policy;
 
 fn read(path: &Path) -> Result<Kubeconfig, ClusterError> {
     Kubeconfig::read_from(path).map_err(|e| ClusterError::Kubeconfig {
@@ -51,8 +54,8 @@ pub async fn client(target: &Target) -> Result<kube::Client, ClusterError> {
 }
 
 /// A client for `config`: kube's own stack (TLS, timeouts, the retries of 429/503/504 that
-/// honour `Retry-After`, authentication, headers), with two differences that a cluster far
-/// away shows, both as Go's clients (kubectl) have them:
+/// honour `Retry-After`, authentication, headers), with three differences; a cluster far away
+/// shows the first two, both as Go's clients (kubectl) have them:
 /// - HTTP/2 when the server offers it (ALPN; HTTP/1.1 otherwise): every request in flight
 ///   shares one connection, where HTTP/1.1 opens one per request in flight — a TCP and TLS
 ///   handshake each, one round trip more whenever more requests run at once than before, and
@@ -60,6 +63,7 @@ pub async fn client(target: &Target) -> Result<kube::Client, ClusterError> {
 /// - TCP_NODELAY on every connection. Without it the first request on a new connection waits
 ///   for the acknowledgement of the TLS handshake's last message (Nagle's algorithm): one
 ///   round trip more on every connection opened.
+/// - requests marked [`BriefRetries`] are retried briefly.
 pub fn client_of(config: kube::Config) -> Result<kube::Client, kube::Error> {
     Connection::new(config)?.client()
 }
@@ -132,9 +136,11 @@ fn client_over(config: &kube::Config, pool: Option<Pool>) -> Result<kube::Client
     };
     let service = ServiceBuilder::new()
         .layer(config.base_uri_layer())
-        .option_layer(config.default_retry.then(|| {
-            tower::retry::RetryLayer::new(kube::client::retry::RetryPolicy::server_retry())
-        }))
+        .option_layer(
+            config
+                .default_retry
+                .then(|| tower::retry::RetryLayer::new(Retries::new())),
+        )
         .option_layer(config.auth_layer()?)
         .layer(config.extra_headers_layer()?)
         .map_err(tower::BoxError::from)
@@ -159,6 +165,57 @@ fn https_connector<H>(
             builder.with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(name));
     }
     Ok(builder.enable_all_versions().wrap_connector(http))
+}
+
+/// Marks a request whose 503 is most likely an answer that stays: an aggregated API whose
+/// backend is down (an APIService whose Service is missing, say) answers every request for it
+/// with 503 until someone repairs it. kube's policy asks again 15 times over about five
+/// minutes; a request so marked is asked again twice, within a second, which still rides out
+/// a passing blip.
+#[derive(Debug, Clone, Copy)]
+pub struct BriefRetries;
+
+/// kube's retries of 429/503/504 (honouring `Retry-After`), brief for requests marked
+/// [`BriefRetries`]. Each request gets its own copy (tower clones the policy per call).
+#[derive(Clone)]
+struct Retries {
+    patient: RetryPolicy,
+    brief: RetryPolicy,
+}
+
+impl Retries {
+    fn new() -> Self {
+        Retries {
+            patient: RetryPolicy::server_retry(),
+            brief: RetryPolicy::new(
+                Duration::from_millis(100),
+                Duration::from_millis(400),
+                2,
+                false,
+            )
+            .expect("valid backoff"),
+        }
+    }
+}
+
+impl<Res> Policy<http::Request<Body>, http::Response<Res>, tower::BoxError> for Retries {
+    type Future = tokio::time::Sleep;
+
+    fn retry(
+        &mut self,
+        request: &mut http::Request<Body>,
+        result: &mut Result<http::Response<Res>, tower::BoxError>,
+    ) -> Option<Self::Future> {
+        if request.extensions().get::<BriefRetries>().is_some() {
+            self.brief.retry(request, result)
+        } else {
+            self.patient.retry(request, result)
+        }
+    }
+
+    fn clone_request(&mut self, request: &http::Request<Body>) -> Option<http::Request<Body>> {
+        Policy::<_, http::Response<Res>, _>::clone_request(&mut self.patient, request)
+    }
 }
 
 /// The client configuration for a target: what [`client`] connects with, kept by callers that

@@ -12,7 +12,7 @@ mod load_balancers;
 pub mod minikube;
 pub mod provider;
 
-pub use connect::{Connection, client, client_of, config, server_of};
+pub use connect::{BriefRetries, Connection, client, client_of, config, server_of};
 
 use crate::project::Project;
 use crate::spec::{Environment, Provider};

@@ -51,12 +51,13 @@ fn describe(outcome: &DownOutcome, spec: &str) -> String {
     }
     if let Some(objects) = &released.objects {
         text.push_str(&format!(", {} objects deleted", objects.pruned.len()));
-        for kept in &objects.kept {
-            text.push_str(&format!("\n  kept     {kept}"));
-        }
     }
     if outcome.spec_removed {
         text.push_str(&format!(", {spec} removed"));
+    }
+    // What stays, one per line, after the summary line they would otherwise split.
+    for kept in released.objects.iter().flat_map(|o| &o.kept) {
+        text.push_str(&format!("\n  kept     {kept}"));
     }
     text
 }

@@ -30,6 +30,9 @@ pub fn sleep(context: &Context, args: &EnvArg) -> Result<()> {
     text.push_str(&format!(
         " (spec and record kept; `sprout wake {name}` brings it back)\n"
     ));
+    for kept in released.objects.iter().flat_map(|o| &o.kept) {
+        text.push_str(&format!("  kept     {kept}\n"));
+    }
     super::print(&text)
 }
 

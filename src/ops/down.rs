@@ -57,7 +57,10 @@ pub async fn down(
     }
     let mut held = super::hold(session, &env, command)?;
     let result = down_held(session, &mut held, &env, request).await;
-    held.release().await;
+    match result {
+        Ok(_) => held.release_for_good().await,
+        Err(_) => held.release().await,
+    }
     result
 }
 

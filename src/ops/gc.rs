@@ -4,7 +4,7 @@
 //! nothing, to clusters or to records.
 
 use super::Session;
-use super::down::DownRequest;
+use super::down::{DownRequest, Released};
 use crate::cluster::provider::{self, ClusterRecord};
 use crate::cluster::{self, ClusterError, Target};
 use crate::error::{Error, Result};
@@ -15,7 +15,9 @@ use crate::lifecycle::decide::{
 };
 use crate::source::remotes;
 use crate::state::lock::Wait;
-use crate::sync::SyncOptions;
+use crate::sync::contents::{self, Kinds};
+use crate::sync::live::Live;
+use crate::sync::{self, SyncOptions};
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, DeleteParams, ListParams};
@@ -142,7 +144,7 @@ pub async fn pass(session: &mut Session<'_>, request: &GcRequest) -> Result<GcRe
         }
         let result = carry_out(session, action, &removers, &request.sync).await;
         let (outcome, message) = match result {
-            Ok(()) => (Outcome::Done, None),
+            Ok(kept) => (Outcome::Done, kept),
             Err(Error::Busy { holder, .. }) => (
                 Outcome::Skipped,
                 Some(format!(
@@ -161,12 +163,13 @@ pub async fn pass(session: &mut Session<'_>, request: &GcRequest) -> Result<GcRe
     Ok(report)
 }
 
+/// Carries out `action`; returns what a teardown or sleep kept, and why (see [`kept`]).
 async fn carry_out(
     session: &mut Session<'_>,
     action: &Action,
     removers: &BTreeMap<String, Remover>,
     sync: &SyncOptions,
-) -> Result<()> {
+) -> Result<Option<String>> {
     let name = action.environment.as_str();
     let command = format!("gc ({} {name})", kind_name(action.action));
     match action.action {
@@ -175,10 +178,12 @@ async fn carry_out(
                 keep_spec: false,
                 force: false,
             };
-            super::down::down(session, name, &request, &command).await?;
+            let outcome = super::down::down(session, name, &request, &command).await?;
+            return Ok(kept(&outcome.released));
         }
         ActionKind::Sleep => {
-            super::sleep::sleep(session, name, &command).await?;
+            let released = super::sleep::sleep(session, name, &command).await?;
+            return Ok(kept(&released));
         }
         ActionKind::Wake => {
             super::sleep::wake(session, name, sync.clone(), &command).await?;
@@ -190,7 +195,15 @@ async fn carry_out(
             remove_orphan(session, remover).await?;
         }
     }
-    Ok(())
+    Ok(None)
+}
+
+/// What a teardown left in place and why (a namespace holding objects sprout did not apply, or
+/// whose contents could not all be listed), for the action's message: a pass says it as `down`
+/// does.
+fn kept(released: &Released) -> Option<String> {
+    let kept = &released.objects.as_ref()?.kept;
+    (!kept.is_empty()).then(|| format!("kept {}", kept.join("; kept ")))
 }
 
 fn kind_name(kind: ActionKind) -> &'static str {
@@ -455,6 +468,7 @@ async fn find_orphans(
                 continue;
             }
         };
+        let mut checked = None;
         for namespace in namespaces {
             let labels = namespace.metadata.labels.clone().unwrap_or_default();
             let name = namespace.metadata.name.clone().unwrap_or_default();
@@ -480,6 +494,17 @@ async fn find_orphans(
                     _ => String::new(),
                 }
             );
+            let owner = sync::Owner {
+                env: env.as_deref().unwrap_or_default(),
+                project: identity,
+            };
+            if ours && let Some(why) = why_it_stays(target, &mut checked, &name, owner).await {
+                notes.push(Note {
+                    message: format!("{object} belongs to no environment but stays: {why}"),
+                    environment: env,
+                });
+                continue;
+            }
             let remover = ours.then(|| Remover::Namespace {
                 target: target.clone(),
                 name,
@@ -488,6 +513,35 @@ async fn find_orphans(
         }
     }
     Ok((orphans, removers))
+}
+
+/// Why an orphaned namespace of this project must stay, if it must: for what `down` would keep
+/// it for (`down` keeps a namespace holding what sprout did not apply, or whose contents it
+/// cannot all list, and leaves sprout's labels on it). A check that fails keeps it too.
+/// `checked` holds the connection and discovery of `target`, made for its first orphan.
+async fn why_it_stays(
+    target: &Target,
+    checked: &mut Option<(Live, Kinds)>,
+    name: &str,
+    owner: sync::Owner<'_>,
+) -> Option<String> {
+    let not_checked =
+        |e: &dyn std::fmt::Display| Some(format!("what it holds could not be listed ({e})"));
+    if checked.is_none() {
+        let live = match super::connect(owner.env, target).await {
+            Ok(live) => live,
+            Err(e) => return not_checked(&e),
+        };
+        let kinds = match contents::kinds(&live).await {
+            Ok(kinds) => kinds,
+            Err(e) => return not_checked(&e),
+        };
+        *checked = Some((live, kinds));
+    }
+    let (live, kinds) = checked.as_ref()?;
+    sync::why_orphan_stays(live, kinds, name, owner)
+        .await
+        .unwrap_or_else(|e| not_checked(&e))
 }
 
 /// An orphan found: what it is, its environment, whether it is this project's, its remover.

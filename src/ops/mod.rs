@@ -215,6 +215,14 @@ impl Held {
             lease.release().await;
         }
     }
+
+    /// Releases the environment for good, once it is down: its Lease is deleted rather than
+    /// given up, so that a namespace `down` keeps does not keep sprout's lock.
+    pub async fn release_for_good(self) {
+        if let Some(lease) = self.lease {
+            lease.remove().await;
+        }
+    }
 }
 
 /// Takes `env`'s local lock for `command`, waiting as the session says.

@@ -17,7 +17,7 @@ use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, ObjectMeta, PostParams};
+use kube::api::{Api, DeleteParams, ObjectMeta, PostParams, Preconditions};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -449,19 +449,34 @@ fn released(mut lease: Lease) -> Lease {
     lease
 }
 
+/// How a holder gives its Lease up.
+#[derive(Clone, Copy)]
+enum End {
+    /// No holder: the next taker need not wait for it to expire.
+    Release,
+    /// Deleted: the environment is gone, and its lock must not stay behind in a namespace
+    /// `down` keeps.
+    Remove,
+}
+
 impl LeaseLock {
     /// Gives the Lease up at once (others need not wait for it to expire): one write based on
     /// the Lease as this holder last wrote it; only when that is refused as stale (a renewal
     /// that was under way) is it read again, and given up only if still this holder's. Best
     /// effort: if the cluster does not answer, the Lease simply expires.
     pub async fn release(self) {
+        self.end(End::Release).await;
+    }
+
+    /// Deletes the Lease, as [`LeaseLock::release`] gives it up: for an environment taken down.
+    pub async fn remove(self) {
+        self.end(End::Remove).await;
+    }
+
+    async fn end(self, how: End) {
         self.renewer.abort();
         let last = self.last.lock().expect("never poisoned").clone();
-        match self
-            .api
-            .replace(&self.name, &PostParams::default(), &released(last))
-            .await
-        {
+        match self.give_up(last, how).await {
             Err(kube::Error::Api(status)) if status.code == 409 => {}
             _ => return,
         }
@@ -471,10 +486,28 @@ impl LeaseLock {
                 .as_ref()
                 .is_some_and(|s| s.holder_identity.as_deref() == Some(self.identity.as_str()))
         {
-            let _ = self
+            let _ = self.give_up(lease, how).await;
+        }
+    }
+
+    /// One write giving up `lease` as read or written last (refused with 409 when stale).
+    async fn give_up(&self, lease: Lease, how: End) -> Result<(), kube::Error> {
+        match how {
+            End::Release => self
                 .api
                 .replace(&self.name, &PostParams::default(), &released(lease))
-                .await;
+                .await
+                .map(drop),
+            End::Remove => {
+                let params = DeleteParams {
+                    preconditions: Some(Preconditions {
+                        uid: lease.metadata.uid,
+                        resource_version: lease.metadata.resource_version,
+                    }),
+                    ..Default::default()
+                };
+                self.api.delete(&self.name, &params).await.map(drop)
+            }
         }
     }
 }

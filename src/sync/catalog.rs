@@ -10,6 +10,8 @@
 //! refusal: callers ask again ([`Catalog::fresh`] says whether this one was just asked) before
 //! they call a kind unserved or trust a failed read.
 
+use crate::cluster::BriefRetries;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::APIResourceList;
 use kube::core::{ApiResource, GroupVersionKind};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -63,13 +65,7 @@ impl Catalog {
         }
         let lists = versions.iter().flat_map(|(group, versions)| {
             versions.iter().map(move |version| async move {
-                let list = if group.is_empty() {
-                    client.list_core_api_resources(version).await
-                } else {
-                    client
-                        .list_api_group_resources(&format!("{group}/{version}"))
-                        .await
-                };
+                let list = resources_of(client, group, version).await;
                 (group.clone(), version.clone(), list)
             })
         });
@@ -176,6 +172,26 @@ impl Catalog {
             tracing::debug!(error = %e, "discovery cache not written");
         }
     }
+}
+
+/// The resources the server serves in one version of `group` ("" is the core group). An
+/// aggregated API whose backend is down answers this with 503 until it is repaired, so it is
+/// asked again only briefly (see [`BriefRetries`]), not for minutes.
+pub(super) async fn resources_of(
+    client: &kube::Client,
+    group: &str,
+    version: &str,
+) -> Result<APIResourceList, kube::Error> {
+    let url = if group.is_empty() {
+        format!("/api/{version}")
+    } else {
+        format!("/apis/{group}/{version}")
+    };
+    let mut request = http::Request::get(url)
+        .body(Vec::new())
+        .map_err(kube::Error::HttpError)?;
+    request.extensions_mut().insert(BriefRetries);
+    client.request(request).await
 }
 
 /// `$SPROUT_CACHE` (else `~/.cache/sprout`)`/discovery/<hash of the server URL>.json`.

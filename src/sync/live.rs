@@ -16,12 +16,13 @@ use super::SyncError;
 use super::catalog::Catalog;
 use super::compare::is_secret;
 use super::messages::{MESSAGE_LIMIT, bounded, without_secret_values};
+use crate::cluster::BriefRetries;
 use crate::object::{Object, ObjectRef};
 use kube::api::{
     Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, Preconditions,
     PropagationPolicy,
 };
-use kube::discovery::{ApiResource, Discovery, Scope};
+use kube::discovery::ApiResource;
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -118,46 +119,6 @@ impl Live {
         Ok(())
     }
 
-    /// Every object in `namespace`, of every namespaced kind the server serves that can be
-    /// listed (a discovery of all groups, then one list per kind): what a namespace holds
-    /// before it may be deleted. Leaves the discovery of `discover` in place.
-    pub async fn namespace_contents(&self, namespace: &str) -> Result<Vec<Value>, SyncError> {
-        let everything = match Discovery::new(self.client.clone()).run_aggregated().await {
-            Ok(d) if d.groups().next().is_some() => d,
-            _ => Discovery::new(self.client.clone())
-                .run()
-                .await
-                .map_err(|e| self.call_error("discovery", e))?,
-        };
-        let mut contents = Vec::new();
-        for group in everything.groups() {
-            for (resource, caps) in group.recommended_resources() {
-                if caps.scope != Scope::Namespaced || !caps.supports_operation("list") {
-                    continue;
-                }
-                let resolved = Resolved {
-                    resource,
-                    namespaced: true,
-                };
-                let api = self.api(&resolved, namespace);
-                let params = ListParams::default();
-                let found = retrying(|| api.list(&params)).await.map_err(|e| {
-                    self.call_error(
-                        &format!("list {} in {namespace}", resolved.resource.plural),
-                        e,
-                    )
-                })?;
-                contents.extend(found.items.into_iter().map(|o| {
-                    let mut value = serde_json::to_value(o).expect("objects serialize");
-                    value["kind"] = Value::String(resolved.resource.kind.clone());
-                    value["apiVersion"] = Value::String(resolved.resource.api_version.clone());
-                    value
-                }));
-            }
-        }
-        Ok(contents)
-    }
-
     /// Whether the catalog was asked of the server in this run.
     pub fn discovered_now(&self) -> bool {
         self.catalog.fresh()
@@ -241,6 +202,36 @@ impl Live {
         resolved: &Resolved,
         namespace: &str,
     ) -> Result<Vec<Value>, SyncError> {
+        self.list_as_answered(resolved, namespace, false)
+            .await
+            .map_err(|e| {
+                self.call_error(
+                    &format!(
+                        "list {} in {}",
+                        resolved.resource.plural,
+                        display_ns(namespace)
+                    ),
+                    e,
+                )
+            })
+    }
+
+    /// [`Live::list`] with the server's own error, asked again only briefly on a 503 (see
+    /// [`BriefRetries`]): for kinds of an API that may be down until someone repairs it.
+    pub(super) async fn list_briefly(
+        &self,
+        resolved: &Resolved,
+        namespace: &str,
+    ) -> Result<Vec<Value>, kube::Error> {
+        self.list_as_answered(resolved, namespace, true).await
+    }
+
+    async fn list_as_answered(
+        &self,
+        resolved: &Resolved,
+        namespace: &str,
+        brief: bool,
+    ) -> Result<Vec<Value>, kube::Error> {
         #[derive(serde::Deserialize)]
         struct Items {
             #[serde(default)]
@@ -252,19 +243,12 @@ impl Live {
         let list = retrying(|| async {
             let mut call = request.list(&params).map_err(kube::Error::BuildRequest)?;
             call.extensions_mut().insert("list");
+            if brief {
+                call.extensions_mut().insert(BriefRetries);
+            }
             self.client.request::<Items>(call).await
         })
-        .await
-        .map_err(|e| {
-            self.call_error(
-                &format!(
-                    "list {} in {}",
-                    resolved.resource.plural,
-                    display_ns(namespace)
-                ),
-                e,
-            )
-        })?;
+        .await?;
         Ok(list.items.unwrap_or_default())
     }
 
@@ -476,7 +460,7 @@ fn manager_in(message: &str) -> Option<String> {
     Some(message[start..start + len].to_string())
 }
 
-fn api_message(error: &kube::Error) -> String {
+pub(super) fn api_message(error: &kube::Error) -> String {
     let text = match error {
         kube::Error::Api(status) if status.message.is_empty() => {
             format!("{} ({})", status.reason, status.code)
@@ -494,7 +478,7 @@ fn api_message(error: &kube::Error) -> String {
 
 /// Why a request got no answer from the server at all (refused, timed out, TLS failed), or None
 /// when it did get one.
-fn no_answer(error: &kube::Error) -> Option<String> {
+pub(super) fn no_answer(error: &kube::Error) -> Option<String> {
     if !matches!(error, kube::Error::HyperError(_) | kube::Error::Service(_)) {
         return None;
     }

@@ -18,7 +18,9 @@
 
 mod apply;
 mod catalog;
+mod claims;
 pub mod compare;
+pub(crate) mod contents;
 pub mod diff;
 pub mod health;
 mod immutable;
@@ -177,7 +179,8 @@ pub struct ChangeSet {
     pub kept: Vec<String>,
     /// Shared CRDs already present on a shared cluster, left as they are.
     pub shared: Vec<String>,
-    /// Deletes accepted but not yet finished (finalizers); still in the inventory.
+    /// Deletes accepted but not yet finished (finalizers); still in the inventory (but for the
+    /// claims of StatefulSets, which never are: see `claims.rs`).
     pub deleting: Vec<String>,
     /// What a user should know about a change made (see `replace::note`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -975,10 +978,11 @@ fn is_definition_or_namespace(object: &Object) -> bool {
 }
 
 /// Deletes every object of the environment's inventory (reverse apply order, with prune's
-/// safety rules), then the inventory itself once it is empty. A Namespace goes last and only
-/// when nothing but sprout's bookkeeping is left in it (see [`teardown_namespaces`]): deleting
-/// a namespace deletes everything in it, and sprout deletes only what it applied. On a shared
-/// cluster the deletes of namespaced objects go as the environment's identity.
+/// safety rules) and the claims its StatefulSets made (see [`claims`]), then the inventory
+/// itself once it is empty. A Namespace goes last and only when nothing but sprout's
+/// bookkeeping is left in it (see [`teardown_namespaces`]): deleting a namespace deletes
+/// everything in it, and sprout deletes only what it applied. On a shared cluster the deletes
+/// of namespaced objects go as the environment's identity.
 pub async fn teardown(
     live: &mut Live,
     owner: Owner<'_>,
@@ -1015,6 +1019,9 @@ pub async fn teardown(
         .filter(|r| is_namespace(r))
         .cloned()
         .collect();
+    let owned: BTreeSet<String> = namespace_entries.iter().map(|r| r.name.clone()).collect();
+    let claims = claims::delete_claims(live, &inventory.entries, &owned, owner).await?;
+    changes.writes += claims.len();
     prune::prune_stale(
         live,
         &mut inventory,
@@ -1023,8 +1030,16 @@ pub async fn teardown(
         &mut changes,
     )
     .await?;
-    if !changes.deleting.is_empty() {
-        // Objects still finishing their delete: their namespaces wait for the next run.
+    // Objects of the inventory still finishing their delete hold their namespaces back until
+    // the next run; a claim does not (its namespace's delete waits for it).
+    let inventory_deleting = !changes.deleting.is_empty();
+    let (gone, going) = prune::wait_until_gone(live, claims, claims::CONFIRM_TIMEOUT).await?;
+    changes.pruned.extend(gone.iter().map(ObjectRef::to_string));
+    changes.pruned.sort();
+    changes
+        .deleting
+        .extend(going.iter().map(ObjectRef::to_string));
+    if inventory_deleting {
         inventory.save(live, inventory_namespace, owner).await?;
         return Ok(changes);
     }
@@ -1061,23 +1076,20 @@ async fn teardown_namespaces(
         .collect();
     let mut kept_any = false;
     let mut deletable = BTreeSet::new();
-    for reference in &namespaces {
-        let left: Vec<String> = live
-            .namespace_contents(&reference.name)
-            .await?
-            .iter()
-            .filter(|o| !is_bookkeeping(o))
-            .map(describe_live)
-            .collect();
-        if left.is_empty() {
-            deletable.insert(reference.clone());
-        } else {
-            kept_any = true;
-            let named = messages::capped(&left).join(", ");
-            changes.kept.push(format!(
-                "{reference} (it holds objects sprout did not apply or must keep: {named})"
-            ));
-            inventory.entries.remove(reference);
+    if !namespaces.is_empty() {
+        let kinds = contents::kinds(live).await?;
+        for reference in &namespaces {
+            let found = contents::of(live, &reference.name, &kinds).await?;
+            match why_kept(&found, |_| false) {
+                None => {
+                    deletable.insert(reference.clone());
+                }
+                Some(why) => {
+                    kept_any = true;
+                    changes.kept.push(format!("{reference} ({why})"));
+                    inventory.entries.remove(reference);
+                }
+            }
         }
     }
     let keep: BTreeSet<ObjectRef> = inventory
@@ -1088,6 +1100,48 @@ async fn teardown_namespaces(
         .collect();
     prune::prune_stale(live, inventory, &keep, owner, changes).await?;
     Ok(kept_any)
+}
+
+/// Why a namespace holding `found` must stay, if it must: it holds objects sprout did not apply
+/// (or must keep) — anything but bookkeeping and what `deletable` accepts — or what it holds
+/// cannot be known completely: a blind delete of it could delete such objects.
+fn why_kept(found: &contents::Contents, deletable: impl Fn(&Value) -> bool) -> Option<String> {
+    let left: Vec<String> = found
+        .objects
+        .iter()
+        .filter(|o| !is_bookkeeping(o) && !deletable(o))
+        .map(describe_live)
+        .collect();
+    let mut reasons = Vec::new();
+    if !left.is_empty() {
+        reasons.push(format!(
+            "it holds objects sprout did not apply or must keep: {}",
+            messages::capped(&left).join(", ")
+        ));
+    }
+    if !found.unlisted.is_empty() {
+        reasons.push(format!(
+            "could not list {}, so it may hold objects sprout did not apply (`sprout gc` deletes it once it can list everything in it and finds only sprout's)",
+            messages::capped(&found.unlisted).join(", ")
+        ));
+    }
+    (!reasons.is_empty()).then(|| reasons.join("; "))
+}
+
+/// Why `namespace`, which carries sprout's labels but no environment accounts for any more (its
+/// spec is gone), must stay, if it must: for what `down` would keep it for, except that objects
+/// labelled for its environment `owner` (and not marked to survive) go with it — sprout applied
+/// them, and their inventory went with the environment. `kinds` is [`contents::kinds`].
+pub(crate) async fn why_orphan_stays(
+    live: &Live,
+    kinds: &contents::Kinds,
+    namespace: &str,
+    owner: Owner<'_>,
+) -> Result<Option<String>, SyncError> {
+    let found = contents::of(live, namespace, kinds).await?;
+    Ok(why_kept(&found, |object| {
+        owned_by(object, owner) && prune::keep_reason(object).is_none()
+    }))
 }
 
 /// What a namespace may still hold when sprout deletes it: sprout's own bookkeeping (the

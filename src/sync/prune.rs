@@ -173,63 +173,87 @@ async fn prune_one(
 async fn confirm_gone(
     live: &Live,
     inventory: &mut Inventory,
-    mut pending: Vec<(ObjectRef, String)>,
+    pending: Vec<(ObjectRef, String)>,
     changes: &mut ChangeSet,
 ) -> Result<(), SyncError> {
-    let started = Instant::now();
-    while !pending.is_empty() {
-        let checks: Vec<((ObjectRef, String), Result<bool, SyncError>)> =
-            futures::stream::iter(pending)
-                .map(|(reference, uid)| {
-                    let api_version = inventory.entries[&reference].api_version.clone();
-                    async move {
-                        let gone = is_gone(live, &reference, &api_version, &uid).await;
-                        ((reference, uid), gone)
-                    }
-                })
-                .buffer_unordered(CONCURRENCY)
-                .collect()
-                .await;
-        let mut still = Vec::new();
-        for ((reference, uid), gone) in checks {
-            if gone? {
-                inventory.entries.remove(&reference);
-                changes.pruned.push(reference.to_string());
-            } else {
-                still.push((reference, uid));
-            }
-        }
-        pending = still;
-        if pending.is_empty() {
-            break;
-        }
-        if started.elapsed() >= CONFIRM_TIMEOUT {
-            changes
-                .deleting
-                .extend(pending.iter().map(|(r, _)| r.to_string()));
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
+    let pending = pending
+        .into_iter()
+        .map(|(reference, uid)| Deleted {
+            api_version: inventory.entries[&reference].api_version.clone(),
+            reference,
+            uid,
+        })
+        .collect();
+    let (gone, still) = wait_until_gone(live, pending, CONFIRM_TIMEOUT).await?;
+    for reference in gone {
+        inventory.entries.remove(&reference);
+        changes.pruned.push(reference.to_string());
     }
+    changes
+        .deleting
+        .extend(still.iter().map(ObjectRef::to_string));
     changes.pruned.sort();
     changes.deleting.sort();
     Ok(())
 }
 
-async fn is_gone(
+/// An object whose delete the server accepted.
+pub(super) struct Deleted {
+    pub(super) reference: ObjectRef,
+    pub(super) api_version: String,
+    pub(super) uid: String,
+}
+
+/// Waits (at most `limit`) until `pending` are gone; returns those gone and those still there
+/// (finalizers at work).
+pub(super) async fn wait_until_gone(
     live: &Live,
-    reference: &ObjectRef,
-    api_version: &str,
-    uid: &str,
-) -> Result<bool, SyncError> {
-    Ok(match live.resolve_kind(api_version, &reference.kind) {
-        None => true,
-        Some(resolved) => match live.get(&resolved, reference).await? {
+    mut pending: Vec<Deleted>,
+    limit: Duration,
+) -> Result<(Vec<ObjectRef>, Vec<ObjectRef>), SyncError> {
+    let started = Instant::now();
+    let mut gone = Vec::new();
+    loop {
+        let checks: Vec<(Deleted, Result<bool, SyncError>)> = futures::stream::iter(pending)
+            .map(|deleted| async move {
+                let check = is_gone(live, &deleted).await;
+                (deleted, check)
+            })
+            .buffer_unordered(CONCURRENCY)
+            .collect()
+            .await;
+        let mut still = Vec::new();
+        for (deleted, check) in checks {
+            if check? {
+                gone.push(deleted.reference);
+            } else {
+                still.push(deleted);
+            }
+        }
+        pending = still;
+        if pending.is_empty() || started.elapsed() >= limit {
+            let still = pending.into_iter().map(|d| d.reference).collect();
+            return Ok((gone, still));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+async fn is_gone(live: &Live, deleted: &Deleted) -> Result<bool, SyncError> {
+    let reference = &deleted.reference;
+    Ok(
+        match live.resolve_kind(&deleted.api_version, &reference.kind) {
             None => true,
-            // A namesake created since is another object: ours is gone.
-            Some(current) => current.pointer("/metadata/uid").and_then(Value::as_str) != Some(uid),
+            Some(resolved) => match live.get(&resolved, reference).await? {
+                None => true,
+                // A namesake created since is another object: ours is gone.
+                Some(current) => {
+                    current.pointer("/metadata/uid").and_then(Value::as_str)
+                        != Some(deleted.uid.as_str())
+                }
+            },
         },
-    })
+    )
 }
 
 #[cfg(test)]

@@ -458,17 +458,32 @@ fn orphaned_namespaces_of_this_project_go_after_the_grace_period_others_are_only
         .unwrap();
     let ours = unique("lc-ours-orphan");
     let theirs = unique("lc-their-orphan");
-    for (namespace, project) in [(&ours, identity.as_str()), (&theirs, "someone-else")] {
+    // Ours too, but what `down` would keep: it holds an object sprout did not apply.
+    let holding = unique("lc-holding-orphan");
+    let labels = |project: &str| {
+        [
+            "app.kubernetes.io/managed-by=sprout".to_string(),
+            "sprout.dev/environment=gone".to_string(),
+            format!("sprout.dev/project={project}"),
+        ]
+    };
+    for (namespace, project) in [
+        (&ours, identity.as_str()),
+        (&theirs, "someone-else"),
+        (&holding, identity.as_str()),
+    ] {
         cp.kubectl_ok(&["create", "namespace", namespace]);
-        cp.kubectl_ok(&[
-            "label",
-            "namespace",
-            namespace,
-            "app.kubernetes.io/managed-by=sprout",
-            "sprout.dev/environment=gone",
-            &format!("sprout.dev/project={project}"),
-        ]);
+        let mut label = vec!["label", "namespace", namespace];
+        let labels = labels(project);
+        label.extend(labels.iter().map(String::as_str));
+        cp.kubectl_ok(&label);
+        // What sprout applied for the environment goes with its namespace.
+        cp.kubectl_ok(&["create", "configmap", "applied", "-n", namespace]);
+        let mut label = vec!["label", "configmap", "applied", "-n", namespace];
+        label.extend(labels.iter().map(String::as_str));
+        cp.kubectl_ok(&label);
     }
+    cp.kubectl_ok(&["create", "configmap", "foreign", "-n", &holding]);
     let first = gc(repo.path(), &cp, &[]);
     assert_eq!(
         actions(&first),
@@ -476,6 +491,11 @@ fn orphaned_namespaces_of_this_project_go_after_the_grace_period_others_are_only
         "first seen: kept for the grace period"
     );
     assert!(first["notes"].to_string().contains(&theirs), "{first}");
+    let stays = format!(
+        "namespace {holding} (envtest) belongs to no environment but stays: it holds objects \
+         sprout did not apply or must keep: ConfigMap/{holding}/foreign"
+    );
+    assert!(first["notes"].to_string().contains(&stays), "{first}");
 
     std::thread::sleep(Duration::from_millis(1100));
     let planned = gc(repo.path(), &cp, &["--dry-run"]);
@@ -496,6 +516,11 @@ fn orphaned_namespaces_of_this_project_go_after_the_grace_period_others_are_only
         cp.kubectl(&["get", "namespace", &theirs]).status.success(),
         "theirs stays"
     );
+    assert!(
+        cp.exists("configmap", &holding, "foreign"),
+        "what sprout did not apply stays, and its namespace"
+    );
+    cp.kubectl_ok(&["delete", "namespace", &holding, "--wait=false"]);
     assert_eq!(
         cp.app_version(env).as_deref(),
         Some("1"),

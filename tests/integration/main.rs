@@ -21,5 +21,6 @@ mod secret_copies;
 mod secret_values;
 mod serve;
 mod sync;
+mod teardown;
 mod tenancy;
 mod util;

@@ -2,7 +2,8 @@
 //! waits as long as `Retry-After` says; 500 and 502 by sprout's own retry. Shown against a small
 //! HTTP server on loopback that answers with those statuses before the real answer. A connection
 //! closed without an answer is asked again once, not four times: twice in a row, it is the
-//! request the server fails on.
+//! request the server fails on. A group version's discovery is the exception: its 503 is most
+//! often an aggregated API that is down, and is asked again only briefly.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
@@ -145,4 +146,90 @@ fn a_connection_closed_without_an_answer_twice_is_not_asked_again() {
         2,
         "asked once more, then given up: {error}"
     );
+}
+
+/// Serves discovery by path: the core group, one named group `metrics.k8s.io` (its resources
+/// answered with the aggregator's 503 for an APIService whose Service is missing); counts the
+/// requests for that group version.
+fn serve_broken_group() -> (String, Arc<Mutex<usize>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let asked = Arc::new(Mutex::new(0));
+    let counter = asked.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let mut stream = stream.unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut request_line = String::new();
+            reader.read_line(&mut request_line).unwrap();
+            let mut line = String::new();
+            while reader.read_line(&mut line).unwrap() > 0 && line != "\r\n" {
+                line.clear();
+            }
+            let path = request_line.split_whitespace().nth(1).unwrap_or_default();
+            let (status, kind, body) = match path {
+                "/api" => (
+                    "200 OK",
+                    "application/json",
+                    r#"{"kind":"APIVersions","versions":["v1"],"serverAddressByClientCIDRs":[]}"#,
+                ),
+                "/apis" => (
+                    "200 OK",
+                    "application/json",
+                    r#"{"kind":"APIGroupList","apiVersion":"v1","groups":[{"name":"metrics.k8s.io","versions":[{"groupVersion":"metrics.k8s.io/v1beta1","version":"v1beta1"}],"preferredVersion":{"groupVersion":"metrics.k8s.io/v1beta1","version":"v1beta1"}}]}"#,
+                ),
+                "/apis/metrics.k8s.io/v1beta1" => {
+                    *counter.lock().unwrap() += 1;
+                    (
+                        "503 Service Unavailable",
+                        "text/plain; charset=utf-8",
+                        "service unavailable\n",
+                    )
+                }
+                _ => ("404 Not Found", "text/plain", "404 page not found\n"),
+            };
+            let response = format!(
+                "HTTP/1.1 {status}\r\ncontent-type: {kind}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            stream.write_all(response.as_bytes()).unwrap();
+        }
+    });
+    (url, asked)
+}
+
+#[test]
+fn a_group_version_that_answers_503_is_asked_again_only_briefly() {
+    let (url, asked) = serve_broken_group();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!("apiVersion: v1\nkind: Config\nclusters: [{{name: c, cluster: {{server: \"{url}\"}}}}]\nusers: [{{name: u, user: {{token: t}}}}]\n\
+                 contexts: [{{name: c, context: {{cluster: c, user: u}}}}]\ncurrent-context: c\n"),
+    )
+    .unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    let discovered = runtime.block_on(async {
+        let target = sprout::cluster::Target {
+            kubeconfig,
+            context: None,
+        };
+        let client = sprout::cluster::client(&target).await.unwrap();
+        let mut live = sprout::sync::live::Live::new(client, url.clone());
+        let groups = ["metrics.k8s.io".to_string()].into_iter().collect();
+        live.rediscover(&groups).await
+    });
+    let took = started.elapsed();
+    let error = discovered.expect_err("the group cannot be discovered");
+    assert!(
+        error.to_string().contains("service unavailable (503)"),
+        "{error}"
+    );
+    assert_eq!(*asked.lock().unwrap(), 3, "asked once and again twice");
+    assert!(took < Duration::from_secs(3), "took {took:?}");
 }

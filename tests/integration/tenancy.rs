@@ -230,7 +230,7 @@ fn escalations_are_refused_before_any_write_and_allowed_kinds_are_confined() {
 }
 
 /// Whether a namespace is deleted or being deleted.
-fn gone_or_going(cp: &ControlPlane, namespace: &str) -> bool {
+pub fn gone_or_going(cp: &ControlPlane, namespace: &str) -> bool {
     let out = cp.kubectl(&[
         "get",
         "namespace",
@@ -345,6 +345,7 @@ fn down_keeps_a_foreign_object_an_opted_out_one_and_their_namespace() {
         !cp.exists("rolebinding", env, "sprout-env"),
         "the environment's identity goes with its inventory"
     );
+    assert!(!cp.exists("lease", env, "sprout-lock"), "and its lock");
     cp.kubectl_ok(&["delete", "namespace", env, "--wait=false"]);
 }
 
