@@ -291,23 +291,27 @@ pub fn sort_for_apply(objects: &mut [Object]) {
     });
 }
 
+/// An object from a JSON map, for tests (its origin: document 1 of `t.yaml`).
+#[cfg(test)]
+pub(crate) fn test_object(value: Value) -> Object {
+    let Value::Object(body) = value else {
+        panic!("not a map")
+    };
+    Object::new(
+        body,
+        Origin {
+            file: "t.yaml".into(),
+            document: 1,
+        },
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
 
-    fn object(value: Value) -> Object {
-        let Value::Object(body) = value else {
-            panic!("not a map")
-        };
-        Object::new(
-            body,
-            Origin {
-                file: "t.yaml".into(),
-                document: 1,
-            },
-        )
-    }
+    use crate::object::test_object as object;
 
     #[test]
     fn sorts_crds_and_namespaces_first_and_webhooks_last() {

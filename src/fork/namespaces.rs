@@ -789,18 +789,7 @@ fn rename_ref(
 mod tests {
     use super::*;
 
-    fn object(value: Value) -> Object {
-        let Value::Object(body) = value else {
-            unreachable!()
-        };
-        Object::new(
-            body,
-            Origin {
-                file: "t".into(),
-                document: 1,
-            },
-        )
-    }
+    use crate::object::test_object as object;
 
     fn service(ns: &str, name: &str) -> Object {
         let metadata = if ns.is_empty() {
@@ -1119,18 +1108,7 @@ mod tests {
 mod renamed_reference_tests {
     use super::*;
 
-    fn object(value: Value) -> Object {
-        let Value::Object(body) = value else {
-            unreachable!()
-        };
-        Object::new(
-            body,
-            Origin {
-                file: "t".into(),
-                document: 1,
-            },
-        )
-    }
+    use crate::object::test_object as object;
 
     #[test]
     fn legacy_annotations_args_and_env_follow_renamed_cluster_scoped_objects() {

@@ -175,18 +175,7 @@ pub fn set_env(object: &mut Object, env: &BTreeMap<String, String>) {
 mod tests {
     use super::*;
 
-    fn object(value: Value) -> Object {
-        let Value::Object(body) = value else {
-            unreachable!()
-        };
-        Object::new(
-            body,
-            crate::object::Origin {
-                file: "t".into(),
-                document: 1,
-            },
-        )
-    }
+    use crate::object::test_object as object;
 
     #[test]
     fn replicas_are_capped_on_any_object_with_a_whole_spec_replicas() {

@@ -90,18 +90,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn object(value: Value) -> Object {
-        let Value::Object(body) = value else {
-            unreachable!()
-        };
-        Object::new(
-            body,
-            crate::object::Origin {
-                file: "t".into(),
-                document: 1,
-            },
-        )
-    }
+    use crate::object::test_object as object;
 
     fn stateful_set(storage: &str, service: &str, replicas: u32) -> Value {
         json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "db"},

@@ -107,18 +107,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn object(value: Value) -> Object {
-        let Value::Object(body) = value else {
-            unreachable!()
-        };
-        Object::new(
-            body,
-            crate::object::Origin {
-                file: "t".into(),
-                document: 1,
-            },
-        )
-    }
+    use crate::object::test_object as object;
 
     #[test]
     fn jobs_by_default_others_when_they_opt_in() {

@@ -805,18 +805,7 @@ mod tests {
         schemas.refused(&object_key(object), &Value::Object(object.body.clone()))
     }
 
-    fn object(value: Value) -> Object {
-        let Value::Object(body) = value else {
-            unreachable!()
-        };
-        Object::new(
-            body,
-            crate::object::Origin {
-                file: "t".into(),
-                document: 1,
-            },
-        )
-    }
+    use crate::object::test_object as object;
 
     /// A document of the shape 1.20 publishes: StatefulSet without `minReadySeconds`, Probe
     /// without `grpc`, ObjectMeta with maps, a custom resource with open and closed parts.
