@@ -48,17 +48,8 @@ mod tests {
             "ClusterRoleBinding" => serde_json::json!({"name": name}),
             _ => serde_json::json!({"name": name, "namespace": "shop"}),
         };
-        let serde_json::Value::Object(body) =
-            serde_json::json!({"apiVersion": "v1", "kind": kind, "metadata": metadata})
-        else {
-            unreachable!()
-        };
-        Object::new(
-            body,
-            crate::object::Origin {
-                file: "t".into(),
-                document: 1,
-            },
+        crate::object::test_object(
+            serde_json::json!({"apiVersion": "v1", "kind": kind, "metadata": metadata}),
         )
     }
 

@@ -542,16 +542,7 @@ mod tests {
     use super::*;
 
     fn object(yaml: &str) -> Object {
-        let Value::Object(body) = serde_yaml::from_str(yaml).unwrap() else {
-            unreachable!()
-        };
-        Object::new(
-            body,
-            crate::object::Origin {
-                file: "t".into(),
-                document: 1,
-            },
-        )
+        crate::object::test_object(serde_yaml::from_str(yaml).unwrap())
     }
 
     fn run(yamls: &[&str], allowed: &[&str]) -> (Vec<Object>, Confined) {

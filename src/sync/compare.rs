@@ -252,16 +252,8 @@ mod tests {
     #[test]
     fn secret_values_do_not_enter_the_hash() {
         let secret = |value: &str| {
-            let Value::Object(body) = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}, "data": {"k": value}})
-            else {
-                unreachable!()
-            };
-            Object::new(
-                body,
-                crate::object::Origin {
-                    file: "t".into(),
-                    document: 1,
-                },
+            crate::object::test_object(
+                json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}, "data": {"k": value}}),
             )
         };
         assert_eq!(

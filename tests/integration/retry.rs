@@ -22,6 +22,26 @@ fn kubeconfig_for(dir: &std::path::Path, url: &str) -> std::path::PathBuf {
     kubeconfig
 }
 
+/// `ask` answered by a `Live` connected to `url` as sprout connects (its own client stack), on
+/// a runtime of its own.
+fn with_live<T>(url: &str, ask: impl AsyncFnOnce(&mut sprout::sync::live::Live) -> T) -> T {
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = kubeconfig_for(dir.path(), url);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let target = sprout::cluster::Target {
+            kubeconfig,
+            context: None,
+        };
+        let client = sprout::cluster::client(&target).await.unwrap();
+        let mut live = sprout::sync::live::Live::new(client, url.to_string());
+        ask(&mut live).await
+    })
+}
+
 /// Serves `answers` in order (status line, extra headers, body), one per request, recording
 /// when each request arrived.
 fn serve(
@@ -77,21 +97,9 @@ fn transient_errors_are_retried_and_retry_after_is_honoured() {
         ),
         ("404 Not Found", "", status(404, "NotFound")),
     ]);
-    let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = kubeconfig_for(dir.path(), &url);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let exists = runtime.block_on(async {
-        let target = sprout::cluster::Target {
-            kubeconfig,
-            context: None,
-        };
-        let client = sprout::cluster::client(&target).await.unwrap();
-        let live = sprout::sync::live::Live::new(client, url.clone());
-        // One request at a time (the answers come in order).
-        sprout::sync::inventory::exists(&live, "env").await
+    // One request at a time (the answers come in order).
+    let exists = with_live(&url, async |live| {
+        sprout::sync::inventory::exists(live, "env").await
     });
     let exists = exists.expect("the fourth answer (404: no inventory yet) is reached");
     assert!(!exists);
@@ -124,20 +132,8 @@ fn a_connection_closed_without_an_answer_twice_is_not_asked_again() {
             drop(stream);
         }
     });
-    let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = kubeconfig_for(dir.path(), &url);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let exists = runtime.block_on(async {
-        let target = sprout::cluster::Target {
-            kubeconfig,
-            context: None,
-        };
-        let client = sprout::cluster::client(&target).await.unwrap();
-        let live = sprout::sync::live::Live::new(client, url.clone());
-        sprout::sync::inventory::exists(&live, "env").await
+    let exists = with_live(&url, async |live| {
+        sprout::sync::inventory::exists(live, "env").await
     });
     let error = exists.expect_err("no answer ever came").to_string();
     assert!(!error.contains("unreachable"), "{error}");
@@ -201,26 +197,8 @@ fn serve_broken_group() -> (String, Arc<Mutex<usize>>) {
 #[test]
 fn a_group_version_that_answers_503_is_asked_again_only_briefly() {
     let (url, asked) = serve_broken_group();
-    let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = dir.path().join("kubeconfig");
-    std::fs::write(
-        &kubeconfig,
-        format!("apiVersion: v1\nkind: Config\nclusters: [{{name: c, cluster: {{server: \"{url}\"}}}}]\nusers: [{{name: u, user: {{token: t}}}}]\n\
-                 contexts: [{{name: c, context: {{cluster: c, user: u}}}}]\ncurrent-context: c\n"),
-    )
-    .unwrap();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
     let started = Instant::now();
-    let discovered = runtime.block_on(async {
-        let target = sprout::cluster::Target {
-            kubeconfig,
-            context: None,
-        };
-        let client = sprout::cluster::client(&target).await.unwrap();
-        let mut live = sprout::sync::live::Live::new(client, url.clone());
+    let discovered = with_live(&url, async |live| {
         let groups = ["metrics.k8s.io".to_string()].into_iter().collect();
         live.rediscover(&groups).await
     });
