@@ -21,10 +21,10 @@ pub(super) fn tiers<'o>(objects: &[&'o Object]) -> [Vec<&'o Object>; 3] {
     tiers
 }
 
-/// One tier, `concurrency` requests in flight: its Services in a lane of their own beside
-/// everything else, both started at once, so that the tier lasts as long as the server's chain
-/// of Services instead of that chain after the rest (the order within a tier does not matter
-/// to the objects; only the tiers' order does).
+/// Objects of one tier (or stage 1), `concurrency` requests in flight: Services in a lane of
+/// their own beside everything else, both started at once, so that the tier lasts as long as
+/// the server's chain of Services instead of that chain after the rest (the order within a tier
+/// does not matter to the objects; only the tiers' order does).
 pub(super) async fn apply_tier(
     live: &Live,
     objects: &[&Object],
@@ -36,26 +36,16 @@ pub(super) async fn apply_tier(
     let (services, rest): (Vec<_>, Vec<_>) = writes_of(objects, actions, changes)
         .into_iter()
         .partition(|(object, _)| object.kind() == "Service" && object.group().is_empty());
-    let lane = SERVICE_LANE.min(concurrency / 2).max(1);
+    let lane = if services.is_empty() {
+        0
+    } else {
+        SERVICE_LANE.min(concurrency / 2).max(1)
+    };
     let (services, rest) = futures::join!(
         send(live, services, lane),
         send(live, rest, concurrency.saturating_sub(lane))
     );
     record(services.into_iter().chain(rest), changes, snapshot)
-}
-
-/// `objects` applied, `concurrency` requests in flight, in no particular order.
-pub(super) async fn apply_batch(
-    live: &Live,
-    objects: &[&Object],
-    actions: &BTreeMap<ObjectRef, Action>,
-    concurrency: usize,
-    changes: &mut ChangeSet,
-    snapshot: &mut Snapshot,
-) -> Vec<SyncError> {
-    let work = writes_of(objects, actions, changes);
-    let sent = send(live, work, concurrency).await;
-    record(sent, changes, snapshot)
 }
 
 /// An object to write, with what the preflight decided for it (none: a custom resource whose

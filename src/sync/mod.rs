@@ -892,7 +892,7 @@ async fn stage_one(
         }
         changes.writes += 1;
     }
-    let failures = apply::apply_batch(live, first, actions, concurrency, changes, snapshot).await;
+    let failures = apply::apply_tier(live, first, actions, concurrency, changes, snapshot).await;
     if failures.is_empty() {
         Ok(())
     } else {
