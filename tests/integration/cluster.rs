@@ -131,6 +131,15 @@ impl ControlPlane {
             .success()
     }
 
+    /// The API server's audit events since `mark`, in the order it wrote them.
+    fn audit_events_since(&self, mark: usize) -> Vec<serde_json::Value> {
+        let text = std::fs::read_to_string(&self.audit_log).unwrap_or_default();
+        text.lines()
+            .skip(mark)
+            .filter_map(|line| serde_json::from_str(line).ok())
+            .collect()
+    }
+
     /// A mark in the API server's audit log; see [`ControlPlane::writes_since`].
     pub fn audit_mark(&self) -> usize {
         std::fs::read_to_string(&self.audit_log)
@@ -143,10 +152,8 @@ impl ControlPlane {
     /// them. Dry runs change nothing and are not counted. Writes to the environment's lock (its
     /// Lease) count: a sync with nothing to change takes no lock.
     pub fn writes_since(&self, mark: usize, namespace: &str) -> Vec<String> {
-        let text = std::fs::read_to_string(&self.audit_log).unwrap_or_default();
-        text.lines()
-            .skip(mark)
-            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        self.audit_events_since(mark)
+            .into_iter()
             .filter(|event| {
                 event["userAgent"]
                     .as_str()
@@ -180,10 +187,8 @@ impl ControlPlane {
         mark: usize,
         namespace: &str,
     ) -> Vec<(String, String, String, String)> {
-        let text = std::fs::read_to_string(&self.audit_log).unwrap_or_default();
-        text.lines()
-            .skip(mark)
-            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        self.audit_events_since(mark)
+            .into_iter()
             .filter(|event| {
                 event["stage"] == "ResponseComplete"
                     && event["verb"] == "patch"
@@ -273,10 +278,8 @@ impl ControlPlane {
 
     /// How many times Namespace `name` was created since `mark` (answers 201, by anyone).
     pub fn namespaces_created_since(&self, mark: usize, name: &str) -> usize {
-        let text = std::fs::read_to_string(&self.audit_log).unwrap_or_default();
-        text.lines()
-            .skip(mark)
-            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        self.audit_events_since(mark)
+            .into_iter()
             .filter(|event| {
                 event["stage"] == "ResponseComplete"
                     && event["objectRef"]["resource"] == "namespaces"
@@ -289,10 +292,8 @@ impl ControlPlane {
     /// Every write request sprout sent since `mark`, anywhere in the cluster. Dry runs change
     /// nothing and are not counted.
     pub fn all_writes_since(&self, mark: usize) -> Vec<String> {
-        let text = std::fs::read_to_string(&self.audit_log).unwrap_or_default();
-        text.lines()
-            .skip(mark)
-            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        self.audit_events_since(mark)
+            .into_iter()
             .filter(|event| {
                 event["userAgent"]
                     .as_str()
