@@ -8,8 +8,9 @@ use std::collections::BTreeMap;
 
 /// Services in flight at once in their lane (see [`apply_tier`]), at most half of all. The API
 /// server creates Services one after another (each takes its cluster IP from one allocation
-/// record in etcd), a few milliseconds each; through a 20 ms round trip 333 Services took 2.5 s
-/// at 4 in flight, 1.5–1.7 s at 8, and 1.1–1.5 s at 16, 32 or 64 (`examples/ssa_floor.rs`).
+/// record in etcd), a few milliseconds each; through a 20 ms round trip 333 Services took
+/// 2.5–2.9 s at 4 in flight, 1.5–1.7 s at 8, and 1.1–1.5 s at 16, 32 or 64
+/// (`examples/ssa_floor.rs`).
 const SERVICE_LANE: usize = 16;
 
 /// Stages 2 and 3 in their tiers (see [`tier_of`]).
