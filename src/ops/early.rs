@@ -75,6 +75,10 @@ impl EarlyReads {
             )
             .await;
             lap("lease, inventory and hinted lists read");
+            // No namespace, nothing in it: what the sync would list there is known.
+            if seen.as_ref().is_ok_and(|seen| seen.namespace.is_none()) {
+                listed.mark_empty(&namespace);
+            }
             // What the inventory records and the hint did not name: listed now.
             if let Ok(inventory) = &inventory {
                 let missing: BTreeSet<ListKey> = Listed::keys_of_inventory(&live, inventory)

@@ -103,7 +103,11 @@ pub async fn converge(
         store.save(state)?;
         held.guard_cluster(env, &mut live, Some((&plan, options)))
             .await?;
-        let result = sync::sync(&mut live, &plan, options)
+        // A namespace the Lease just made holds nothing but the Lease: not read again.
+        let ahead = held
+            .created_namespace()
+            .map(crate::sync::ReadAhead::of_empty_namespace);
+        let result = sync::sync(&mut live, &plan, options, ahead)
             .await
             .in_stage(&env.name, Stage::Sync);
         if result.is_ok() {

@@ -274,6 +274,8 @@ struct LiveView<'o> {
     inventory: Inventory,
     resolvable: Vec<&'o Object>,
     snapshot: Snapshot,
+    /// Namespaces known to hold nothing (see [`snapshot::Listed::mark_empty`]).
+    empty_namespaces: BTreeSet<String>,
 }
 
 /// What a caller read before the desired state was known: the inventory, and the LISTs of
@@ -281,6 +283,17 @@ struct LiveView<'o> {
 pub struct ReadAhead {
     pub inventory: Result<Inventory, SyncError>,
     pub listed: snapshot::Listed,
+}
+
+impl ReadAhead {
+    /// What there is to read in the environment's namespace when it does not exist, or when
+    /// this run made it a moment ago for its Lease: nothing, no inventory either.
+    pub fn of_empty_namespace(namespace: &str) -> ReadAhead {
+        ReadAhead {
+            inventory: Ok(Inventory::default()),
+            listed: snapshot::Listed::of_empty_namespace(namespace),
+        }
+    }
 }
 
 /// Reads the inventory and the live state at once (one round trip when discovery is cached; a
@@ -295,6 +308,10 @@ async fn read_live<'o>(
         Some(ahead) => (Some(ahead.inventory), Some(ahead.listed)),
         None => (None, None),
     };
+    let empty_namespaces = listed
+        .as_ref()
+        .map(|l| l.empty_namespaces().clone())
+        .unwrap_or_default();
     let groups = groups_of(plan, &Inventory::default());
     live.discover(&groups).await?;
     let resolvable = |live: &Live| -> Vec<&'o Object> {
@@ -333,6 +350,7 @@ async fn read_live<'o>(
         inventory,
         resolvable: resolvable(live),
         snapshot,
+        empty_namespaces,
     })
 }
 
@@ -595,27 +613,32 @@ pub async fn preflight(
     live: &mut Live,
     plan: &SyncPlan<'_>,
     options: &SyncOptions,
+    ahead: Option<ReadAhead>,
 ) -> Result<(), SyncError> {
     let LiveView {
         inventory,
         snapshot,
         ..
-    } = read_live(live, plan, None).await?;
+    } = read_live(live, plan, ahead).await?;
     check_before_writing(live, plan, &inventory, &snapshot, options.concurrency).await?;
     Ok(())
 }
 
+/// `ahead`: what the caller knows of the live state without reading it again (a namespace its
+/// Lease made a moment ago), read under that Lease like everything else.
 pub async fn sync(
     live: &mut Live,
     plan: &SyncPlan<'_>,
     options: &SyncOptions,
+    ahead: Option<ReadAhead>,
 ) -> Result<SyncReport, SyncError> {
     let lap = laps(plan.env, "sync");
     let LiveView {
         inventory: old,
         resolvable,
         mut snapshot,
-    } = read_live(live, plan, None).await?;
+        empty_namespaces,
+    } = read_live(live, plan, ahead).await?;
     lap("inventory, discovery and live state read");
 
     // Preflight: nothing is written unless every object can be applied.
@@ -648,12 +671,13 @@ pub async fn sync(
             &mut changes,
             &mut snapshot,
         ),
-        make_identity(live, plan, &existing)
+        make_identity(live, plan, &existing, &empty_namespaces)
     );
     stage_one?;
     changes.writes += identity?;
     if plan.shared_cluster {
-        changes.writes += make_identity(live, plan, &created).await?;
+        // Namespaces stage 1 made hold nothing yet, of the identity either.
+        changes.writes += make_identity(live, plan, &created, &created).await?;
         // From here on namespaced objects are written as the environment's own identity.
         live.act_as_tenant(&tenant::tenant_user(plan.inventory_namespace))?;
     }
@@ -790,6 +814,7 @@ pub async fn settled(
         inventory: old,
         resolvable,
         snapshot,
+        ..
     } = read_live(live, plan, ahead).await?;
     lap("inventory, discovery and live state read");
     let actions = check_before_writing(live, plan, &old, &snapshot, options.concurrency).await?;
@@ -930,11 +955,13 @@ fn identity_namespaces(
     })
 }
 
-/// The environment's identity in `namespaces` (see [`tenant`]); the writes sent.
+/// The environment's identity in `namespaces` (see [`tenant`]), nothing of it read in those
+/// known `empty`; the writes sent.
 async fn make_identity(
     live: &Live,
     plan: &SyncPlan<'_>,
     namespaces: &BTreeSet<String>,
+    empty: &BTreeSet<String>,
 ) -> Result<usize, SyncError> {
     if namespaces.is_empty() {
         return Ok(0);
@@ -943,6 +970,7 @@ async fn make_identity(
         live,
         plan.inventory_namespace,
         namespaces,
+        empty,
         plan.env,
         plan.project,
     )

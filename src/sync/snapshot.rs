@@ -21,6 +21,10 @@ pub type ListKey = (String, String, String);
 #[derive(Default)]
 pub struct Listed {
     lists: HashMap<ListKey, Vec<Value>>,
+    /// Namespaces known to hold nothing: absent when read, or made a moment ago by this run
+    /// for its Lease (which keeps every other run out). Nothing in them is listed, and their
+    /// own Namespace objects count as not there yet: the desired one is still to be applied.
+    empty: BTreeSet<String>,
 }
 
 impl Listed {
@@ -39,11 +43,31 @@ impl Listed {
                 .into_iter()
                 .flatten()
                 .collect(),
+            empty: BTreeSet::new(),
         }
     }
 
     pub fn merge(&mut self, other: Listed) {
         self.lists.extend(other.lists);
+        self.empty.extend(other.empty);
+    }
+
+    /// Nothing listed: `namespace` holds nothing (see [`Listed::empty`]).
+    pub fn of_empty_namespace(namespace: &str) -> Listed {
+        let mut listed = Listed::default();
+        listed.mark_empty(namespace);
+        listed
+    }
+
+    /// `namespace` holds nothing (see [`Listed::empty`]).
+    pub fn mark_empty(&mut self, namespace: &str) {
+        self.lists
+            .retain(|(_, _, listed_in), _| listed_in != namespace);
+        self.empty.insert(namespace.to_string());
+    }
+
+    pub fn empty_namespaces(&self) -> &BTreeSet<String> {
+        &self.empty
     }
 
     /// The LISTs that read what `inventory` records.
@@ -127,11 +151,21 @@ impl Snapshot {
                 .or_default()
                 .insert(object.object_ref());
         }
+        let empty = std::mem::take(&mut listed.empty);
+        let known_empty = |(api_version, kind, namespace): &ListKey,
+                           wanted: &BTreeSet<ObjectRef>| {
+            empty.contains(namespace)
+                || (api_version == "v1"
+                    && kind == "Namespace"
+                    && wanted.iter().all(|r| empty.contains(&r.name)))
+        };
         let requests = lists.into_iter().map(|(key, wanted)| {
             let ahead = listed.lists.remove(&key);
+            let known_empty = known_empty(&key, &wanted);
             async move {
                 let (api_version, kind, namespace) = key;
                 let items = match ahead {
+                    _ if known_empty => Vec::new(),
                     Some(items) => items,
                     None => {
                         let resolved = live
@@ -152,7 +186,10 @@ impl Snapshot {
                     map.insert("kind".into(), Value::String(kind.clone()));
                 }
                 let reference = reference_of(&item);
-                if wanted.contains(&reference) {
+                let empty_namespace = reference.kind == "Namespace"
+                    && reference.group.is_empty()
+                    && empty.contains(&reference.name);
+                if wanted.contains(&reference) && !empty_namespace {
                     self.objects.insert(reference, item);
                 }
             }

@@ -276,6 +276,36 @@ impl ControlPlane {
         labelled.len()
     }
 
+    /// Every request sprout sent since `mark` that touched `namespace` (objects in it, or the
+    /// Namespace itself), in the order the server answered them: (verb, request URI, user it
+    /// acted as).
+    pub fn requests_since(&self, mark: usize, namespace: &str) -> Vec<(String, String, String)> {
+        self.audit_events_since(mark)
+            .into_iter()
+            .filter(|event| {
+                let object = &event["objectRef"];
+                event["stage"] == "ResponseComplete"
+                    && event["userAgent"]
+                        .as_str()
+                        .is_some_and(|ua| ua.starts_with("sprout/"))
+                    && (object["namespace"] == namespace
+                        || (object["resource"] == "namespaces" && object["name"] == namespace))
+            })
+            .map(|event| {
+                let text =
+                    |value: &serde_json::Value| value.as_str().unwrap_or_default().to_string();
+                (
+                    text(&event["verb"]),
+                    text(&event["requestURI"]),
+                    match &event["impersonatedUser"]["username"] {
+                        serde_json::Value::Null => text(&event["user"]["username"]),
+                        impersonated => text(impersonated),
+                    },
+                )
+            })
+            .collect()
+    }
+
     /// How many times Namespace `name` was created since `mark` (answers 201, by anyone).
     pub fn namespaces_created_since(&self, mark: usize, name: &str) -> usize {
         self.audit_events_since(mark)

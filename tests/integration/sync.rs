@@ -712,3 +712,64 @@ fn what_pods_refer_to_is_written_before_workloads_and_services_start_at_once() {
         "the Services waited for the ConfigMaps: first Service {first_service}, last ConfigMap {last_config_map}"
     );
 }
+
+/// A first sync on a shared cluster reads nothing again of what cannot be there yet: once its
+/// Lease has made the namespace, nothing in it is read, its Namespace is not dry-run, and the
+/// environment's identity is made without being looked for (each of those a round trip to a
+/// cluster far away). The objects still go as that identity.
+#[test]
+fn a_first_sync_reads_nothing_again_in_the_namespace_its_lock_made() {
+    let cp = control_plane();
+    let env = &unique("sync-fresh");
+    let repo = project_on_control_plane(
+        env,
+        "deploy/app.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: app}\ndata: {a: b}\n---\n\
+         apiVersion: v1\nkind: Service\nmetadata: {name: app}\n\
+         spec: {selector: {app: app}, ports: [{port: 80, protocol: TCP}]}\n",
+    );
+    let mark = cp.audit_mark();
+    let report = sync_json(&repo, &cp, env);
+    let mut created = names(&report, "created");
+    created.sort();
+    assert_eq!(
+        created,
+        [
+            format!("ConfigMap/{env}/app"),
+            format!("Namespace/{env}"),
+            format!("Service/{env}/app")
+        ],
+        "{report}"
+    );
+
+    let requests = cp.requests_since(mark, env);
+    let lock = requests
+        .iter()
+        .position(|(verb, uri, _)| verb == "create" && uri.contains("/leases"))
+        .unwrap_or_else(|| panic!("no Lease made: {requests:#?}"));
+    let read_again: Vec<_> = requests[lock + 1..]
+        .iter()
+        .filter(|(verb, uri, _)| {
+            // The inventory's write lists its own shards, by label: that is its write's.
+            let reads = matches!(verb.as_str(), "get" | "list")
+                && !uri.contains("labelSelector=sprout.dev%2Finventory");
+            reads || uri.contains("dryRun")
+        })
+        .collect();
+    assert!(
+        read_again.is_empty(),
+        "read after the Lease made the namespace: {read_again:#?}"
+    );
+    let tenant = format!("system:serviceaccount:{env}:sprout-env");
+    for resource in ["configmaps/app", "services/app"] {
+        assert!(
+            requests.iter().any(|(verb, uri, user)| verb == "patch"
+                && uri.contains(resource)
+                && *user == tenant),
+            "{resource} not applied as {tenant}: {requests:#?}"
+        );
+    }
+    // And the next sync finds it all as the first left it.
+    let again = sync_json(&repo, &cp, env);
+    assert_eq!(again["changes"]["writes"], 0, "{again}");
+}
