@@ -66,12 +66,22 @@ impl EarlyReads {
                 project: &project,
             };
             let hinted = read_hint(&hint);
-            let (seen, (inventory, mut listed)) = futures::future::join(
+            // No hint: never synced from here, most likely a first sync, with objects to
+            // create and their fields to check against the server's schema. That schema is
+            // confirmed now, beside the reads, rather than a round trip later. (A sync that
+            // has a hint is most often one with nothing to create, which asks for no schema.)
+            let first_sync = hinted.is_empty();
+            let (seen, (inventory, mut listed), ()) = futures::future::join3(
                 Seen::read(&live.client, &namespace),
                 futures::future::join(
                     Inventory::load(&live, &namespace, owner),
                     Listed::ahead(&live, &hinted),
                 ),
+                async {
+                    if first_sync {
+                        crate::sync::schema::confirm(&live).await
+                    }
+                },
             )
             .await;
             lap("lease, inventory and hinted lists read");

@@ -30,7 +30,7 @@ pub mod live;
 pub(crate) mod messages;
 mod prune;
 mod replace;
-mod schema;
+pub(crate) mod schema;
 pub mod secret_copies;
 mod server_defaults;
 pub mod snapshot;
