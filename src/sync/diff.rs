@@ -41,6 +41,7 @@ const OBJECT_COPY_ANNOTATIONS: &[&str] = &[
 ];
 
 pub async fn diff(live: &mut Live, plan: &SyncPlan<'_>) -> Result<Vec<ObjectDiff>, SyncError> {
+    super::refuse_what_the_server_cannot_compare(live, plan).await?;
     let super::LiveView {
         inventory,
         snapshot,

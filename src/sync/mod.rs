@@ -1258,6 +1258,7 @@ pub struct LiveStatus {
 const OBSERVE_CONCURRENCY: usize = 16;
 
 pub async fn observe(live: &mut Live, plan: &SyncPlan<'_>) -> Result<LiveStatus, SyncError> {
+    refuse_what_the_server_cannot_compare(live, plan).await?;
     let LiveView {
         inventory,
         snapshot,
@@ -1512,6 +1513,20 @@ fn failed_object(error: &SyncError) -> Option<String> {
         | SyncError::UnknownFields { object, .. }
         | SyncError::TooLarge { object, .. } => Some(object.clone()),
         _ => None,
+    }
+}
+
+/// The comparison of `status` and `diff` is a dry-run apply: objects the server cannot apply
+/// for a bug of its version (see [`known_bugs`]) are refused as sync refuses them, before any
+/// request about them.
+async fn refuse_what_the_server_cannot_compare(
+    live: &Live,
+    plan: &SyncPlan<'_>,
+) -> Result<(), SyncError> {
+    let bugs = known_bugs::refusals(live, plan.objects).await?;
+    match bugs.is_empty() {
+        true => Ok(()),
+        false => Err(several(bugs)),
     }
 }
 

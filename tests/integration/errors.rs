@@ -226,9 +226,59 @@ fn an_api_service_on_a_server_before_1_21_is_refused_before_the_first_write() {
         .args(["get", "services", "-A", "-o", "name"])
         .output()
         .unwrap();
+    // `status` and `diff` compare by a dry-run apply: with the APIService in the cluster (made
+    // without server-side apply), they refuse it as sync does, before any request about it.
+    let made = std::process::Command::new("kubectl")
+        .env("KUBECONFIG", cluster.join("kubeconfig"))
+        .args(["create", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut kubectl| {
+            use std::io::Write;
+            kubectl.stdin.take().unwrap().write_all(
+                b"apiVersion: apiregistration.k8s.io/v1\nkind: APIService\nmetadata: {name: v1beta1.metrics.example.com}\n\
+                  spec: {group: metrics.example.com, version: v1beta1, groupPriorityMinimum: 100, versionPriority: 100, insecureSkipTLSVerify: true, service: {name: metrics, namespace: default}}\n",
+            )?;
+            kubectl.wait_with_output()
+        })
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let compared: Vec<(String, std::process::Output)> = ["status", "diff"]
+        .iter()
+        .map(|command| {
+            (
+                command.to_string(),
+                repo.sprout()
+                    .args([*command, env.as_str()])
+                    .output()
+                    .unwrap(),
+            )
+        })
+        .collect();
     let apiserver_log =
         std::fs::read_to_string(cluster.join("control-plane/apiserver.log")).unwrap_or_default();
     let down = repo.sprout().args(["down", env]).output().unwrap();
+    // `diff` fails; `status` shows the record, and why it is not refreshed from the cluster.
+    for (command, output) in &compared {
+        let text = format!(
+            "{}{}",
+            crate::util::stdout_of(output),
+            crate::util::stderr_of(output)
+        );
+        assert_eq!(
+            output.status.success(),
+            *command == "status",
+            "{command}: {text}"
+        );
+        assert!(
+            text.contains("kubernetes/kubernetes#89264"),
+            "{command}: {text}"
+        );
+    }
     assert!(down.status.success(), "{}", crate::util::stderr_of(&down));
     assert_eq!(up.status.code(), Some(2), "{stderr}");
     assert!(
