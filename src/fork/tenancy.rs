@@ -44,6 +44,12 @@ const CLUSTER_READABLE: &[&str] = &[
 ];
 const READ_VERBS: &[&str] = &["get", "list", "watch"];
 
+/// Subresources of those a cluster-wide binding may grant reads of too: an object's status, and
+/// what the kubelet tells of its node's resource use. Not `nodes/proxy`, which reaches the whole
+/// kubelet API (every pod's logs, and exec into it over a websocket, which opens with a GET),
+/// nor `nodes/log`, the node's own log files.
+const READABLE_SUBRESOURCES: &[&str] = &["status", "metrics", "stats", "spec"];
+
 /// Cluster-scoped resources of Kubernetes itself, as RBAC rules name them: rights over them
 /// exist only cluster-wide (a RoleBinding grants nothing on them). The reviews are created and
 /// answered for the whole cluster, never stored.
@@ -367,9 +373,13 @@ impl Grants {
             let verbs = list("verbs");
             let reads_only = verbs.iter().all(|v| READ_VERBS.contains(&v.as_str()));
             for resource in list("resources") {
-                let base = resource.split('/').next().unwrap_or_default();
+                let (base, subresource) = match resource.split_once('/') {
+                    Some((base, subresource)) => (base, Some(subresource)),
+                    None => (resource.as_str(), None),
+                };
                 let found = if base == "*" || cluster_scoped_resources.contains(base) {
-                    if reads_only && CLUSTER_READABLE.contains(&base) {
+                    let readable = subresource.is_none_or(|s| READABLE_SUBRESOURCES.contains(&s));
+                    if reads_only && readable && CLUSTER_READABLE.contains(&base) {
                         continue;
                     }
                     &mut grants.cluster_scoped
@@ -657,6 +667,20 @@ mod tests {
             (
                 "[{apiGroups: [''], resources: [nodes], verbs: [delete]}]",
                 Some("grants rights over cluster-scoped resources (`nodes` (delete))"),
+            ),
+            // Prometheus reads the kubelets' metrics (kube-prometheus grants this).
+            (
+                "[{apiGroups: [''], resources: [nodes/metrics, nodes/stats], verbs: [get]}]",
+                None,
+            ),
+            // The kubelet's whole API, exec into every pod on the node included.
+            (
+                "[{apiGroups: [''], resources: [nodes/proxy], verbs: [get]}]",
+                Some("grants rights over cluster-scoped resources (`nodes/proxy` (get))"),
+            ),
+            (
+                "[{apiGroups: [''], resources: [nodes/log], verbs: [get, list]}]",
+                Some("grants rights over cluster-scoped resources (`nodes/log` (get, list))"),
             ),
             ("[{nonResourceURLs: [/metrics], verbs: [get]}]", None),
         ];
