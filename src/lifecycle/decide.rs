@@ -519,11 +519,19 @@ mod tests {
     use Reason::{BranchDeleted, Ttl};
     const SCHEDULED: Reason = Reason::Schedule;
 
+    /// A case of the table: what it shows, the environment, the time, the actions due.
+    type Case = (
+        &'static str,
+        EnvFacts,
+        &'static str,
+        Vec<(ActionKind, Reason)>,
+    );
+
     #[test]
     fn time_to_live_and_schedules() {
         // 2026-11-26 is a Thursday, 2026-11-28 a Saturday.
         let lunch = "0 12 * * 1-5";
-        let table: Vec<(&str, EnvFacts, &str, Vec<(ActionKind, Reason)>)> = vec![
+        let table: Vec<Case> = vec![
             (
                 "ttl not yet over",
                 env("e").ttl(8),
