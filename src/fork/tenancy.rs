@@ -28,7 +28,7 @@ const SYSTEM_NAMESPACES: &[&str] = &["kube-system", "kube-public", "kube-node-le
 const ALWAYS_ALLOWED: &[&str] = &["Namespace", "CustomResourceDefinition"];
 
 /// Cluster-scoped resources a cluster-wide binding may grant read access to: reading them
-/// reveals nothing of another tenant's objects (no Secrets, no ConfigMaps).
+/// reveals no other tenant's data (no Secrets, no ConfigMaps), at most names and resource use.
 const CLUSTER_READABLE: &[&str] = &[
     "nodes",
     "namespaces",
@@ -49,6 +49,27 @@ const READ_VERBS: &[&str] = &["get", "list", "watch"];
 /// kubelet API (every pod's logs, and exec into it over a websocket, which opens with a GET),
 /// nor `nodes/log`, the node's own log files.
 const READABLE_SUBRESOURCES: &[&str] = &["status", "metrics", "stats", "spec"];
+
+/// Non-resource URLs a cluster-wide binding may grant reads of: metrics, health, version and
+/// discovery. Not `/logs/*` (the API server's host logs), `/debug/*`, nor `*`.
+const READABLE_URLS: &[&str] = &[
+    "/metrics",
+    "/metrics/*",
+    "/healthz",
+    "/healthz/*",
+    "/livez",
+    "/livez/*",
+    "/readyz",
+    "/readyz/*",
+    "/version",
+    "/version/",
+    "/api",
+    "/api/*",
+    "/apis",
+    "/apis/*",
+    "/openapi",
+    "/openapi/*",
+];
 
 /// Cluster-scoped resources of Kubernetes itself, as RBAC rules name them: rights over them
 /// exist only cluster-wide (a RoleBinding grants nothing on them). The reviews are created and
@@ -394,8 +415,8 @@ impl Grants {
                     .or_default()
                     .extend(verbs.iter().cloned());
             }
-            if !reads_only {
-                for url in list("nonResourceURLs") {
+            for url in list("nonResourceURLs") {
+                if !(reads_only && READABLE_URLS.contains(&url.as_str())) {
                     grants
                         .cluster_scoped
                         .entry(Granted::Url(url))
@@ -686,6 +707,17 @@ mod tests {
                 Some("grants rights over cluster-scoped resources (`nodes/log` (get, list))"),
             ),
             ("[{nonResourceURLs: [/metrics], verbs: [get]}]", None),
+            // The API server's host logs, and every URL.
+            (
+                "[{nonResourceURLs: ['/logs/*'], verbs: [get]}]",
+                Some(
+                    "grants rights over cluster-scoped resources (non-resource URL `/logs/*` (get))",
+                ),
+            ),
+            (
+                "[{nonResourceURLs: ['*'], verbs: [get]}]",
+                Some("grants rights over cluster-scoped resources (non-resource URL `*` (get))"),
+            ),
         ];
         for (rules, expected) in table {
             let (_, confined) = run(&[&role(rules), binding], ALL);
