@@ -67,9 +67,10 @@ impl EarlyReads {
             };
             let hinted = read_hint(&hint);
             // No hint: never synced from here, most likely a first sync, with objects to
-            // create and their fields to check against the server's schema. That schema is
-            // confirmed now, beside the reads, rather than a round trip later. (A sync that
-            // has a hint is most often one with nothing to create, which asks for no schema.)
+            // create and their fields to check against the server's schema. A kept copy of
+            // that schema is confirmed now, beside the reads, rather than a round trip later.
+            // (A sync that has a hint is most often one with nothing to create, which asks for
+            // no schema.)
             let first_sync = hinted.is_empty();
             let (seen, (inventory, mut listed), ()) = futures::future::join3(
                 Seen::read(&live.client, &namespace),
@@ -79,7 +80,7 @@ impl EarlyReads {
                 ),
                 async {
                     if first_sync {
-                        crate::sync::schema::confirm(&live).await
+                        crate::sync::schema::confirm_kept(&live).await
                     }
                 },
             )
@@ -87,7 +88,7 @@ impl EarlyReads {
             lap("lease, inventory and hinted lists read");
             // No namespace, nothing in it: what the sync would list there is known.
             if seen.as_ref().is_ok_and(|seen| seen.namespace.is_none()) {
-                listed.mark_empty(&namespace);
+                listed.mark_absent(&namespace);
             }
             // What the inventory records and the hint did not name: listed now.
             if let Ok(inventory) = &inventory {
@@ -104,7 +105,10 @@ impl EarlyReads {
                 live,
                 reads: EarlyRead {
                     seen,
-                    ahead: ReadAhead { inventory, listed },
+                    ahead: ReadAhead {
+                        inventory: Some(inventory),
+                        listed,
+                    },
                 },
             })
         });

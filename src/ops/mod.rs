@@ -124,7 +124,7 @@ impl Held {
             let Some((plan, options)) = first_sync else {
                 return Ok(());
             };
-            let nothing_yet = crate::sync::ReadAhead::of_empty_namespace(env.target_namespace());
+            let nothing_yet = crate::sync::ReadAhead::of_absent_namespace(env.target_namespace());
             crate::sync::preflight(live, plan, options, Some(nothing_yet))
                 .await
                 .in_stage(&env.name, Stage::Sync)?;

@@ -103,10 +103,10 @@ pub async fn converge(
         store.save(state)?;
         held.guard_cluster(env, &mut live, Some((&plan, options)))
             .await?;
-        // A namespace the Lease just made holds nothing but the Lease: not read again.
+        // A namespace the Lease just made is sprout's as the Lease left it: not compared.
         let ahead = held
             .created_namespace()
-            .map(crate::sync::ReadAhead::of_empty_namespace);
+            .map(crate::sync::ReadAhead::of_namespace_made_now);
         let result = sync::sync(&mut live, &plan, options, ahead)
             .await
             .in_stage(&env.name, Stage::Sync);

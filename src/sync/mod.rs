@@ -185,7 +185,9 @@ pub struct ChangeSet {
     /// What a user should know about a change made (see `replace::note`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
-    /// Write requests sent (applies, deletes, inventory writes).
+    /// Write requests that changed something (applies, deletes, inventory writes, the parts of
+    /// the environment's identity made, and the server's reviews of it): a create answered
+    /// "exists already" is not counted.
     pub writes: usize,
 }
 
@@ -274,24 +276,34 @@ struct LiveView<'o> {
     inventory: Inventory,
     resolvable: Vec<&'o Object>,
     snapshot: Snapshot,
-    /// Namespaces known to hold nothing (see [`snapshot::Listed::mark_empty`]).
-    empty_namespaces: BTreeSet<String>,
+    /// Namespaces this run's Lease made (see [`snapshot::Listed::namespaces_made_now`]).
+    made_now: BTreeSet<String>,
 }
 
 /// What a caller read before the desired state was known: the inventory, and the LISTs of
 /// the kinds and namespaces it records.
 pub struct ReadAhead {
-    pub inventory: Result<Inventory, SyncError>,
+    /// None: read it with the rest.
+    pub inventory: Option<Result<Inventory, SyncError>>,
     pub listed: snapshot::Listed,
 }
 
 impl ReadAhead {
-    /// What there is to read in the environment's namespace when it does not exist, or when
-    /// this run made it a moment ago for its Lease: nothing, no inventory either.
-    pub fn of_empty_namespace(namespace: &str) -> ReadAhead {
+    /// What there is to read of an environment whose namespace does not exist: nothing there,
+    /// no inventory either.
+    pub fn of_absent_namespace(namespace: &str) -> ReadAhead {
         ReadAhead {
-            inventory: Ok(Inventory::default()),
-            listed: snapshot::Listed::of_empty_namespace(namespace),
+            inventory: Some(Ok(Inventory::default())),
+            listed: snapshot::Listed::of_absent_namespace(namespace),
+        }
+    }
+
+    /// An environment whose namespace this run's Lease made a moment ago: everything is read
+    /// but the Namespace itself, which is applied as desired (see [`snapshot::Listed`]).
+    pub fn of_namespace_made_now(namespace: &str) -> ReadAhead {
+        ReadAhead {
+            inventory: None,
+            listed: snapshot::Listed::of_namespace_made_now(namespace),
         }
     }
 }
@@ -305,12 +317,12 @@ async fn read_live<'o>(
     ahead: Option<ReadAhead>,
 ) -> Result<LiveView<'o>, SyncError> {
     let (inventory, listed) = match ahead {
-        Some(ahead) => (Some(ahead.inventory), Some(ahead.listed)),
+        Some(ahead) => (ahead.inventory, Some(ahead.listed)),
         None => (None, None),
     };
-    let empty_namespaces = listed
+    let made_now = listed
         .as_ref()
-        .map(|l| l.empty_namespaces().clone())
+        .map(|l| l.namespaces_made_now().clone())
         .unwrap_or_default();
     let groups = groups_of(plan, &Inventory::default());
     live.discover(&groups).await?;
@@ -350,7 +362,7 @@ async fn read_live<'o>(
         inventory,
         resolvable: resolvable(live),
         snapshot,
-        empty_namespaces,
+        made_now,
     })
 }
 
@@ -637,7 +649,7 @@ pub async fn sync(
         inventory: old,
         resolvable,
         mut snapshot,
-        empty_namespaces,
+        made_now,
     } = read_live(live, plan, ahead).await?;
     lap("inventory, discovery and live state read");
 
@@ -670,13 +682,14 @@ pub async fn sync(
             options.concurrency,
             &mut changes,
             &mut snapshot,
+            &made_now,
         ),
-        make_identity(live, plan, &existing, &empty_namespaces)
+        make_identity(live, plan, &existing, &made_now)
     );
     stage_one?;
     changes.writes += identity?;
     if plan.shared_cluster {
-        // Namespaces stage 1 made hold nothing yet, of the identity either.
+        // Namespaces stage 1 made a moment ago hold nothing of the identity yet.
         changes.writes += make_identity(live, plan, &created, &created).await?;
         // From here on namespaced objects are written as the environment's own identity.
         live.act_as_tenant(&tenant::tenant_user(plan.inventory_namespace))?;
@@ -887,12 +900,13 @@ async fn stage_one(
     concurrency: usize,
     changes: &mut ChangeSet,
     snapshot: &mut Snapshot,
+    made_now: &BTreeSet<String>,
 ) -> Result<(), SyncError> {
     if inventory != old {
         // The inventory lives in the environment's namespace, which it records too: sprout
         // makes that namespace (idempotently) just before, and takes it back if the inventory
         // cannot be written, so a failed first sync leaves no namespace behind.
-        let home = make_home(live, plan, snapshot).await?;
+        let home = make_home(live, plan, snapshot, made_now).await?;
         if let Some((reference, _)) = &home {
             first.retain(|o| o.object_ref() != *reference);
             changes.created.push(reference.to_string());
@@ -955,13 +969,13 @@ fn identity_namespaces(
     })
 }
 
-/// The environment's identity in `namespaces` (see [`tenant`]), nothing of it read in those
-/// known `empty`; the writes sent.
+/// The environment's identity in `namespaces` (see [`tenant`]), not looked for in those
+/// `made_now`; the writes sent.
 async fn make_identity(
     live: &Live,
     plan: &SyncPlan<'_>,
     namespaces: &BTreeSet<String>,
-    empty: &BTreeSet<String>,
+    made_now: &BTreeSet<String>,
 ) -> Result<usize, SyncError> {
     if namespaces.is_empty() {
         return Ok(0);
@@ -970,7 +984,7 @@ async fn make_identity(
         live,
         plan.inventory_namespace,
         namespaces,
-        empty,
+        made_now,
         plan.env,
         plan.project,
     )
@@ -978,11 +992,14 @@ async fn make_identity(
 }
 
 /// Creates the environment's namespace (the inventory's home) from the desired Namespace when
-/// it does not exist yet; returns it as applied when this call created it.
+/// it does not exist yet; returns it as applied when this call created it. One the Lease
+/// `made_now` exists: its Namespace is applied with the rest of stage 1, and if the inventory
+/// cannot be written, the operation that took the Lease decides what becomes of it.
 async fn make_home(
     live: &Live,
     plan: &SyncPlan<'_>,
     snapshot: &Snapshot,
+    made_now: &BTreeSet<String>,
 ) -> Result<Option<(ObjectRef, Value)>, SyncError> {
     let Some(namespace) = plan.objects.iter().find(|o| {
         o.kind() == "Namespace" && o.group().is_empty() && o.name() == plan.inventory_namespace
@@ -990,7 +1007,7 @@ async fn make_home(
         return Ok(None);
     };
     let reference = namespace.object_ref();
-    if snapshot.contains(&reference) {
+    if snapshot.contains(&reference) || made_now.contains(plan.inventory_namespace) {
         return Ok(None);
     }
     let resolved = live.resolve(namespace)?;

@@ -511,15 +511,6 @@ pub async fn unknown_fields(
 ///
 /// Once confirmed through a connection, the kept copy is taken as current for the rest of it
 /// (one command, or one environment of a `serve` pass: seconds).
-/// Confirms the kept schema (or fetches it) ahead of the check that needs it, for a caller
-/// that expects objects to create and has a round trip to spare. A failure is left for that
-/// check to meet and report.
-pub(crate) async fn confirm(live: &Live) {
-    if let Err(e) = current_schemas(live).await {
-        tracing::debug!(error = %e, "the server's schema not confirmed ahead");
-    }
-}
-
 async fn current_schemas(live: &Live) -> Result<(Arc<Schemas>, bool), SyncError> {
     use std::sync::atomic::Ordering;
     let kept = remembered(&live.server);
@@ -544,6 +535,19 @@ async fn current_schemas(live: &Live) -> Result<(Arc<Schemas>, bool), SyncError>
             tracing::debug!(error = %e, "no schema from the server");
             Ok((Arc::new(Schemas::unknown()), false))
         }
+    }
+}
+
+/// Confirms the kept copy of the schema (a 304, as small as `/version`'s answer) ahead of the
+/// check that needs it, for a caller that expects objects to create and has a round trip to
+/// spare. Without a kept copy nothing is asked: the whole document would be fetched and read,
+/// which a sync with nothing to create never needs. A failure is left for the check to meet.
+pub(crate) async fn confirm_kept(live: &Live) {
+    if remembered(&live.server).is_none() {
+        return;
+    }
+    if let Err(e) = current_schemas(live).await {
+        tracing::debug!(error = %e, "the server's schema not confirmed ahead");
     }
 }
 

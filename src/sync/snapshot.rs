@@ -21,10 +21,15 @@ pub type ListKey = (String, String, String);
 #[derive(Default)]
 pub struct Listed {
     lists: HashMap<ListKey, Vec<Value>>,
-    /// Namespaces known to hold nothing: absent when read, or made a moment ago by this run
-    /// for its Lease (which keeps every other run out). Nothing in them is listed, and their
-    /// own Namespace objects count as not there yet: the desired one is still to be applied.
-    empty: BTreeSet<String>,
+    /// Namespaces found absent: nothing in them is listed, and their Namespace objects are
+    /// not there.
+    absent: BTreeSet<String>,
+    /// Namespaces this run's Lease made a moment ago, labelled for the environment and nothing
+    /// more: their Namespace objects count as not there yet, to be applied as desired rather
+    /// than compared. What is in them is listed as anywhere else: Kubernetes and the cluster's
+    /// policy controllers fill a new namespace at once (its `default` ServiceAccount, its CA
+    /// ConfigMap, quotas, policies), and none of that may be taken for sprout's.
+    made_now: BTreeSet<String>,
 }
 
 impl Listed {
@@ -43,31 +48,41 @@ impl Listed {
                 .into_iter()
                 .flatten()
                 .collect(),
-            empty: BTreeSet::new(),
+            absent: BTreeSet::new(),
+            made_now: BTreeSet::new(),
         }
     }
 
     pub fn merge(&mut self, other: Listed) {
         self.lists.extend(other.lists);
-        self.empty.extend(other.empty);
+        self.absent.extend(other.absent);
+        self.made_now.extend(other.made_now);
     }
 
-    /// Nothing listed: `namespace` holds nothing (see [`Listed::empty`]).
-    pub fn of_empty_namespace(namespace: &str) -> Listed {
+    /// Nothing listed, `namespace` absent (see [`Listed::absent`]).
+    pub fn of_absent_namespace(namespace: &str) -> Listed {
         let mut listed = Listed::default();
-        listed.mark_empty(namespace);
+        listed.mark_absent(namespace);
         listed
     }
 
-    /// `namespace` holds nothing (see [`Listed::empty`]).
-    pub fn mark_empty(&mut self, namespace: &str) {
+    /// `namespace` is absent (see [`Listed::absent`]).
+    pub fn mark_absent(&mut self, namespace: &str) {
         self.lists
             .retain(|(_, _, listed_in), _| listed_in != namespace);
-        self.empty.insert(namespace.to_string());
+        self.absent.insert(namespace.to_string());
     }
 
-    pub fn empty_namespaces(&self) -> &BTreeSet<String> {
-        &self.empty
+    /// Nothing listed, `namespace` made by this run's Lease (see [`Listed::made_now`]).
+    pub fn of_namespace_made_now(namespace: &str) -> Listed {
+        let mut listed = Listed::default();
+        listed.made_now.insert(namespace.to_string());
+        listed
+    }
+
+    /// The namespaces this run's Lease made (see [`Listed::made_now`]).
+    pub fn namespaces_made_now(&self) -> &BTreeSet<String> {
+        &self.made_now
     }
 
     /// The LISTs that read what `inventory` records.
@@ -151,13 +166,16 @@ impl Snapshot {
                 .or_default()
                 .insert(object.object_ref());
         }
-        let empty = std::mem::take(&mut listed.empty);
+        let absent = std::mem::take(&mut listed.absent);
+        let made_now = std::mem::take(&mut listed.made_now);
+        // Namespace objects that count as not there.
+        let not_there = |name: &str| absent.contains(name) || made_now.contains(name);
         let known_empty = |(api_version, kind, namespace): &ListKey,
                            wanted: &BTreeSet<ObjectRef>| {
-            empty.contains(namespace)
+            absent.contains(namespace)
                 || (api_version == "v1"
                     && kind == "Namespace"
-                    && wanted.iter().all(|r| empty.contains(&r.name)))
+                    && wanted.iter().all(|r| not_there(&r.name)))
         };
         let requests = lists.into_iter().map(|(key, wanted)| {
             let ahead = listed.lists.remove(&key);
@@ -186,10 +204,10 @@ impl Snapshot {
                     map.insert("kind".into(), Value::String(kind.clone()));
                 }
                 let reference = reference_of(&item);
-                let empty_namespace = reference.kind == "Namespace"
+                let not_there = reference.kind == "Namespace"
                     && reference.group.is_empty()
-                    && empty.contains(&reference.name);
-                if wanted.contains(&reference) && !empty_namespace {
+                    && not_there(&reference.name);
+                if wanted.contains(&reference) && !not_there {
                     self.objects.insert(reference, item);
                 }
             }

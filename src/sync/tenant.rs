@@ -46,14 +46,14 @@ pub async fn ensure(
 }
 
 /// [`ensure`] without the switch: for a caller that makes the identity beside other writes
-/// made as sprout itself, and switches once all are done. Nothing is read in the namespaces
-/// known `empty` (made a moment ago, under the environment's Lease): what they need is made
-/// straight away, a round trip sooner. Returns the writes sent.
+/// made as sprout itself, and switches once all are done. In the namespaces the environment's
+/// Lease `made_now`, nothing of the identity can exist yet: it is made there without being
+/// looked for, a round trip sooner. Returns the writes sent.
 pub async fn make(
     live: &Live,
     home: &str,
     namespaces: &BTreeSet<String>,
-    empty: &BTreeSet<String>,
+    made_now: &BTreeSet<String>,
     env: &str,
     project: &str,
 ) -> Result<usize, SyncError> {
@@ -61,58 +61,13 @@ pub async fn make(
     let roles: Api<ClusterRole> = Api::all(live.client.clone());
     let accounts: Api<ServiceAccount> = Api::namespaced(live.client.clone(), home);
     let namespace_api: Api<Namespace> = Api::all(live.client.clone());
-    // Everything read at once, then everything missing made at once: a cluster far away makes
-    // every sequential request count. A RoleBinding may come before its account and role; the
-    // API server authorizes by them once all exist (see `wait_until_authorized`).
-    let missing_bindings = futures::future::join_all(namespaces.iter().map(|namespace| {
-        let namespace_api = &namespace_api;
-        async move {
-            let bindings: Api<RoleBinding> = Api::namespaced(live.client.clone(), namespace);
-            if empty.contains(namespace) {
-                return Ok(Some(namespace.clone()));
-            }
-            let (exists, binding) = futures::future::join(
-                async {
-                    if namespace == home {
-                        return Ok(true);
-                    }
-                    get(live, namespace_api, namespace)
-                        .await
-                        .map(|n| n.is_some())
-                },
-                get(live, &bindings, TENANT_IDENTITY),
-            )
-            .await;
-            Ok::<_, SyncError>((exists? && binding?.is_none()).then(|| namespace.clone()))
-        }
-    }));
-    // Where nothing else is read, the ClusterRole is not either: it is created, and found
-    // made already (a 409) nearly always, which costs that round trip no more.
-    let read_role = namespaces.iter().any(|n| !empty.contains(n)) || !empty.contains(home);
-    let (role, account, missing_bindings) = futures::future::join3(
-        async {
-            match read_role {
-                true => get(live, &roles, TENANT_ROLE).await,
-                false => Ok(None),
-            }
-        },
-        async {
-            match empty.contains(home) {
-                true => Ok(None),
-                false => get(live, &accounts, TENANT_IDENTITY).await,
-            }
-        },
-        missing_bindings,
-    )
-    .await;
-    let missing_bindings: Vec<String> = missing_bindings
-        .into_iter()
-        .collect::<Result<Vec<_>, _>>()?
-        .into_iter()
-        .flatten()
-        .collect();
+    // Each object looked for, then made when missing, all side by side: a cluster far away
+    // makes every sequential request count. A RoleBinding may come before its account and role;
+    // the API server authorizes by them once all exist (see `wait_until_authorized`). A create
+    // never overwrites (a 409 says the object exists), but the shared ClusterRole is always
+    // looked for first: an identity allowed to bind it and not to create it would get a 403.
     let make_role = async {
-        if role?.is_some() {
+        if get(live, &roles, TENANT_ROLE).await?.is_some() {
             return Ok(0);
         }
         let role: ClusterRole = serde_json::from_value(json!({
@@ -124,7 +79,7 @@ pub async fn make(
         Ok::<_, SyncError>(usize::from(made))
     };
     let make_account = async {
-        if account?.is_some() {
+        if !made_now.contains(home) && get(live, &accounts, TENANT_IDENTITY).await?.is_some() {
             return Ok(0);
         }
         let account: ServiceAccount = serde_json::from_value(json!({
@@ -134,27 +89,51 @@ pub async fn make(
         let made = create(live, &accounts, &account, "ServiceAccount", TENANT_IDENTITY).await?;
         Ok::<_, SyncError>(usize::from(made))
     };
-    let make_bindings = futures::future::join_all(missing_bindings.iter().map(|namespace| {
-        let labels = &labels;
+    // Each namespace the binding was made in (or found made meanwhile), with whether this call
+    // made it; none where it was there already, or where the namespace is not.
+    let make_bindings = futures::future::join_all(namespaces.iter().map(|namespace| {
+        let (labels, namespace_api) = (&labels, &namespace_api);
         async move {
             let bindings: Api<RoleBinding> = Api::namespaced(live.client.clone(), namespace);
+            if !made_now.contains(namespace) {
+                let (exists, binding) = futures::future::join(
+                    async {
+                        if namespace == home {
+                            return Ok(true);
+                        }
+                        get(live, namespace_api, namespace)
+                            .await
+                            .map(|n| n.is_some())
+                    },
+                    get(live, &bindings, TENANT_IDENTITY),
+                )
+                .await;
+                if !exists? || binding?.is_some() {
+                    return Ok(None);
+                }
+            }
             let binding: RoleBinding = serde_json::from_value(json!({
                 "metadata": {"name": TENANT_IDENTITY, "namespace": namespace, "labels": labels},
                 "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": TENANT_ROLE},
                 "subjects": [{"kind": "ServiceAccount", "name": TENANT_IDENTITY, "namespace": home}],
             }))
             .expect("a RoleBinding");
-            create(live, &bindings, &binding, "RoleBinding", TENANT_IDENTITY).await
+            let made = create(live, &bindings, &binding, "RoleBinding", TENANT_IDENTITY).await?;
+            Ok::<_, SyncError>(Some((namespace.clone(), made)))
         }
     }));
     let (role, account, bindings) =
         futures::future::join3(make_role, make_account, make_bindings).await;
     let mut writes = role? + account?;
-    for made in bindings {
-        writes += usize::from(made?);
+    let mut bound = Vec::new();
+    for binding in bindings {
+        if let Some((namespace, made)) = binding? {
+            writes += usize::from(made);
+            bound.push(namespace);
+        }
     }
     let reviews = futures::future::join_all(
-        missing_bindings
+        bound
             .iter()
             .map(|namespace| wait_until_authorized(live, home, namespace)),
     )

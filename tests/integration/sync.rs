@@ -713,12 +713,14 @@ fn what_pods_refer_to_is_written_before_workloads_and_services_start_at_once() {
     );
 }
 
-/// A first sync on a shared cluster reads nothing again of what cannot be there yet: once its
-/// Lease has made the namespace, nothing in it is read, its Namespace is not dry-run, and the
-/// environment's identity is made without being looked for (each of those a round trip to a
-/// cluster far away). The objects still go as that identity.
+/// A first sync on a shared cluster does not look for what cannot be there yet: once its Lease
+/// has made the namespace, its Namespace is not dry-run and the environment's identity is made
+/// without being looked for (each a round trip to a cluster far away). What is in the namespace
+/// is still listed before the first object: Kubernetes and policy controllers fill a new
+/// namespace at once, and none of that may be taken for sprout's. The objects go as the
+/// environment's identity.
 #[test]
-fn a_first_sync_reads_nothing_again_in_the_namespace_its_lock_made() {
+fn a_first_sync_does_not_look_for_what_its_lock_s_namespace_cannot_hold() {
     let cp = control_plane();
     let env = &unique("sync-fresh");
     let repo = project_on_control_plane(
@@ -747,19 +749,31 @@ fn a_first_sync_reads_nothing_again_in_the_namespace_its_lock_made() {
         .iter()
         .position(|(verb, uri, _)| verb == "create" && uri.contains("/leases"))
         .unwrap_or_else(|| panic!("no Lease made: {requests:#?}"));
-    let read_again: Vec<_> = requests[lock + 1..]
+    let after = &requests[lock + 1..];
+    let looked_for: Vec<_> = after
         .iter()
         .filter(|(verb, uri, _)| {
-            // The inventory's write lists its own shards, by label: that is its write's.
-            let reads = matches!(verb.as_str(), "get" | "list")
-                && !uri.contains("labelSelector=sprout.dev%2Finventory");
-            reads || uri.contains("dryRun")
+            uri.contains("dryRun")
+                || (verb == "get" && uri.contains("sprout-env"))
+                || (verb == "get" && uri.ends_with(&format!("/namespaces/{env}")))
         })
         .collect();
     assert!(
-        read_again.is_empty(),
-        "read after the Lease made the namespace: {read_again:#?}"
+        looked_for.is_empty(),
+        "looked for after the Lease made the namespace: {requests:#?}"
     );
+    let first_object = after
+        .iter()
+        .position(|(verb, uri, _)| verb == "patch" && uri.contains("/configmaps/app"))
+        .unwrap_or_else(|| panic!("ConfigMap/app not applied: {requests:#?}"));
+    for resource in ["configmaps?", "services?"] {
+        assert!(
+            after[..first_object]
+                .iter()
+                .any(|(verb, uri, _)| verb == "list" && uri.contains(&format!("/{resource}"))),
+            "{resource} not listed under the Lease before the first object: {requests:#?}"
+        );
+    }
     let tenant = format!("system:serviceaccount:{env}:sprout-env");
     for resource in ["configmaps/app", "services/app"] {
         assert!(
