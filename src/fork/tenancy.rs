@@ -440,8 +440,18 @@ impl Grants {
                 .name()
                 .strip_suffix(&suffix)
                 .unwrap_or(binding.name());
+            // Metrics scrapers (Prometheus, Promtail, collectors) often read the kubelets through
+            // `nodes/proxy` where `nodes/metrics` and `nodes/stats` would do.
+            let scrapes_kubelets = self
+                .cluster_scoped
+                .contains_key(&Granted::Resource("nodes/proxy".into()));
+            let kubelet_hint = if scrapes_kubelets {
+                "; a role that scrapes the kubelets can read `nodes/metrics` and `nodes/stats` instead of `nodes/proxy` (those pass)"
+            } else {
+                ""
+            };
             return Some(format!(
-                "binds ClusterRole `{role}` cluster-wide, which grants rights over cluster-scoped resources ({}); an environment on a shared cluster cannot hold cluster-wide rights: leave the binding out (`overlay.drop: [{}/{source_name}]`), run the environment on a cluster of its own (provider kind, minikube, eks or envtest), or have the cluster's administrators grant them outside sprout",
+                "binds ClusterRole `{role}` cluster-wide, which grants rights over cluster-scoped resources ({}); an environment on a shared cluster cannot hold cluster-wide rights: leave the binding out (`overlay.drop: [{}/{source_name}]`), run the environment on a cluster of its own (provider kind, minikube, eks or envtest), or have the cluster's administrators grant them outside sprout{kubelet_hint}",
                 Self::described(&self.cluster_scoped),
                 binding.kind(),
             ));
@@ -701,6 +711,13 @@ mod tests {
             (
                 "[{apiGroups: [''], resources: [nodes/proxy], verbs: [get]}]",
                 Some("grants rights over cluster-scoped resources (`nodes/proxy` (get))"),
+            ),
+            // With the way out a scraper can take.
+            (
+                "[{apiGroups: [''], resources: [nodes/proxy], verbs: [get]}]",
+                Some(
+                    "a role that scrapes the kubelets can read `nodes/metrics` and `nodes/stats` instead of `nodes/proxy` (those pass)",
+                ),
             ),
             (
                 "[{apiGroups: [''], resources: [nodes/log], verbs: [get, list]}]",
