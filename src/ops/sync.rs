@@ -103,11 +103,7 @@ pub async fn converge(
         store.save(state)?;
         held.guard_cluster(env, &mut live, Some((&plan, options)))
             .await?;
-        // A namespace the Lease just made is sprout's as the Lease left it: not compared.
-        let ahead = held
-            .created_namespace()
-            .map(crate::sync::ReadAhead::of_namespace_made_now);
-        let result = sync::sync(&mut live, &plan, options, ahead)
+        let result = sync::sync(&mut live, &plan, options, held.created_namespace())
             .await
             .in_stage(&env.name, Stage::Sync);
         if result.is_ok() {

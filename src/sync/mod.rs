@@ -276,8 +276,6 @@ struct LiveView<'o> {
     inventory: Inventory,
     resolvable: Vec<&'o Object>,
     snapshot: Snapshot,
-    /// Namespaces this run's Lease made (see [`snapshot::Listed::namespaces_made_now`]).
-    made_now: BTreeSet<String>,
 }
 
 /// What a caller read before the desired state was known: the inventory, and the LISTs of
@@ -300,7 +298,7 @@ impl ReadAhead {
 
     /// An environment whose namespace this run's Lease made a moment ago: everything is read
     /// but the Namespace itself, which is applied as desired (see [`snapshot::Listed`]).
-    pub fn of_namespace_made_now(namespace: &str) -> ReadAhead {
+    fn of_namespace_made_now(namespace: &str) -> ReadAhead {
         ReadAhead {
             inventory: None,
             listed: snapshot::Listed::of_namespace_made_now(namespace),
@@ -320,10 +318,6 @@ async fn read_live<'o>(
         Some(ahead) => (ahead.inventory, Some(ahead.listed)),
         None => (None, None),
     };
-    let made_now = listed
-        .as_ref()
-        .map(|l| l.namespaces_made_now().clone())
-        .unwrap_or_default();
     let groups = groups_of(plan, &Inventory::default());
     live.discover(&groups).await?;
     let resolvable = |live: &Live| -> Vec<&'o Object> {
@@ -362,7 +356,6 @@ async fn read_live<'o>(
         inventory,
         resolvable: resolvable(live),
         snapshot,
-        made_now,
     })
 }
 
@@ -636,21 +629,22 @@ pub async fn preflight(
     Ok(())
 }
 
-/// `ahead`: what the caller knows of the live state without reading it again (a namespace its
-/// Lease made a moment ago), read under that Lease like everything else.
+/// `made_now`: the environment's namespace when the caller's Lease made it a moment ago (its
+/// Namespace is then applied as desired rather than compared, and the environment's identity
+/// is not looked for in it).
 pub async fn sync(
     live: &mut Live,
     plan: &SyncPlan<'_>,
     options: &SyncOptions,
-    ahead: Option<ReadAhead>,
+    made_now: Option<&str>,
 ) -> Result<SyncReport, SyncError> {
     let lap = laps(plan.env, "sync");
     let LiveView {
         inventory: old,
         resolvable,
         mut snapshot,
-        made_now,
-    } = read_live(live, plan, ahead).await?;
+    } = read_live(live, plan, made_now.map(ReadAhead::of_namespace_made_now)).await?;
+    let made_now: BTreeSet<String> = made_now.into_iter().map(str::to_string).collect();
     lap("inventory, discovery and live state read");
 
     // Preflight: nothing is written unless every object can be applied.
@@ -827,7 +821,6 @@ pub async fn settled(
         inventory: old,
         resolvable,
         snapshot,
-        ..
     } = read_live(live, plan, ahead).await?;
     lap("inventory, discovery and live state read");
     let actions = check_before_writing(live, plan, &old, &snapshot, options.concurrency).await?;

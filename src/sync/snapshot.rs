@@ -80,11 +80,6 @@ impl Listed {
         listed
     }
 
-    /// The namespaces this run's Lease made (see [`Listed::made_now`]).
-    pub fn namespaces_made_now(&self) -> &BTreeSet<String> {
-        &self.made_now
-    }
-
     /// The LISTs that read what `inventory` records.
     pub fn keys_of_inventory(
         live: &Live,
