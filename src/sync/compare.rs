@@ -97,7 +97,7 @@ fn is_subset_map(desired: &Map<String, Value>, live: &Map<String, Value>) -> boo
     })
 }
 
-fn is_zero(value: &Value) -> bool {
+pub(crate) fn is_zero(value: &Value) -> bool {
     match value {
         Value::Null => true,
         Value::Bool(b) => !b,

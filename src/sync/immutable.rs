@@ -4,10 +4,11 @@
 //! `spec.clusterIPs[0]`). A StatefulSet's and a PersistentVolumeClaim's name only `spec` ("updates
 //! to statefulset spec for fields other than 'replicas', 'template', and 'updateStrategy' are
 //! forbidden"), which tells a user nothing about what in their manifest to undo. For those, the
-//! fields are found by comparing the desired `spec` with the live one, field by field, leaving
+//! fields are found by comparing the desired `spec` with the live one, down to the innermost
+//! value that differs (`spec.volumeClaimTemplates[0].spec.resources.requests.storage`), leaving
 //! out the fields the server lets change.
 
-use super::compare::is_subset;
+use super::compare::{is_subset, is_zero};
 use super::messages::capped_inline;
 use crate::object::Object;
 use serde_json::Value;
@@ -39,21 +40,26 @@ const MUTABLE_SPEC_FIELDS: &[(&str, &str, &[&str])] = &[
 const FIELDS_SHOWN: usize = 5;
 
 /// The fields the server named (`server_fields`, comma-separated), made precise when it named
-/// only `spec`: the fields of `spec` whose desired value `live` does not hold. The fields the
-/// kind lets change are left out, unless nothing else differs. When nothing differs that the
-/// comparison can see (a field removed from the manifest), the server's word stands.
+/// only `spec`: the paths in `spec` whose desired value `live` does not hold, each as deep as the
+/// difference goes. Paths under the fields the kind lets change are left out, unless nothing
+/// else differs. When nothing differs that the comparison can see (a field removed from the
+/// manifest), the server's word stands.
 pub(crate) fn named_fields(object: &Object, live: &Value, server_fields: &str) -> String {
     if server_fields != "spec" {
         return server_fields.to_string();
     }
-    let differing = differing_spec_fields(object, live);
+    let Some(desired) = object.get(&["spec"]) else {
+        return server_fields.to_string();
+    };
+    let mut differing = Vec::new();
+    differing_paths(desired, live.get("spec"), "spec", &mut differing);
     let mutable = MUTABLE_SPEC_FIELDS
         .iter()
         .find(|(group, kind, _)| (object.group(), object.kind()) == (*group, *kind))
         .map_or(&[][..], |(_, _, fields)| fields);
     let immutable: Vec<String> = differing
         .iter()
-        .filter(|f| !mutable.contains(&f.as_str()))
+        .filter(|path| !mutable.contains(&top_field(path)))
         .cloned()
         .collect();
     let named = if immutable.is_empty() {
@@ -64,25 +70,47 @@ pub(crate) fn named_fields(object: &Object, live: &Value, server_fields: &str) -
     if named.is_empty() {
         return server_fields.to_string();
     }
-    let paths: Vec<String> = named.iter().map(|f| format!("spec.{f}")).collect();
-    capped_inline(&paths, FIELDS_SHOWN)
+    capped_inline(&named, FIELDS_SHOWN)
 }
 
-/// The fields of the desired `spec` whose value `live` does not hold (defaults the server added
-/// live are not differences; see [`is_subset`]).
-fn differing_spec_fields(object: &Object, live: &Value) -> Vec<String> {
-    let Some(Value::Object(desired)) = object.get(&["spec"]) else {
-        return Vec::new();
+/// The field of `spec` a path lies under: `volumeClaimTemplates` for
+/// `spec.volumeClaimTemplates[0].spec`.
+fn top_field(path: &str) -> &str {
+    let field = path.strip_prefix("spec.").unwrap_or(path);
+    let end = field.find(['.', '[']).unwrap_or(field.len());
+    &field[..end]
+}
+
+/// Adds to `found` the paths under `path` where `desired` holds a value `live` does not
+/// (defaults the server added live are not differences; see [`is_subset`]), each as deep as
+/// the difference goes: into maps by key, into lists of maps of the same length by index. A
+/// list of another length, or of scalars, is named whole: which item moved is a guess.
+fn differing_paths(desired: &Value, live: Option<&Value>, path: &str, found: &mut Vec<String>) {
+    let Some(live) = live else {
+        // A zero value the server leaves out is not a difference (as in `is_subset`).
+        if !is_zero(desired) {
+            found.push(path.to_string());
+        }
+        return;
     };
-    let live_spec = live.get("spec");
-    desired
-        .iter()
-        .filter(|(field, value)| {
-            let now = live_spec.and_then(|s| s.get(field.as_str()));
-            !now.is_some_and(|now| is_subset(value, now))
-        })
-        .map(|(field, _)| field.clone())
-        .collect()
+    if is_subset(desired, live) {
+        return;
+    }
+    match (desired, live) {
+        (Value::Object(desired), Value::Object(live)) => {
+            for (field, value) in desired {
+                differing_paths(value, live.get(field), &format!("{path}.{field}"), found);
+            }
+        }
+        (Value::Array(desired), Value::Array(live))
+            if desired.len() == live.len() && desired.iter().all(Value::is_object) =>
+        {
+            for (index, (value, now)) in desired.iter().zip(live).enumerate() {
+                differing_paths(value, Some(now), &format!("{path}[{index}]"), found);
+            }
+        }
+        _ => found.push(path.to_string()),
+    }
 }
 
 #[cfg(test)]
@@ -117,13 +145,33 @@ mod tests {
         let bigger = object(stateful_set("2Gi", "db", 3));
         assert_eq!(
             named_fields(&bigger, &live, "spec"),
-            "spec.volumeClaimTemplates",
-            "replicas may change: not named"
+            "spec.volumeClaimTemplates[0].spec.resources.requests.storage",
+            "replicas may change: not named; the server's defaults in the claim are no change"
         );
         let renamed = object(stateful_set("2Gi", "cassandra", 1));
         assert_eq!(
             named_fields(&renamed, &live, "spec"),
-            "spec.serviceName, spec.volumeClaimTemplates"
+            "spec.serviceName, spec.volumeClaimTemplates[0].spec.resources.requests.storage"
+        );
+    }
+
+    #[test]
+    fn a_list_that_changed_length_or_holds_scalars_is_named_whole() {
+        let live = live_stateful_set("1Gi");
+        let mut more_claims = stateful_set("1Gi", "db", 1);
+        more_claims["spec"]["volumeClaimTemplates"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"metadata": {"name": "logs"}}));
+        assert_eq!(
+            named_fields(&object(more_claims), &live, "spec"),
+            "spec.volumeClaimTemplates"
+        );
+        let mut shared = stateful_set("1Gi", "db", 1);
+        shared["spec"]["volumeClaimTemplates"][0]["spec"]["accessModes"] = json!(["ReadWriteMany"]);
+        assert_eq!(
+            named_fields(&object(shared), &live, "spec"),
+            "spec.volumeClaimTemplates[0].spec.accessModes"
         );
     }
 
@@ -148,7 +196,7 @@ mod tests {
         );
         assert_eq!(
             named_fields(&object(claim("ReadWriteOnce", "2Gi")), &live, "spec"),
-            "spec.resources",
+            "spec.resources.requests.storage",
             "an unbound claim may not grow either"
         );
     }

@@ -233,7 +233,8 @@ fn immutable_changes_recreate_what_allows_it_and_refuse_the_rest_before_any_writ
     let (_, stderr) = expect_exit(&repo, &cp, &["sync", env], 1);
     assert!(
         stderr.contains(&format!(
-            "StatefulSet/{env}/db: spec.volumeClaimTemplates cannot change once created"
+            "StatefulSet/{env}/db: spec.volumeClaimTemplates[0].spec.resources.requests.storage \
+             cannot change once created"
         )) && stderr.contains("sprout.dev/sync-options: Replace=true"),
         "{stderr}"
     );
