@@ -180,8 +180,9 @@ pub fn fetch(
             tree::checkout(&opened.repo, commit, checkout.path())?;
             let dir = checkout.path().join(source.path.trim_matches('/'));
             let (tool, output) = if render == RenderMode::Kustomize {
-                namespace = kustomization::inspect(checkout.path(), &dir, remote_resources)?;
-                render::kustomize(&dir)?
+                let inspected = kustomization::inspect(checkout.path(), &dir, remote_resources)?;
+                namespace = inspected.namespace;
+                render::kustomize(&dir, inspected.fetches)?
             } else {
                 let default_release = Path::new(&source.path)
                     .file_name()

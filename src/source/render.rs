@@ -8,8 +8,29 @@ use std::time::Duration;
 
 const RENDER_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// `kubectl kustomize DIR`, or `kustomize build DIR` when kubectl is absent.
-pub fn kustomize(dir: &Path) -> Result<(String, Vec<u8>), SourceError> {
+/// Where a render tool's HTTP requests go when it must stay off the network: a loopback port
+/// nobody listens on (the discard port).
+const NOWHERE: &str = "http://127.0.0.1:9";
+
+/// The environment that keeps a render tool off the network whatever its input asks: every
+/// HTTP(S) request goes through a proxy that is not there (Go's clients, kustomize's and
+/// helm's, honour these variables and then resolve no name themselves; a request to loopback
+/// is not proxied, and stays on the machine), and git may use only local repositories.
+fn offline() -> Vec<(String, std::ffi::OsString)> {
+    let proxies = ["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"]
+        .into_iter()
+        .flat_map(|name| [name.to_string(), name.to_lowercase()])
+        .map(|name| (name, NOWHERE.into()));
+    let no_exceptions = ["NO_PROXY", "no_proxy"].map(|name| (name.to_string(), "".into()));
+    proxies
+        .chain(no_exceptions)
+        .chain([("GIT_ALLOW_PROTOCOL".to_string(), "file".into())])
+        .collect()
+}
+
+/// `kubectl kustomize DIR`, or `kustomize build DIR` when kubectl is absent; `online` only
+/// when the kustomizations use an allow-listed remote resource (see `kustomization::inspect`).
+pub fn kustomize(dir: &Path, online: bool) -> Result<(String, Vec<u8>), SourceError> {
     let dir_arg = dir.as_os_str();
     let (tool, args): (&str, Vec<&std::ffi::OsStr>) = if process::exists("kubectl") {
         ("kubectl", vec!["kustomize".as_ref(), dir_arg])
@@ -22,12 +43,14 @@ pub fn kustomize(dir: &Path) -> Result<(String, Vec<u8>), SourceError> {
             hint: "install kubectl (it bundles kustomize) or the kustomize binary",
         });
     };
-    let output =
-        process::run(tool, args, None, RENDER_TIMEOUT).map_err(|e| tool_error(e, "kustomize"))?;
+    let env = if online { Vec::new() } else { offline() };
+    let output = process::run_with_env(tool, args, &env, None, RENDER_TIMEOUT)
+        .map_err(|e| tool_error(e, "kustomize"))?;
     Ok((format!("{tool} kustomize"), output))
 }
 
-/// `helm template RELEASE DIR [-f values]... [-f inline-values]`.
+/// `helm template RELEASE DIR [-f values]... [-f inline-values]`, offline: a chart renders
+/// from the commit alone.
 pub fn helm(
     dir: &Path,
     options: &HelmOptions,
@@ -61,8 +84,8 @@ pub fn helm(
         args.push("--values".into());
         args.push(inline.path().into());
     }
-    let output =
-        process::run("helm", &args, None, RENDER_TIMEOUT).map_err(|e| tool_error(e, "helm"))?;
+    let output = process::run_with_env("helm", &args, &offline(), None, RENDER_TIMEOUT)
+        .map_err(|e| tool_error(e, "helm"))?;
     Ok(("helm template".into(), output))
 }
 
@@ -77,5 +100,33 @@ fn tool_error(error: ProcessError, render: &'static str) -> SourceError {
             render,
             source: other,
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Behind sprout's own check of every field (see `kustomization::inspect`): whatever a
+    /// kustomization asks, kustomize run offline reaches no other host. Its HTTP request goes
+    /// to the proxy that is not there, and its git fetch is not allowed.
+    #[test]
+    fn kustomize_run_offline_reaches_no_other_host() {
+        let dir = tempfile::tempdir().unwrap();
+        for (entry, stopped_by) in [
+            ("https://sprout-offline.invalid/x.yaml", "127.0.0.1:9"),
+            (
+                "github.com/acme/platform//deploy?ref=v1",
+                "transport 'https' not allowed",
+            ),
+        ] {
+            std::fs::write(
+                dir.path().join("kustomization.yaml"),
+                format!("resources:\n- {entry}\n"),
+            )
+            .unwrap();
+            let error = kustomize(dir.path(), false).unwrap_err().to_string();
+            assert!(error.contains(stopped_by), "{entry}: {error}");
+        }
     }
 }

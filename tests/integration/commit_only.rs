@@ -147,6 +147,64 @@ fn kustomize_remote_resources_are_refused_unless_allow_listed() {
     assert!(!stdout.contains("namespace: shop"), "{stdout}");
 }
 
+/// Not only resources: every field whose entries kustomize would load from a URL is checked,
+/// and nothing is requested (a listener on the URL's port sees no connection).
+#[test]
+fn every_kustomization_field_kustomize_would_fetch_is_refused() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let url = format!(
+        "http://127.0.0.1:{}/remote.yaml",
+        listener.local_addr().unwrap().port()
+    );
+    let mut repo = project();
+    repo.write(
+        "deploy/patch.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: app}\ndata: {a: b}\n",
+    );
+    let fields = [
+        format!("patches:\n- path: {url}\n"),
+        format!("patchesStrategicMerge:\n- patch.yaml\n- {url}\n"),
+        format!("patchesJson6902:\n- target: {{kind: ConfigMap, name: app}}\n  path: {url}\n"),
+        format!("replacements:\n- path: {url}\n"),
+        format!("configurations:\n- {url}\n"),
+        format!("crds:\n- {url}\n"),
+        format!("openapi:\n  path: {url}\n"),
+        format!("configMapGenerator:\n- name: settings\n  files:\n  - settings.yaml={url}\n"),
+        format!("secretGenerator:\n- name: keys\n  envs:\n  - {url}\n"),
+    ];
+    for field in fields {
+        repo.write(
+            "deploy/kustomization.yaml",
+            &format!("resources:\n- app.yaml\n{field}"),
+        );
+        repo.commit("a remote file");
+        let output = render(&repo);
+        let stderr = stderr_of(&output);
+        assert_eq!(output.status.code(), Some(2), "{field}: {stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "deploy/kustomization.yaml: `{url}` is not a file or folder of the commit"
+            )),
+            "{field}: {stderr}"
+        );
+    }
+    assert!(
+        listener.accept().is_err(),
+        "something was requested from the listener"
+    );
+    // A URL inside an inline patch or a literal is content, not a path: it renders.
+    repo.write(
+        "deploy/kustomization.yaml",
+        &format!(
+            "resources:\n- app.yaml\ncommonAnnotations: {{docs: \"{url}\"}}\nconfigMapGenerator:\n- name: settings\n  literals: [\"upstream={url}\"]\npatches:\n- patch: |-\n    apiVersion: v1\n    kind: ConfigMap\n    metadata: {{name: app, annotations: {{link: \"{url}\"}}}}\n"
+        ),
+    );
+    repo.commit("URLs as content");
+    let output = render(&repo);
+    assert!(output.status.success(), "{}", stderr_of(&output));
+}
+
 #[test]
 fn render_warns_about_namespaces_the_source_does_not_contain() {
     let mut repo = project();
