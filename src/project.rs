@@ -146,8 +146,8 @@ impl Project {
     pub fn open(root: &Path) -> Result<Self, SpecError> {
         let root = root.to_path_buf();
         let settings_path = root.join(SETTINGS_FILE);
-        let settings_text = match std::fs::read_to_string(&settings_path) {
-            Ok(text) => text,
+        let settings_text = match std::fs::read(&settings_path) {
+            Ok(bytes) => crate::spec::strict_text(SETTINGS_FILE, bytes)?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
             Err(source) => {
                 return Err(SpecError::Read {
@@ -159,14 +159,8 @@ impl Project {
         let settings = if settings_text.trim().is_empty() {
             Settings::default()
         } else {
-            let settings = serde_yaml::from_str(&settings_text).map_err(|e| {
-                crate::serve::config::locate_generator_error(
-                    &settings_text,
-                    crate::spec::yaml_error(SETTINGS_FILE, &e),
-                )
-            })?;
-            crate::spec::reject_duplicate_keys(SETTINGS_FILE, &settings_text)?;
-            settings
+            crate::spec::strict_document(SETTINGS_FILE, &settings_text)
+                .map_err(|e| crate::serve::config::locate_generator_error(&settings_text, e))?
         };
         if let Err(e) = humantime::parse_duration(&settings.grace_period) {
             return Err(SpecError::Invalid {

@@ -140,6 +140,15 @@ pub fn render_yaml_document(
     templates.add(site, text)?;
     templates.quote_every_value(site, text)?;
     let rendered = templates.render(site, text, context)?;
+    if let Err(problem) = crate::yaml::check_depth(&rendered) {
+        return Err(TemplateError {
+            site: TemplateSite {
+                line: site.line + problem.line.saturating_sub(1),
+                ..site.clone()
+            },
+            message: format!("the template renders YAML {}", problem.message),
+        });
+    }
     if let Err(e) = serde_yaml::from_str::<serde_yaml::Value>(&rendered) {
         return Err(TemplateError {
             site: TemplateSite {
@@ -524,6 +533,15 @@ mod tests {
         let rendered = render_yaml_document(&site(), text, &spec_context(branch))
             .unwrap_or_else(|e| panic!("{branch:?}: {e}"));
         serde_yaml::from_str(&rendered).unwrap_or_else(|e| panic!("{branch:?}: {e}\n{rendered}"))
+    }
+
+    #[test]
+    fn a_template_rendering_deep_nesting_is_refused_before_it_is_parsed() {
+        let text = format!("spec:\n  overlay: {}\n", "[".repeat(100_000));
+        let started = std::time::Instant::now();
+        let error = render_yaml_document(&site(), &text, &spec_context("main")).unwrap_err();
+        assert!(error.message.contains("nested deeper than"), "{error}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
     }
 
     proptest! {

@@ -83,6 +83,13 @@ pub fn apply(
             let mut context = context.clone();
             context.insert("object", &Value::Object(object.body.clone()));
             let text = templates.render(&p.site, &p.patch.patch, &context)?;
+            // The patch was a block of text in the spec: its nesting is checked only now.
+            crate::yaml::check_depth(&text).map_err(|problem| ForkError::Spec {
+                file: p.site.file.clone(),
+                line: p.site.line + problem.line.saturating_sub(1),
+                field: p.site.field.clone(),
+                message: format!("the rendered patch is {}", problem.message),
+            })?;
             let patch: Value = serde_yaml::from_str(&text).map_err(|e| ForkError::Spec {
                 file: p.site.file.clone(),
                 line: p.site.line + e.location().map_or(0, |l| l.line().saturating_sub(1)),

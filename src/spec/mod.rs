@@ -272,14 +272,7 @@ impl SpecLoader {
                 Err(source) => return Err(SpecError::Read { file, source }),
             },
         };
-        crate::yaml::check_depth(&text).map_err(|problem| SpecError::Invalid {
-            file: file.clone(),
-            line: problem.line,
-            message: problem.message,
-        })?;
-        let document: EnvironmentDocument =
-            serde_yaml::from_str(&text).map_err(|e| location::yaml_error(&file, &e))?;
-        reject_duplicate_keys(&file, &text)?;
+        let document: EnvironmentDocument = strict_document(&file, &text)?;
         let parsed = Parsed {
             file,
             text,
@@ -288,6 +281,23 @@ impl SpecLoader {
         parsed.check(name)?;
         Ok(parsed)
     }
+}
+
+/// The YAML document `text` of `file` as a `T`, refusing what is nested too deep (before any
+/// parsing: the parser's cost grows with the depth for every token) and duplicate keys, each
+/// with its line.
+pub(crate) fn strict_document<T: serde::de::DeserializeOwned>(
+    file: &str,
+    text: &str,
+) -> Result<T, SpecError> {
+    crate::yaml::check_depth(text).map_err(|problem| SpecError::Invalid {
+        file: file.to_string(),
+        line: problem.line,
+        message: problem.message,
+    })?;
+    let document = serde_yaml::from_str(text).map_err(|e| location::yaml_error(file, &e))?;
+    reject_duplicate_keys(file, text)?;
+    Ok(document)
 }
 
 /// The text of a YAML file that must be UTF-8, or the line where it is not.

@@ -259,10 +259,22 @@ fn duplicate_keys_and_invalid_utf8_in_manifests_and_specs() {
     )
     .unwrap();
     rejects(&repo, "dev", &["environments/dev.yaml:6", "invalid UTF-8"]);
+
+    // The project's own settings are read as strictly.
+    repo.write(
+        "environments/dev.yaml",
+        &format!("{HEADER}metadata: {{name: dev}}\nspec:\n  from: production\n"),
+    );
+    std::fs::write(
+        repo.path().join("sprout.yaml"),
+        b"project: bad-input\nstateDir: \xc3\x28\n",
+    )
+    .unwrap();
+    rejects(&repo, "dev", &["sprout.yaml:2", "invalid UTF-8"]);
 }
 
 #[test]
-fn deeply_nested_manifest_fails_fast() {
+fn deeply_nested_yaml_fails_fast_wherever_it_is_read() {
     let mut repo = minimal_repo();
     repo.write(
         "environments/dev.yaml",
@@ -281,6 +293,39 @@ fn deeply_nested_manifest_fails_fast() {
         &repo,
         "dev",
         &["deploy/deep.yaml:4", "nested deeper than 128"],
+    );
+    let took = started.elapsed();
+    assert!(took < std::time::Duration::from_secs(1), "took {took:?}");
+
+    // The project's settings too: they are read by every command.
+    repo.write(
+        "deploy/deep.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: deep}\n",
+    );
+    repo.commit("shallow again");
+    repo.write(
+        "sprout.yaml",
+        &format!("project: deep\nstateDir: {}\n", "[".repeat(500_000)),
+    );
+    let started = std::time::Instant::now();
+    rejects(&repo, "dev", &["sprout.yaml:2", "nested deeper than 128"]);
+    let took = started.elapsed();
+    assert!(took < std::time::Duration::from_secs(1), "took {took:?}");
+
+    // And a patch, which the spec holds as a block of text until it is rendered.
+    repo.write("sprout.yaml", "project: deep\n");
+    repo.write(
+        "environments/dev.yaml",
+        &format!(
+            "{HEADER}metadata: {{name: dev}}\nspec:\n  from: production\n  overlay:\n    patches:\n      - target: {{kind: ConfigMap, name: deep}}\n        patch: |\n          data: {}\n",
+            "[".repeat(100_000)
+        ),
+    );
+    let started = std::time::Instant::now();
+    rejects(
+        &repo,
+        "dev",
+        &["environments/dev.yaml:", "patch is nested deeper than 128"],
     );
     let took = started.elapsed();
     assert!(took < std::time::Duration::from_secs(1), "took {took:?}");
