@@ -82,7 +82,6 @@ pub fn fork(
         &scopes,
         env.target_namespace(),
         implied_namespace,
-        !env.on_shared_cluster(),
     );
     namespace_map.apply(&mut objects, &scopes);
     let mut warnings = namespace_map.into_warnings();

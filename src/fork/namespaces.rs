@@ -9,10 +9,10 @@
 //! and in-cluster DNS names (`svc.ns`, `pod.svc.ns`, with or without `.svc[.cluster.local]`)
 //! in env values, container commands and args, ConfigMap data and Secret data.
 //!
-//! On a dedicated cluster the system namespaces (kube-system, kube-public, kube-node-lease)
-//! keep their names: an object there (the RoleBinding to
-//! `extension-apiserver-authentication-reader` of every aggregated API) means that very
-//! namespace. `default` is not one of them: in most repositories it is the application's own
+//! The system namespaces (kube-system, kube-public, kube-node-lease) keep their names: an
+//! object there (the RoleBinding to `extension-apiserver-authentication-reader` of every
+//! aggregated API) means that very namespace. A dedicated cluster takes it there; a shared
+//! cluster refuses it (see `tenancy`) rather than move it where it means nothing. `default` is not one of them: in most repositories it is the application's own
 //! namespace (the implied one), and mapping it keeps every environment in its own namespaces
 //! on any provider.
 //!
@@ -27,7 +27,7 @@ use base64::Engine as _;
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 
-/// Namespaces every cluster has and that keep their names on a dedicated cluster.
+/// Namespaces every cluster has, which keep their names.
 pub const SYSTEM_NAMESPACES: &[&str] = &["kube-system", "kube-public", "kube-node-lease"];
 
 pub struct NamespaceMap {
@@ -46,15 +46,8 @@ pub struct NamespaceMap {
 }
 
 impl NamespaceMap {
-    /// `implied` is the source's implied namespace; `keep_system` says the cluster is
-    /// dedicated, so system namespaces keep their names.
-    pub fn plan(
-        objects: &[Object],
-        scopes: &Scopes,
-        target: &str,
-        implied: &str,
-        keep_system: bool,
-    ) -> Self {
+    /// `implied` is the source's implied namespace.
+    pub fn plan(objects: &[Object], scopes: &Scopes, target: &str, implied: &str) -> Self {
         let source_namespace = |object: &Object| match object.namespace() {
             "" => implied.to_string(),
             ns => ns.to_string(),
@@ -71,7 +64,7 @@ impl NamespaceMap {
         }
         let kept: BTreeSet<String> = named
             .iter()
-            .filter(|ns| keep_system && SYSTEM_NAMESPACES.contains(&ns.as_str()))
+            .filter(|ns| SYSTEM_NAMESPACES.contains(&ns.as_str()))
             .cloned()
             .collect();
         let several = named.difference(&kept).count() > 1;
@@ -802,14 +795,14 @@ mod tests {
 
     fn map_of(pairs: &[(&str, &str)]) -> NamespaceMap {
         let objects: Vec<Object> = pairs.iter().map(|(ns, name)| service(ns, name)).collect();
-        NamespaceMap::plan(&objects, &Scopes::default(), "pr-1", "default", true)
+        NamespaceMap::plan(&objects, &Scopes::default(), "pr-1", "default")
     }
 
     /// Forks `objects` through the namespace map alone, as a dedicated cluster would.
     fn mapped(objects: Vec<Object>, implied: &str) -> (Vec<Object>, Vec<String>) {
         let mut objects = objects;
         let scopes = Scopes::from_objects(&objects);
-        let mut map = NamespaceMap::plan(&objects, &scopes, "pr-1", implied, true);
+        let mut map = NamespaceMap::plan(&objects, &scopes, "pr-1", implied);
         map.apply(&mut objects, &scopes);
         (objects, map.into_warnings())
     }
@@ -1034,7 +1027,7 @@ mod tests {
     }
 
     #[test]
-    fn system_namespaces_keep_their_names_on_a_dedicated_cluster() {
+    fn system_namespaces_keep_their_names() {
         let objects = vec![
             object(
                 json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "kube-system"}}),
@@ -1066,12 +1059,6 @@ mod tests {
             "kube-system exists on every cluster and must never be owned (down would delete it)"
         );
         assert!(warnings.is_empty(), "{warnings:#?}");
-
-        // On a shared cluster nothing is kept: the refusal there is the shared cluster's job.
-        let objects = vec![service("kube-system", "a"), service("shop", "b")];
-        let scopes = Scopes::from_objects(&objects);
-        let map = NamespaceMap::plan(&objects, &scopes, "pr-1", "default", false);
-        assert_eq!(map.target_of("kube-system"), "pr-1-kube-system");
     }
 
     #[test]

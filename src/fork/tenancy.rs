@@ -6,6 +6,7 @@
 //! when allowed, confined — rewritten where a rewrite confines them (each rewrite a warning),
 //! refused where nothing can. Every refusal names the object and the rule, before any write.
 
+use super::namespaces::SYSTEM_NAMESPACES;
 use crate::fork::ownership::{ENVIRONMENT_LABEL, PROJECT_LABEL};
 use crate::object::{Object, Scopes};
 use crate::sync::messages::capped_inline;
@@ -19,9 +20,6 @@ pub const TENANT_IDENTITY: &str = "sprout-env";
 /// RoleBinding confines to one namespace (a ClusterRole bound by a RoleBinding grants nothing
 /// cluster-wide).
 pub const TENANT_ROLE: &str = "sprout-tenant";
-
-/// Namespaces no environment may write into, whatever else it is allowed.
-const SYSTEM_NAMESPACES: &[&str] = &["kube-system", "kube-public", "kube-node-lease"];
 
 /// Cluster-scoped kinds every environment has without an allow-list: its own Namespaces, and
 /// CRDs, which are shared (applied only when absent, never pruned; see `sync::is_shared`).
@@ -183,7 +181,9 @@ pub fn confine(objects: &mut [Object], scopes: &Scopes, boundary: &Boundary<'_>)
             let namespace = object.namespace().to_string();
             if SYSTEM_NAMESPACES.contains(&namespace.as_str()) {
                 refuse(format!(
-                    "objects in the system namespace {namespace} are never applied on a shared cluster"
+                    "objects in the system namespace {namespace} are never applied on a shared cluster: leave it out (`overlay.drop: [{}/{}]`) or run the environment on a cluster of its own (provider kind, minikube, eks or envtest)",
+                    object.kind(),
+                    object.name()
                 ));
                 continue;
             }

@@ -69,6 +69,42 @@ fn kube_system_stays_and_the_implied_namespace_is_one_on_a_dedicated_cluster() {
     assert_eq!(namespaces, ["dev"]);
 }
 
+/// On a shared cluster the binding in kube-system is refused, naming the way out, instead of
+/// being moved to a namespace where the Role it binds does not exist.
+#[test]
+fn kube_system_is_refused_on_a_shared_cluster_not_moved() {
+    let mut repo = project("envtest", "");
+    repo.write(
+        "environments/dev.yaml",
+        "apiVersion: sprout.dev/v1alpha1\nkind: Environment\nmetadata: {name: dev}\nspec:\n  from: production\n  cluster: {provider: namespace, namespace: {context: shared}}\n",
+    );
+    let output = repo.sprout().args(["render", "dev"]).output().unwrap();
+    let stderr = stderr_of(&output);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("RoleBinding/kube-system/metrics-server-auth-reader: objects in the system namespace kube-system are never applied on a shared cluster"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("overlay.drop: [RoleBinding/metrics-server-auth-reader]"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("dev-kube-system"), "{stderr}");
+
+    // Dropped as the message says, the rest renders.
+    repo.write(
+        "environments/dev.yaml",
+        "apiVersion: sprout.dev/v1alpha1\nkind: Environment\nmetadata: {name: dev}\nspec:\n  from: production\n  cluster: {provider: namespace, namespace: {context: shared}}\n  overlay:\n    drop: [RoleBinding/metrics-server-auth-reader]\n",
+    );
+    repo.commit("no auth reader");
+    let items = rendered(&repo);
+    assert!(
+        items
+            .iter()
+            .all(|o| o["metadata"]["namespace"] != "kube-system")
+    );
+}
+
 #[test]
 fn source_namespace_says_what_kubectl_n_would_have_been_and_patches_find_it() {
     // Applied with `kubectl -n shop`: the explicit `default` Ingress is then another namespace.
