@@ -218,10 +218,12 @@ pub struct StatusArgs {
 pub struct UpArgs {
     /// The environment; derived from --branch, --developer or --pr when absent, else yours.
     pub env: Option<String>,
-    /// A new environment following this branch (named after it).
+    /// A new environment following this branch (named after it); with --pr or --developer,
+    /// the branch that environment follows.
     #[arg(long)]
     pub branch: Option<String>,
-    /// A new environment for this developer (`dev-<name>`).
+    /// A new environment for this developer (`dev-<name>`), following --branch or the branch
+    /// checked out.
     #[arg(long)]
     pub developer: Option<String>,
     /// A new preview for this pull request (`pr-<N>`).

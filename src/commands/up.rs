@@ -53,17 +53,24 @@ pub fn run(context: &Context, args: &UpArgs) -> Result<()> {
 /// What the flags say the environment is for. A name with `--branch` (or `--pr`, or
 /// `--developer`) names a new environment of that origin.
 fn origin(context: &Context, args: &UpArgs) -> Result<Origin> {
+    let branch = args.branch.clone().unwrap_or_default();
+    if let (Some(number), Some(developer)) = (args.pr, &args.developer) {
+        return Err(Error::Usage(format!(
+            "--pr {number} and --developer {developer} name two environments (pr-{number} and a developer's own); pass one of them"
+        )));
+    }
     if let Some(number) = args.pr {
-        return Ok(Origin::PullRequest {
-            number,
-            branch: args.branch.clone().unwrap_or_default(),
+        return Ok(Origin::PullRequest { number, branch });
+    }
+    // A developer's environment may follow another branch than the one checked out.
+    if let Some(developer) = &args.developer {
+        return Ok(Origin::Developer {
+            name: developer.clone(),
+            branch,
         });
     }
-    if let Some(branch) = &args.branch {
-        return Ok(Origin::Branch(branch.clone()));
-    }
-    if let Some(developer) = &args.developer {
-        return Ok(Origin::Developer(developer.clone()));
+    if args.branch.is_some() {
+        return Ok(Origin::Branch(branch));
     }
     if args.env.is_some() {
         return Ok(Origin::Named);
@@ -73,7 +80,10 @@ fn origin(context: &Context, args: &UpArgs) -> Result<Origin> {
             "cannot tell who you are (no git user.name, no $USER): pass --developer NAME".into(),
         )
     })?;
-    Ok(Origin::Developer(developer))
+    Ok(Origin::Developer {
+        name: developer,
+        branch,
+    })
 }
 
 fn show_plan(context: &Context, plan: &UpPlan) -> Result<()> {

@@ -24,7 +24,11 @@ pub enum Origin {
     /// Named explicitly; the spec must exist.
     Named,
     Branch(String),
-    Developer(String),
+    /// A developer's environment, following `branch` (empty: the one checked out now).
+    Developer {
+        name: String,
+        branch: String,
+    },
     PullRequest {
         number: u64,
         branch: String,
@@ -43,7 +47,7 @@ impl Origin {
         match self {
             Origin::Named => "its name".into(),
             Origin::Branch(b) => format!("branch `{b}`"),
-            Origin::Developer(d) => format!("developer `{d}`"),
+            Origin::Developer { name, .. } => format!("developer `{name}`"),
             Origin::PullRequest { number, .. } => format!("pull request #{number}"),
         }
     }
@@ -53,7 +57,10 @@ impl Origin {
         let label = |key: &str| env.labels.get(key).cloned();
         match label(ORIGIN_LABEL)?.as_str() {
             "branch" => Some(Origin::Branch(label(BRANCH_LABEL)?)),
-            "developer" => Some(Origin::Developer(label(DEVELOPER_LABEL)?)),
+            "developer" => Some(Origin::Developer {
+                name: label(DEVELOPER_LABEL)?,
+                branch: label(BRANCH_LABEL).unwrap_or_default(),
+            }),
             "pull-request" => Some(Origin::PullRequest {
                 number: label(PR_LABEL)?.parse().ok()?,
                 branch: label(BRANCH_LABEL).unwrap_or_default(),
@@ -62,13 +69,14 @@ impl Origin {
         }
     }
 
-    /// Whether an environment of origin `self` is the one `other` asks for (a pull request is
-    /// the same one whatever its head branch is now).
+    /// Whether an environment of origin `self` is the one `other` asks for (a pull request, or
+    /// a developer's environment, is the same one whatever branch it follows now).
     fn same_as(&self, other: &Origin) -> bool {
         match (self, other) {
             (Origin::PullRequest { number: a, .. }, Origin::PullRequest { number: b, .. }) => {
                 a == b
             }
+            (Origin::Developer { name: a, .. }, Origin::Developer { name: b, .. }) => a == b,
             (a, b) => a == b,
         }
     }
@@ -148,7 +156,7 @@ pub fn environment_name(request: &UpRequest) -> Result<String> {
     Ok(match &request.origin {
         Origin::PullRequest { number, .. } => naming::pull_request_environment(*number),
         Origin::Branch(branch) => naming::branch_environment(branch),
-        Origin::Developer(developer) => naming::developer_environment(developer),
+        Origin::Developer { name, .. } => naming::developer_environment(name),
         Origin::Named => {
             return Err(Error::Usage(
                 "name the environment, or pass --branch, --developer or --pr".into(),
@@ -186,6 +194,7 @@ pub fn plan(session: &mut Session<'_>, request: &UpRequest) -> Result<UpPlan> {
     }
     if exists {
         check_same_origin(&env, &request.origin)?;
+        check_followed_branch(&env, &request.origin)?;
         check_lifecycle_flags(&env, request)?;
     }
     let provider = effective_provider(&env, request.provider)?;
@@ -228,6 +237,21 @@ fn check_same_origin(env: &Environment, asked: &Origin) -> Result<()> {
         recorded.describe(),
         env.file,
         asked.describe()
+    )))
+}
+
+/// `--branch` for a developer's environment that exists: accepted when it is the branch the
+/// spec follows; otherwise refused with what to do (never silently ignored).
+fn check_followed_branch(env: &Environment, asked: &Origin) -> Result<()> {
+    let Origin::Developer { branch, .. } = asked else {
+        return Ok(());
+    };
+    if branch.is_empty() || *branch == env.source.reference {
+        return Ok(());
+    }
+    Err(Error::Usage(format!(
+        "--branch {branch}: {} exists following `{}`; edit spec.source.ref in {} to change it",
+        env.name, env.source.reference, env.file
     )))
 }
 
@@ -326,7 +350,7 @@ fn render_spec(session: &Session<'_>, name: &str, request: &UpRequest) -> Result
         }
         Origin::PullRequest { .. } => ("preview.yaml.tera", PREVIEW),
         Origin::Branch(_) => ("branch.yaml.tera", BRANCH),
-        Origin::Developer(_) => ("developer.yaml.tera", DEVELOPER),
+        Origin::Developer { .. } => ("developer.yaml.tera", DEVELOPER),
         Origin::Named => {
             return Err(Error::Usage(format!(
                 "no environment named `{name}` (no environments/{name}.yaml); create one with --branch, --developer or --pr, or write the file"
@@ -339,7 +363,11 @@ fn render_spec(session: &Session<'_>, name: &str, request: &UpRequest) -> Result
         Err(_) => (format!("(built-in) {file}"), builtin.to_string()),
     };
     let branch = match &request.origin {
-        Origin::Branch(branch) | Origin::PullRequest { branch, .. } if !branch.is_empty() => {
+        Origin::Branch(branch)
+        | Origin::PullRequest { branch, .. }
+        | Origin::Developer { branch, .. }
+            if !branch.is_empty() =>
+        {
             branch.clone()
         }
         _ => repo::current_branch(&project.root).ok_or_else(|| {
@@ -347,7 +375,7 @@ fn render_spec(session: &Session<'_>, name: &str, request: &UpRequest) -> Result
         })?,
     };
     let owner = match (&request.origin, &request.generated) {
-        (Origin::Developer(developer), _) => developer.clone(),
+        (Origin::Developer { name, .. }, _) => name.clone(),
         (_, Some(generated)) => generated.owner.clone(),
         _ => repo::current_user(&project.root).unwrap_or_else(|| "unknown".into()),
     };
@@ -416,9 +444,9 @@ fn finish_spec(
             label(ORIGIN_LABEL, "branch".into());
             label(BRANCH_LABEL, b.clone());
         }
-        Origin::Developer(d) => {
+        Origin::Developer { name, .. } => {
             label(ORIGIN_LABEL, "developer".into());
-            label(DEVELOPER_LABEL, d.clone());
+            label(DEVELOPER_LABEL, name.clone());
             label(BRANCH_LABEL, branch.to_string());
         }
         Origin::PullRequest { number, .. } => {

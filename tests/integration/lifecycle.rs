@@ -718,6 +718,54 @@ fn distinct_origins_that_map_to_one_name_never_share_an_environment() {
         "{stderr}"
     );
     run(repo.path(), &cp, &["down", &name]);
+
+    // `--developer` with `--branch`: that developer's environment, following that branch (it
+    // was silently the branch's environment before); with `--pr`, two names: refused.
+    let developer = unique("bob");
+    let (code, stdout, stderr) = up(&[
+        "-o",
+        "json",
+        "up",
+        "--developer",
+        &developer,
+        "--branch",
+        "feature/login",
+        "--provider",
+        "namespace",
+        "--no-wait",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let env = format!("dev-{developer}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&stdout).unwrap()["environment"],
+        env.as_str()
+    );
+    let spec =
+        std::fs::read_to_string(repo.path().join(format!("environments/{env}.yaml"))).unwrap();
+    assert!(
+        spec.lines()
+            .any(|line| line.trim_start().starts_with("ref:") && line.contains("feature/login")),
+        "{spec}"
+    );
+    let (code, _, stderr) = up(&[
+        "up",
+        "--developer",
+        &developer,
+        "--branch",
+        "main",
+        "--dry-run",
+    ]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "--branch main: {env} exists following `feature/login`"
+        )),
+        "{stderr}"
+    );
+    let (code, _, stderr) = up(&["up", "--developer", &developer, "--pr", "7", "--dry-run"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("name two environments"), "{stderr}");
+    run(repo.path(), &cp, &["down", &env]);
 }
 
 #[test]
