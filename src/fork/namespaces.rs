@@ -156,6 +156,7 @@ impl NamespaceMap {
                 if let Some(Value::Array(subjects)) = object.get_mut(&["subjects"]) {
                     for subject in subjects.iter_mut().filter_map(Value::as_object_mut) {
                         self.rename_field(subject, "namespace", who);
+                        self.rename_service_account_name(subject, who);
                     }
                 }
             }
@@ -256,6 +257,38 @@ impl NamespaceMap {
         if let Some(value) = map.get_mut(field) {
             self.rename_value(value, who);
         }
+    }
+
+    /// The namespace inside the name of a subject that names service accounts as a user
+    /// (`system:serviceaccount:NS:NAME`) or as a group (`system:serviceaccounts:NS`, all of a
+    /// namespace's) follows its rename like a `namespace` field.
+    fn rename_service_account_name(&mut self, subject: &mut Map<String, Value>, who: &str) {
+        let kind = subject
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let Some(name) = subject.get("name").and_then(Value::as_str) else {
+            return;
+        };
+        let (prefix, rest) = match kind {
+            "User" => ("system:serviceaccount:", ":"),
+            "Group" => ("system:serviceaccounts:", ""),
+            _ => return,
+        };
+        let Some((namespace, account)) = name.strip_prefix(prefix).and_then(|after| {
+            if rest.is_empty() {
+                Some((after, ""))
+            } else {
+                after.split_once(rest)
+            }
+        }) else {
+            return;
+        };
+        let mut value = Value::String(namespace.to_string());
+        self.rename_value(&mut value, who);
+        let renamed = value.as_str().unwrap_or(namespace);
+        let name = format!("{prefix}{renamed}{rest}{account}");
+        subject.insert("name".into(), Value::String(name));
     }
 
     /// A namespace name follows its rename; one the source lacks is left, with a warning.
@@ -406,13 +439,14 @@ struct DnsName<'t> {
 }
 
 /// The in-cluster DNS names in `text`: `svc.ns` or `pod.svc.ns`, alone or followed by `.svc` or
-/// `.svc.cluster.local` (and the root's `.`). A name is a whole run of host characters between
+/// `.svc.cluster.local` (and the root's `.`); a qualified one may be a wildcard,
+/// `*.ns.svc.cluster.local` (a certificate's or a mesh's host). A name is a whole run of host characters between
 /// other characters, never part of one: `cart.shop` is no name inside `cart.shop-db`,
 /// `a.ns.example.com` or `web.ops.svc.corp.example` (hosts outside the cluster), nor in
 /// `my_cart.shop`. `kubernetes.default` (the API server of whatever cluster the object runs
 /// in) is none either.
 fn dns_names(text: &str) -> impl Iterator<Item = DnsName<'_>> {
-    let is_host_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+    let is_host_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '*');
     let mut runs = Vec::new();
     let mut start = None;
     for (i, c) in text.char_indices() {
@@ -435,7 +469,12 @@ fn dns_names(text: &str) -> impl Iterator<Item = DnsName<'_>> {
             whole = &whole[..whole.len() - 1];
         }
         let labels: Vec<&str> = whole.split('.').collect();
-        if !labels.iter().all(|l| is_dns_label(l)) {
+        let wildcard = labels.first() == Some(&"*");
+        if !labels
+            .iter()
+            .skip(usize::from(wildcard))
+            .all(|l| is_dns_label(l))
+        {
             return None;
         }
         let (head, qualified) = match labels.as_slice() {
@@ -443,6 +482,9 @@ fn dns_names(text: &str) -> impl Iterator<Item = DnsName<'_>> {
             [head @ .., "svc"] => (head, true),
             all => (all, false),
         };
+        if wildcard && !qualified {
+            return None;
+        }
         let (service, namespace) = match head {
             [service, namespace] | [_, service, namespace] => (*service, *namespace),
             _ => return None,
@@ -857,6 +899,12 @@ mod tests {
                 "other.shop.svc.cluster.local",
                 Some("other.pr-1-shop.svc.cluster.local"),
             ),
+            (
+                "*.payments.svc.cluster.local,*.shop.svc",
+                Some("*.pr-1-payments.svc.cluster.local,*.pr-1-shop.svc"),
+            ),
+            ("*.shop", None),
+            ("a*b.shop.svc", None),
             ("cdn.shop.example.com", None),
             ("myshop:80", None),
             ("x.shopping", None),
@@ -975,7 +1023,11 @@ mod tests {
                 "metadata": {"name": "reader"},
                 "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
                 "subjects": [{"kind": "ServiceAccount", "name": "web", "namespace": "default"},
-                             {"kind": "ServiceAccount", "name": "x", "namespace": "monitoring"}]}),
+                             {"kind": "ServiceAccount", "name": "x", "namespace": "monitoring"},
+                             {"kind": "User", "name": "system:serviceaccount:default:web"},
+                             {"kind": "Group", "name": "system:serviceaccounts:payments"},
+                             {"kind": "Group", "name": "system:serviceaccounts:logging"},
+                             {"kind": "User", "name": "alice"}]}),
             ),
             object(json!({"apiVersion": "v1", "kind": "ConfigMap",
                 "metadata": {"name": "config"},
@@ -994,6 +1046,19 @@ mod tests {
         let binding = find(&objects, "ClusterRoleBinding", "reader");
         assert_eq!(binding.body["subjects"][0]["namespace"], "pr-1");
         assert_eq!(binding.body["subjects"][1]["namespace"], "monitoring");
+        assert_eq!(
+            binding.body["subjects"][2]["name"],
+            "system:serviceaccount:pr-1:web"
+        );
+        assert_eq!(
+            binding.body["subjects"][3]["name"],
+            "system:serviceaccounts:pr-1-payments"
+        );
+        assert_eq!(
+            binding.body["subjects"][4]["name"],
+            "system:serviceaccounts:logging"
+        );
+        assert_eq!(binding.body["subjects"][5]["name"], "alice");
         let config = find(&objects, "ConfigMap", "config");
         assert_eq!(
             config.body["data"]["REDIS"],
@@ -1010,9 +1075,11 @@ mod tests {
             .map(|o| o.name())
             .collect();
         assert_eq!(namespaces, ["pr-1", "pr-1-payments"]);
-        assert_eq!(warnings.len(), 2, "{warnings:#?}");
+        assert_eq!(warnings.len(), 3, "{warnings:#?}");
         assert!(
-            warnings.iter().all(|w| w.contains("`monitoring`")),
+            warnings
+                .iter()
+                .all(|w| w.contains("`monitoring`") || w.contains("`logging`")),
             "{warnings:#?}"
         );
         assert!(
