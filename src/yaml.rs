@@ -60,9 +60,48 @@ pub fn documents(text: &str) -> Result<Vec<Value>, YamlError> {
                 message,
             }
         })?;
+        let mut value = value;
+        apply_merge_keys(&mut value);
         values.push(value);
     }
     Ok(values)
+}
+
+/// YAML 1.1's merge key (`<<: *defaults`, or a list of such mappings), applied as kubectl's
+/// reader applies it: the keys of the merged mappings that the mapping lacks are added (of a
+/// list, an earlier mapping wins), and `<<` itself goes. A `<<` holding anything else stays
+/// as it is, for the server to refuse.
+fn apply_merge_keys(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            let mergeable = |v: &Value| match v {
+                Value::Object(_) => true,
+                Value::Array(items) => items.iter().all(Value::is_object),
+                _ => false,
+            };
+            if let Some(merged) = map.remove("<<") {
+                if mergeable(&merged) {
+                    let sources = match merged {
+                        Value::Array(items) => items,
+                        other => vec![other],
+                    };
+                    for mut source in sources {
+                        apply_merge_keys(&mut source);
+                        if let Value::Object(source) = source {
+                            for (key, v) in source {
+                                map.entry(key).or_insert(v);
+                            }
+                        }
+                    }
+                } else {
+                    map.insert("<<".into(), merged);
+                }
+            }
+            map.values_mut().for_each(apply_merge_keys);
+        }
+        Value::Array(items) => items.iter_mut().for_each(apply_merge_keys),
+        _ => {}
+    }
 }
 
 /// One JSON document, refusing duplicate keys like [`documents`] (serde_json keeps the last).
@@ -338,6 +377,17 @@ impl<'de> Deserialize<'de> for MapKey {
 mod tests {
     use super::*;
     use std::time::{Duration, Instant};
+
+    #[test]
+    fn merge_keys_are_applied_as_kubectl_reads_them() {
+        let text = "apiVersion: v1\nkind: ConfigMap\nmetadata: &meta {name: a, labels: {app: a}}\ndata:\n  <<: *meta\n  name: mine\n  nested: {<<: [{x: '1', y: '1'}, {y: '2', z: '2'}]}\n  odd: {<<: scalar}\n";
+        let documents = documents(text).unwrap();
+        assert_eq!(
+            documents[0]["data"],
+            serde_json::json!({"name": "mine", "labels": {"app": "a"},
+                "nested": {"x": "1", "y": "1", "z": "2"}, "odd": {"<<": "scalar"}})
+        );
+    }
 
     #[test]
     fn duplicate_keys_are_refused_with_the_line_of_the_second() {
