@@ -220,11 +220,11 @@ pub struct UpArgs {
     pub env: Option<String>,
     /// A new environment following this branch (named after it); with --pr or --developer,
     /// the branch that environment follows.
-    #[arg(long)]
+    #[arg(long, value_parser = clap::builder::NonEmptyStringValueParser::new())]
     pub branch: Option<String>,
     /// A new environment for this developer (`dev-<name>`), following --branch or the branch
     /// checked out.
-    #[arg(long)]
+    #[arg(long, value_parser = clap::builder::NonEmptyStringValueParser::new())]
     pub developer: Option<String>,
     /// A new preview for this pull request (`pr-<N>`).
     #[arg(long)]
@@ -236,11 +236,11 @@ pub struct UpArgs {
     #[arg(long, value_enum)]
     pub provider: Option<ProviderArg>,
     /// Time to live of a new environment (default 8h); for an existing one it must match its spec.
-    #[arg(long)]
+    #[arg(long, value_parser = valid_ttl)]
     pub ttl: Option<String>,
     /// Teardown schedule of a new developer environment (5-field crontab, default
     /// "0 12 * * 1-5"); for an existing one it must match its spec.
-    #[arg(long)]
+    #[arg(long, value_parser = valid_schedule)]
     pub teardown: Option<String>,
     /// NAME=REF: a container name or image repository and the image to run instead.
     #[arg(long = "image", value_name = "NAME=REF")]
@@ -481,4 +481,14 @@ mod tests {
             assert_eq!(format_of(line), Format::Table, "{line}");
         }
     }
+}
+
+/// A `--ttl` the spec would accept, refused on the command line before any spec is written.
+fn valid_ttl(ttl: &str) -> Result<String, String> {
+    crate::spec::check_ttl(ttl).map(|_| ttl.to_string())
+}
+
+/// A `--teardown` the spec would accept, refused on the command line before any spec is written.
+fn valid_schedule(expr: &str) -> Result<String, String> {
+    crate::lifecycle::schedule::Schedule::parse(expr).map(|_| expr.to_string())
 }

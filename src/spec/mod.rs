@@ -437,12 +437,9 @@ impl Parsed {
     fn check_lifecycle(&self) -> Result<(), SpecError> {
         let lifecycle = &self.document.spec.lifecycle;
         if let Some(ttl) = &lifecycle.ttl
-            && let Err(e) = humantime::parse_duration(ttl)
+            && let Err(e) = check_ttl(ttl)
         {
-            return Err(self.invalid(
-                "ttl:",
-                format!("invalid lifecycle.ttl `{ttl}`: {e} (try 8h or 90m)"),
-            ));
+            return Err(self.invalid("ttl:", format!("invalid lifecycle.ttl `{ttl}`: {e}")));
         }
         for (key, field, expr) in [
             ("teardown:", "teardown", &lifecycle.teardown),
@@ -458,6 +455,17 @@ impl Parsed {
             return Err(self.invalid("timezone:", format!("invalid lifecycle.timezone: {e}")));
         }
         Ok(())
+    }
+}
+
+/// A time to live: a duration longer than nothing (`0s` would end the environment at once).
+pub fn check_ttl(ttl: &str) -> Result<std::time::Duration, String> {
+    match humantime::parse_duration(ttl) {
+        Ok(duration) if duration.is_zero() => {
+            Err("a time to live must be longer than 0 (try 8h or 90m)".into())
+        }
+        Ok(duration) => Ok(duration),
+        Err(e) => Err(format!("{e} (try 8h or 90m)")),
     }
 }
 

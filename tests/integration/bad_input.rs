@@ -149,6 +149,35 @@ fn invalid_schedule_and_ttl() {
     );
     repo.write("environments/dev.yaml", &format!("{HEADER}metadata: {{name: dev}}\nspec:\n  from: production\n  lifecycle:\n    ttl: eight hours\n"));
     rejects(&repo, "dev", &["environments/dev.yaml:7", "lifecycle.ttl"]);
+    repo.write("environments/dev.yaml", &format!("{HEADER}metadata: {{name: dev}}\nspec:\n  from: production\n  lifecycle:\n    ttl: 0s\n"));
+    rejects(&repo, "dev", &["environments/dev.yaml:7", "longer than 0"]);
+
+    // On `up`'s command line they are refused before a spec is made, naming the flag, not a
+    // file that was never written; so are an empty branch or developer.
+    for (args, expected) in [
+        (
+            &["--ttl", "0s"][..],
+            "'--ttl <TTL>': a time to live must be longer than 0",
+        ),
+        (
+            &["--teardown", "0 12 * *"][..],
+            "'--teardown <TEARDOWN>': expected 5 fields",
+        ),
+        (&["--branch", ""][..], "'--branch <BRANCH>'"),
+        (&["--developer", ""][..], "'--developer <DEVELOPER>'"),
+    ] {
+        let output = repo
+            .sprout()
+            .arg("up")
+            .args(args)
+            .arg("--dry-run")
+            .output()
+            .unwrap();
+        let stderr = stderr_of(&output);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+        assert!(!stderr.contains("environments/"), "{args:?}: {stderr}");
+    }
 }
 
 #[test]
