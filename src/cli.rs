@@ -430,6 +430,16 @@ pub struct InstallArgs {
     pub pdb_api: String,
 }
 
+/// A `--ttl` the spec would accept, refused on the command line before any spec is written.
+fn valid_ttl(ttl: &str) -> Result<String, String> {
+    crate::spec::check_ttl(ttl).map(|_| ttl.to_string())
+}
+
+/// A `--teardown` the spec would accept, refused on the command line before any spec is written.
+fn valid_schedule(expr: &str) -> Result<String, String> {
+    crate::lifecycle::schedule::Schedule::parse(expr).map(|_| expr.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -481,14 +491,4 @@ mod tests {
             assert_eq!(format_of(line), Format::Table, "{line}");
         }
     }
-}
-
-/// A `--ttl` the spec would accept, refused on the command line before any spec is written.
-fn valid_ttl(ttl: &str) -> Result<String, String> {
-    crate::spec::check_ttl(ttl).map(|_| ttl.to_string())
-}
-
-/// A `--teardown` the spec would accept, refused on the command line before any spec is written.
-fn valid_schedule(expr: &str) -> Result<String, String> {
-    crate::lifecycle::schedule::Schedule::parse(expr).map(|_| expr.to_string())
 }
