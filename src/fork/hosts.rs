@@ -49,6 +49,15 @@ impl HostRewriter<'_> {
         Ok(())
     }
 
+    /// When no Ingress had a host to rewrite, renders the template once for a sample host: a
+    /// template error (an undefined variable) must not wait for the first Ingress to appear.
+    pub fn check_unused(&mut self) -> Result<(), ForkError> {
+        if self.rendered.is_empty() {
+            self.render("app.example.com")?;
+        }
+        Ok(())
+    }
+
     fn render(&mut self, original: &str) -> Result<String, ForkError> {
         if let Some(done) = self.rendered.get(original) {
             return Ok(done.clone());

@@ -148,6 +148,9 @@ pub fn fork(
             rewriter.apply(object)?;
         }
     }
+    if let Some(rewriter) = host_rewriter.as_mut() {
+        rewriter.check_unused()?;
+    }
 
     // A key that matches nothing would leave production's image running in a preview that
     // claims to test another: a typo must be an error, not a silent no-op.

@@ -106,6 +106,17 @@ fn undefined_template_variable() {
             "nmae",
         ],
     );
+
+    // A hosts template is checked even when the source has no Ingress for it yet.
+    repo.write(
+        "environments/dev.yaml",
+        &format!("{HEADER}metadata: {{name: dev}}\nspec:\n  from: production\n  overlay:\n    hosts: \"{{{{ host }}}}.{{{{ env.nmae }}}}.example.com\"\n"),
+    );
+    rejects(
+        &repo,
+        "dev",
+        &["environments/dev.yaml:7", "overlay.hosts", "nmae"],
+    );
 }
 
 #[test]
