@@ -75,6 +75,8 @@ enum Scalar {
     Integer,
     Number,
     String,
+    /// A string of format `byte`: base64, which the server decodes (a Secret's `data`).
+    Bytes,
     Boolean,
 }
 
@@ -216,9 +218,10 @@ fn shape_of(schema: &Value, source: Source) -> Shape {
         (Some("number"), _) => Shape::Scalar(Scalar::Number),
         (Some("boolean"), _) => Shape::Scalar(Scalar::Boolean),
         (Some("string"), _) => match (source, schema.get("format").and_then(Value::as_str)) {
-            (Source::Crd, _) | (Source::Published, None | Some("" | "byte")) => {
+            (Source::Crd, _) | (Source::Published, None | Some("")) => {
                 Shape::Scalar(Scalar::String)
             }
+            (Source::Published, Some("byte")) => Shape::Scalar(Scalar::Bytes),
             (Source::Published, Some(_)) => Shape::Any,
         },
         _ => Shape::Any,
@@ -286,6 +289,11 @@ fn gather_refused(
                 }
             }
         }
+        (Shape::Scalar(Scalar::Bytes), Value::String(text)) => {
+            if !is_base64(text) {
+                found.push(format!("{path} (expected base64, found other text)"));
+            }
+        }
         (Shape::Scalar(Scalar::Integer | Scalar::Number), Value::Number(_))
         | (Shape::Scalar(Scalar::String), Value::String(_))
         | (Shape::Scalar(Scalar::Boolean), Value::Bool(_)) => {}
@@ -304,9 +312,25 @@ fn expected_name(shape: &Shape) -> &'static str {
         Shape::Scalar(Scalar::Integer) => "integer",
         Shape::Scalar(Scalar::Number) => "number",
         Shape::Scalar(Scalar::String) => "string",
+        Shape::Scalar(Scalar::Bytes) => "base64 string",
         Shape::Scalar(Scalar::Boolean) => "boolean",
         Shape::Any | Shape::Ref(_) => "any",
     }
+}
+
+/// Whether the server's decoding of a `byte` field takes `text`: standard base64 with its
+/// padding, line breaks ignored, any trailing bits (Go's `base64.StdEncoding`).
+fn is_base64(text: &str) -> bool {
+    use base64::Engine as _;
+    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+    const GO_STD: GeneralPurpose = GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        GeneralPurposeConfig::new()
+            .with_decode_allow_trailing_bits(true)
+            .with_decode_padding_mode(DecodePaddingMode::RequireCanonical),
+    );
+    let joined: String = text.chars().filter(|c| !matches!(c, '\r' | '\n')).collect();
+    GO_STD.decode(joined).is_ok()
 }
 
 /// The type of a value, never the value.
@@ -756,8 +780,8 @@ fn forget_old(folder: &std::path::Path) {
 }
 
 /// The form of the cached [`Schemas`]; a cache of another form is not read (2: scalar types,
-/// and objects without properties as maps).
-const CACHE_FORMAT: u32 = 2;
+/// and objects without properties as maps; 3: base64 strings).
+const CACHE_FORMAT: u32 = 3;
 
 /// `$SPROUT_CACHE` (else `~/.cache/sprout`)`/openapi/<hash of the server URL>.v<format>.json`,
 /// beside the discovery catalog.
@@ -862,6 +886,16 @@ mod tests {
                     "name": {"type": "string"}, "namespace": {"type": "string"},
                     "labels": {"type": "object", "additionalProperties": {"type": "string"}},
                 }},
+                "io.k8s.api.core.v1.Secret": {
+                    "type": "object",
+                    "properties": {
+                        "apiVersion": {"type": "string"}, "kind": {"type": "string"},
+                        "metadata": {"$ref": "#/definitions/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"},
+                        "data": {"type": "object", "additionalProperties": {"type": "string", "format": "byte"}},
+                        "stringData": {"type": "object", "additionalProperties": {"type": "string"}},
+                    },
+                    "x-kubernetes-group-version-kind": [{"group": "", "kind": "Secret", "version": "v1"}],
+                },
                 "test.example.v1.Widget": {
                     "type": "object",
                     "properties": {
@@ -878,6 +912,31 @@ mod tests {
                 },
             },
         })
+    }
+
+    #[test]
+    fn bytes_that_are_not_base64_are_found_without_their_value() {
+        let schemas = Schemas::from_document(&document(), None);
+        let secret = |data: Value| {
+            object(
+                json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"},
+                "data": data, "stringData": {"plain": "not base64 at all"}}),
+            )
+        };
+        // Go's decoder: padding required, line breaks skipped, trailing bits taken.
+        let fine =
+            secret(json!({"a": "aHVudGVyMg==", "b": "aHVu\ndGVy\r\nMg==", "c": "", "d": "aB=="}));
+        assert_eq!(refused(&schemas, &fine), Some(vec![]));
+        let bad = secret(json!({"pin": "hunter2!", "short": "aHVudGVyMg", "ok": "aHVudGVyMg=="}));
+        let found = refused(&schemas, &bad).unwrap();
+        assert_eq!(
+            found,
+            [
+                "data[pin] (expected base64, found other text)",
+                "data[short] (expected base64, found other text)"
+            ]
+        );
+        assert!(!found.concat().contains("hunter2"));
     }
 
     #[test]
@@ -1055,7 +1114,7 @@ mod tests {
         assert_eq!(
             refused(&schemas, &bad).unwrap(),
             [
-                "binaryData[x] (expected string, found integer)",
+                "binaryData[x] (expected base64 string, found integer)",
                 "data[a] (expected string, found integer)",
                 "data[b] (expected string, found boolean)",
                 "data[c] (expected string, found map)",

@@ -573,7 +573,7 @@ fn values_of_the_wrong_type_are_refused_before_the_first_write() {
         );
     let bad = deployment("api", "  replicas: '2'\n")
         + &deployment("rollout", "  strategy: []\n")
-        + "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: numbers}\ndata: {a: 1, b: x}\n"
+        + "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: numbers}\ndata: {a: 1, b: x}\nbinaryData: {blob: 'hunter2!', fine: aHVudGVyMg==}\n"
         + &format!(
             "---\napiVersion: {group}/v1\nkind: Gizmo\nmetadata: {{name: bad}}\nspec: {{size: '1'}}\n"
         );
@@ -590,11 +590,14 @@ fn values_of_the_wrong_type_are_refused_before_the_first_write() {
     for line in [
         format!("Deployment/{env}/api: spec.replicas (expected integer, found string)"),
         format!("Deployment/{env}/rollout: spec.strategy (expected map, found list)"),
-        format!("ConfigMap/{env}/numbers: data[a] (expected string, found integer)"),
+        format!(
+            "ConfigMap/{env}/numbers: binaryData[blob] (expected base64, found other text), data[a] (expected string, found integer)"
+        ),
         format!("Gizmo/{env}/bad: spec.size (expected integer, found string)"),
     ] {
         assert!(stderr.contains(&line), "missing «{line}» in:\n{stderr}");
     }
+    assert!(!stderr.contains("hunter2"), "{stderr}");
     assert!(!stderr.contains("/web"), "{stderr}");
     // The environment's objects, and its CRD (named after it).
     let writes: Vec<String> = cp
