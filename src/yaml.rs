@@ -40,8 +40,26 @@ pub fn decode(bytes: &[u8]) -> Result<&str, YamlError> {
 }
 
 /// Every document of `text` as JSON values (empty documents are `Null`), refusing invalid
-/// nesting depth and duplicate keys with their line.
+/// nesting depth and duplicate keys with their line, with merge keys applied (see
+/// [`apply_merge_keys`]).
 pub fn documents(text: &str) -> Result<Vec<Value>, YamlError> {
+    let mut values = documents_as_written(text)?;
+    for (index, value) in values.iter_mut().enumerate() {
+        apply_merge_keys(value).map_err(|message| YamlError {
+            line: text
+                .lines()
+                .position(|line| line.trim_start().starts_with("<<:") || line.contains(" <<:"))
+                .map_or(1, |i| i + 1),
+            document: index + 1,
+            message,
+        })?;
+    }
+    Ok(values)
+}
+
+/// [`documents`] with merge keys left as written (a `<<` key holding what it merges), for a
+/// check that must see every value a reader could take.
+pub fn documents_as_written(text: &str) -> Result<Vec<Value>, YamlError> {
     check_depth(text)?;
     let mut values = Vec::new();
     for (index, document) in serde_yaml::Deserializer::from_str(text).enumerate() {
@@ -60,47 +78,40 @@ pub fn documents(text: &str) -> Result<Vec<Value>, YamlError> {
                 message,
             }
         })?;
-        let mut value = value;
-        apply_merge_keys(&mut value);
         values.push(value);
     }
     Ok(values)
 }
 
-/// YAML 1.1's merge key (`<<: *defaults`, or a list of such mappings), applied as kubectl's
-/// reader applies it: the keys of the merged mappings that the mapping lacks are added (of a
-/// list, an earlier mapping wins), and `<<` itself goes. A `<<` holding anything else stays
-/// as it is, for the server to refuse.
-fn apply_merge_keys(value: &mut Value) {
+/// YAML 1.1's merge key (`<<: *defaults`, or a list of such mappings), applied as the YAML
+/// spec and kustomize read it: the keys of the merged mappings that the mapping lacks are
+/// added (of a list, an earlier mapping wins), and `<<` itself goes; a `<<` holding anything
+/// but mappings is refused, as every reader refuses it. (`kubectl apply -f` differs in one
+/// case: its reader lets a merged key override one written *before* the `<<`.)
+fn apply_merge_keys(value: &mut Value) -> Result<(), String> {
     match value {
         Value::Object(map) => {
-            let mergeable = |v: &Value| match v {
-                Value::Object(_) => true,
-                Value::Array(items) => items.iter().all(Value::is_object),
-                _ => false,
-            };
             if let Some(merged) = map.remove("<<") {
-                if mergeable(&merged) {
-                    let sources = match merged {
-                        Value::Array(items) => items,
-                        other => vec![other],
+                let sources = match merged {
+                    Value::Array(items) => items,
+                    other => vec![other],
+                };
+                for mut source in sources {
+                    apply_merge_keys(&mut source)?;
+                    let Value::Object(source) = source else {
+                        return Err(
+                            "a merge key `<<` must hold a mapping or a list of mappings".into()
+                        );
                     };
-                    for mut source in sources {
-                        apply_merge_keys(&mut source);
-                        if let Value::Object(source) = source {
-                            for (key, v) in source {
-                                map.entry(key).or_insert(v);
-                            }
-                        }
+                    for (key, v) in source {
+                        map.entry(key).or_insert(v);
                     }
-                } else {
-                    map.insert("<<".into(), merged);
                 }
             }
-            map.values_mut().for_each(apply_merge_keys);
+            map.values_mut().try_for_each(apply_merge_keys)
         }
-        Value::Array(items) => items.iter_mut().for_each(apply_merge_keys),
-        _ => {}
+        Value::Array(items) => items.iter_mut().try_for_each(apply_merge_keys),
+        _ => Ok(()),
     }
 }
 
@@ -380,13 +391,17 @@ mod tests {
 
     #[test]
     fn merge_keys_are_applied_as_kubectl_reads_them() {
-        let text = "apiVersion: v1\nkind: ConfigMap\nmetadata: &meta {name: a, labels: {app: a}}\ndata:\n  <<: *meta\n  name: mine\n  nested: {<<: [{x: '1', y: '1'}, {y: '2', z: '2'}]}\n  odd: {<<: scalar}\n";
+        let text = "apiVersion: v1\nkind: ConfigMap\nmetadata: &meta {name: a, labels: {app: a}}\ndata:\n  <<: *meta\n  name: mine\n  nested: {<<: [{x: '1', y: '1'}, {y: '2', z: '2'}]}\n";
         let documents = documents(text).unwrap();
         assert_eq!(
             documents[0]["data"],
             serde_json::json!({"name": "mine", "labels": {"app": "a"},
-                "nested": {"x": "1", "y": "1", "z": "2"}, "odd": {"<<": "scalar"}})
+                "nested": {"x": "1", "y": "1", "z": "2"}})
         );
+        let odd = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\ndata:\n  <<: scalar\n";
+        let error = super::documents(odd).unwrap_err();
+        assert_eq!(error.line, 5, "{error:?}");
+        assert!(error.message.contains("merge key"), "{error:?}");
     }
 
     #[test]

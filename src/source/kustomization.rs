@@ -41,76 +41,126 @@ pub struct Inspected {
     pub fetches: bool,
 }
 
-/// How kustomize takes an entry that is not a local path.
-#[derive(Clone, Copy)]
+/// How kustomize takes an entry.
+#[derive(Clone, Copy, PartialEq)]
 enum Reference {
-    /// A remote target (git or HTTP): anything not local.
+    /// A remote target when it has a URL's or a git remote's form (kustomize tries those
+    /// before the disk), or when no such local path exists; else a local file or folder.
     Target,
-    /// A file: fetched only when it is a URL; anything else is for kustomize to find or not.
+    /// A [`Reference::Target`] under generators, transformers or validators: a local file there
+    /// is a plugin's configuration, and a local folder's resources are.
+    PluginTarget,
+    /// A file: fetched when it is a URL, else read from the disk.
     File,
+    /// A builtin plugin's configuration (under generators, transformers or validators): inline
+    /// or a local file, whose own values kustomize may fetch (a PatchTransformer's `path`).
+    PluginConfig,
+}
+
+/// The values of `field` in `map`, whose keys kustomize matches without regard to case (Go's
+/// JSON decoding, with its Unicode folding: `ſ` is `s`, the Kelvin sign `k`).
+fn fields<'v>(map: &'v Value, field: &str) -> Vec<&'v Value> {
+    let fold = |key: &str| -> String {
+        key.chars()
+            .map(|c| if c == 'ſ' { 's' } else { c })
+            .flat_map(char::to_lowercase)
+            .collect()
+    };
+    map.as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(key, _)| fold(key) == field.to_lowercase())
+        .map(|(_, value)| value)
+        .collect()
+}
+
+/// `body` and every mapping it merges (`<<`, at any depth of merging): each value a reader
+/// could take for a field, whichever way it orders merged and written keys.
+fn merged_views(body: &Value) -> Vec<&Value> {
+    let mut views = vec![body];
+    let mut index = 0;
+    while index < views.len() {
+        for merged in fields(views[index], "<<") {
+            match merged {
+                Value::Array(items) => views.extend(items.iter().filter(|i| i.is_object())),
+                Value::Object(_) => views.push(merged),
+                _ => {}
+            }
+        }
+        index += 1;
+    }
+    views
 }
 
 /// The path-like entries of a kustomization, each with how kustomize reads it.
 fn references(body: &Value) -> Vec<(&str, Reference)> {
     let mut found: Vec<(&str, Reference)> = Vec::new();
-    for field in TARGET_FIELDS {
-        found.extend(
-            strings(body.get(*field))
-                .into_iter()
-                .map(|e| (e, Reference::Target)),
-        );
-    }
-    for field in FILE_FIELDS {
-        found.extend(
-            strings(body.get(*field))
-                .into_iter()
-                .map(|e| (e, Reference::File)),
-        );
-    }
-    let items = |field: &str| {
-        body.get(field)
-            .and_then(Value::as_array)
-            .map(|items| items.iter().collect::<Vec<_>>())
-            .unwrap_or_default()
-    };
-    for field in PATH_FIELDS {
-        for item in items(field) {
-            found.extend(
-                strings(item.get("path"))
-                    .into_iter()
-                    .map(|e| (e, Reference::File)),
-            );
-        }
-    }
-    found.extend(
-        strings(body.get("openapi").and_then(|o| o.get("path")))
-            .into_iter()
-            .map(|e| (e, Reference::File)),
-    );
-    for field in GENERATOR_FIELDS {
-        for item in items(field) {
-            for key in ["files", "envs", "env"] {
-                // A file may be given as `key=path`.
-                found.extend(strings(item.get(key)).into_iter().map(|e| {
-                    let path = match e.split_once('=') {
-                        Some((_, path)) if !is_url(e) => path,
-                        _ => e,
+    for view in merged_views(body) {
+        let values = |field: &str| fields(view, field);
+        for field in TARGET_FIELDS {
+            for value in values(field) {
+                let plugin = matches!(*field, "generators" | "transformers" | "validators");
+                found.extend(strings(value).into_iter().map(|entry| {
+                    let how = match (plugin, entry.contains('\n')) {
+                        (true, true) => Reference::PluginConfig,
+                        (true, false) => Reference::PluginTarget,
+                        (false, _) => Reference::Target,
                     };
-                    (path, Reference::File)
+                    (entry, how)
                 }));
             }
         }
+        for field in FILE_FIELDS {
+            for value in values(field) {
+                found.extend(strings(value).into_iter().map(|e| (e, Reference::File)));
+            }
+        }
+        let items = |field: &str| -> Vec<&Value> {
+            values(field)
+                .into_iter()
+                .filter_map(Value::as_array)
+                .flatten()
+                .collect()
+        };
+        for field in PATH_FIELDS {
+            for item in items(field) {
+                for path in fields(item, "path") {
+                    found.extend(strings(path).into_iter().map(|e| (e, Reference::File)));
+                }
+            }
+        }
+        for openapi in values("openapi") {
+            for path in fields(openapi, "path") {
+                found.extend(strings(path).into_iter().map(|e| (e, Reference::File)));
+            }
+        }
+        for field in GENERATOR_FIELDS {
+            for item in items(field) {
+                for key in ["files", "envs", "env"] {
+                    for value in fields(item, key) {
+                        // A file may be given as `key=path`.
+                        found.extend(strings(value).into_iter().map(|e| {
+                            let path = match e.split_once('=') {
+                                Some((_, path)) if !is_url(e) => path,
+                                _ => e,
+                            };
+                            (path, Reference::File)
+                        }));
+                    }
+                }
+            }
+        }
     }
-    // Inline content (a patch, a transformer's configuration) is not a path.
-    found.retain(|(entry, _)| !entry.contains('\n'));
+    // Inline content (a patch) is not a path; a plugin's inline configuration is checked whole.
+    found.retain(|(entry, how)| *how == Reference::PluginConfig || !entry.contains('\n'));
     found
 }
 
 /// A string, or each string of a list.
-fn strings(value: Option<&Value>) -> Vec<&str> {
+fn strings(value: &Value) -> Vec<&str> {
     match value {
-        Some(Value::Array(entries)) => entries.iter().filter_map(Value::as_str).collect(),
-        Some(Value::String(entry)) => vec![entry.as_str()],
+        Value::Array(entries) => entries.iter().filter_map(Value::as_str).collect(),
+        Value::String(entry) => vec![entry.as_str()],
         _ => Vec::new(),
     }
 }
@@ -125,8 +175,45 @@ fn is_url(entry: &str) -> bool {
     })
 }
 
+/// Whether kustomize would take `entry` for a remote target before looking at the disk: a URL,
+/// or a git remote in one of the forms its repository parser knows (`git@host:org/repo`,
+/// `git::...`, `gh:org/repo`, `github.com/org/repo`, an Azure `.../_git/repo`).
+fn is_remote_form(entry: &str) -> bool {
+    let lower = entry.trim().to_lowercase();
+    is_url(&lower)
+        || ["git@", "git::", "gh:", "github.com/", "github.com:"]
+            .iter()
+            .any(|prefix| lower.starts_with(prefix))
+        || lower.contains("_git/")
+}
+
+/// Whether `allowed` (sprout.yaml `remoteResources`) lets kustomize fetch `entry`: a prefix of
+/// it that ends where a path segment or the query does (`https://github.com/acme` allows
+/// `https://github.com/acme/x`, never `https://github.com/acme-evil/x`).
+fn allowed_remote(allowed: &[String], entry: &str) -> bool {
+    allowed.iter().any(|prefix| {
+        entry.strip_prefix(prefix.as_str()).is_some_and(|rest| {
+            rest.is_empty()
+                || prefix.ends_with(['/', '?', '&', '='])
+                || rest.starts_with(['/', '?', '#'])
+        })
+    })
+}
+
+/// The remote references among a plugin configuration's values: every string with a URL's or a
+/// git remote's form (the configuration's fields differ by plugin; any of them may be loaded).
+fn remote_values(config: &Value, found: &mut Vec<String>) {
+    match config {
+        Value::String(text) if is_remote_form(text) => found.push(text.clone()),
+        Value::Array(items) => items.iter().for_each(|item| remote_values(item, found)),
+        Value::Object(map) => map.values().for_each(|value| remote_values(value, found)),
+        _ => {}
+    }
+}
+
 /// Checks every kustomization reachable from `dir` (inside the checkout `root`): each remote
-/// entry must be allow-listed, each local one inside the checkout.
+/// entry must be allow-listed, each local one inside the checkout. What an allow-listed remote
+/// base references in turn is trusted with it: it is fetched, not part of the commit.
 pub fn inspect(root: &Path, dir: &Path, allowed: &[String]) -> Result<Inspected, SourceError> {
     let root = canonical(root, root)?;
     let mut inspected = Inspected {
@@ -135,9 +222,10 @@ pub fn inspect(root: &Path, dir: &Path, allowed: &[String]) -> Result<Inspected,
     };
     let mut seen = BTreeSet::new();
     let top = canonical(&root, dir)?;
-    let mut pending = vec![top.clone()];
-    while let Some(folder) = pending.pop() {
-        if !seen.insert(folder.clone()) {
+    // Each folder with whether it was reached as a plugin's (its resources are configurations).
+    let mut pending = vec![(top.clone(), false)];
+    while let Some((folder, of_plugin)) = pending.pop() {
+        if !seen.insert((folder.clone(), of_plugin)) {
             continue;
         }
         let Some(file) = FILE_NAMES
@@ -147,50 +235,45 @@ pub fn inspect(root: &Path, dir: &Path, allowed: &[String]) -> Result<Inspected,
         else {
             continue;
         };
-        let shown = file
-            .strip_prefix(&root)
-            .unwrap_or(&file)
-            .display()
-            .to_string();
-        let bytes = std::fs::read(&file).map_err(|e| SourceError::Checkout {
-            path: shown.clone(),
-            source: e,
-        })?;
-        let parse_error = |e: crate::yaml::YamlError| SourceError::Parse {
-            file: shown.clone(),
-            document: e.document,
-            line: e.line,
-            message: e.message,
-        };
-        let text = crate::yaml::decode(&bytes).map_err(parse_error)?;
-        let body = crate::yaml::documents(text)
-            .map_err(parse_error)?
+        let shown = shown(&root, &file);
+        let body = read_yaml(&file, &shown)?
             .into_iter()
             .next()
             .unwrap_or(Value::Null);
         if folder == top {
-            inspected.namespace = body
-                .get("namespace")
-                .and_then(Value::as_str)
+            inspected.namespace = fields(&body, "namespace")
+                .into_iter()
+                .find_map(Value::as_str)
                 .map(str::to_string);
         }
+        let mut check_remote = |entry: &str| -> Result<(), SourceError> {
+            if !allowed_remote(allowed, entry) {
+                return Err(SourceError::RemoteResource {
+                    file: shown.clone(),
+                    entry: entry.to_string(),
+                });
+            }
+            inspected.fetches = true;
+            Ok(())
+        };
         for (entry, reference) in references(&body) {
+            if reference == Reference::PluginConfig {
+                let mut remote = Vec::new();
+                for config in crate::yaml::documents_as_written(entry).unwrap_or_default() {
+                    remote_values(&config, &mut remote);
+                }
+                remote.iter().try_for_each(|entry| check_remote(entry))?;
+                continue;
+            }
             let local = folder.join(entry);
             let remote = match reference {
-                Reference::Target => local.symlink_metadata().is_err(),
-                Reference::File => is_url(entry),
+                Reference::Target | Reference::PluginTarget => {
+                    is_remote_form(entry) || local.symlink_metadata().is_err()
+                }
+                _ => is_url(entry),
             };
             if remote {
-                if !allowed
-                    .iter()
-                    .any(|prefix| entry.starts_with(prefix.as_str()))
-                {
-                    return Err(SourceError::RemoteResource {
-                        file: shown.clone(),
-                        entry: entry.to_string(),
-                    });
-                }
-                inspected.fetches = true;
+                check_remote(entry)?;
                 continue;
             }
             if local.symlink_metadata().is_err() {
@@ -201,12 +284,44 @@ pub fn inspect(root: &Path, dir: &Path, allowed: &[String]) -> Result<Inspected,
                 file: shown.clone(),
                 entry: entry.to_string(),
             })?;
+            let plugin = reference == Reference::PluginTarget;
             if local.is_dir() {
-                pending.push(local);
+                pending.push((local, plugin));
+            } else if plugin || of_plugin {
+                // A plugin's configuration in a file of its own.
+                let mut remote = Vec::new();
+                for config in read_yaml(&local, &shown)? {
+                    remote_values(&config, &mut remote);
+                }
+                remote.iter().try_for_each(|entry| check_remote(entry))?;
             }
         }
     }
     Ok(inspected)
+}
+
+/// `file` as the commit names it.
+fn shown(root: &Path, file: &Path) -> String {
+    file.strip_prefix(root)
+        .unwrap_or(file)
+        .display()
+        .to_string()
+}
+
+/// The YAML documents of `file` as written (merge keys kept: see [`merged_views`]).
+fn read_yaml(file: &Path, shown: &str) -> Result<Vec<Value>, SourceError> {
+    let bytes = std::fs::read(file).map_err(|e| SourceError::Checkout {
+        path: shown.to_string(),
+        source: e,
+    })?;
+    let parse_error = |e: crate::yaml::YamlError| SourceError::Parse {
+        file: shown.to_string(),
+        document: e.document,
+        line: e.line,
+        message: e.message,
+    };
+    let text = crate::yaml::decode(&bytes).map_err(parse_error)?;
+    crate::yaml::documents_as_written(text).map_err(parse_error)
 }
 
 /// Whether `path` (with every link resolved) is inside the checkout `root`.

@@ -15,7 +15,7 @@ const NOWHERE: &str = "http://127.0.0.1:9";
 /// The environment that keeps a render tool off the network whatever its input asks: every
 /// HTTP(S) request goes through a proxy that is not there (Go's clients, kustomize's and
 /// helm's, honour these variables and then resolve no name themselves; a request to loopback
-/// is not proxied, and stays on the machine), and git may use only local repositories.
+/// is not proxied, and stays on the machine), and git may clone nothing.
 fn offline() -> Vec<(String, std::ffi::OsString)> {
     let proxies = ["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"]
         .into_iter()
@@ -24,7 +24,8 @@ fn offline() -> Vec<(String, std::ffi::OsString)> {
     let no_exceptions = ["NO_PROXY", "no_proxy"].map(|name| (name.to_string(), "".into()));
     proxies
         .chain(no_exceptions)
-        .chain([("GIT_ALLOW_PROTOCOL".to_string(), "file".into())])
+        // No protocol by that name: git may clone nothing, not even a local repository.
+        .chain([("GIT_ALLOW_PROTOCOL".to_string(), "none".into())])
         .collect()
 }
 

@@ -129,6 +129,13 @@ fn kustomize_remote_resources_are_refused_unless_allow_listed() {
     repo.commit("a remote on loopback");
     let stderr = stderr_of(&render(&repo));
     assert!(stderr.contains("remoteResources"), "{stderr}");
+    // A prefix allows what continues it past a `/`, never a longer name.
+    repo.write(
+        "sprout.yaml",
+        "remoteResources: [\"http://127.0.0.1:9/rem\"]\n",
+    );
+    let stderr = stderr_of(&render(&repo));
+    assert!(stderr.contains("remoteResources"), "{stderr}");
     repo.write(
         "sprout.yaml",
         "remoteResources: [\"http://127.0.0.1:9/\"]\n",
@@ -172,7 +179,35 @@ fn every_kustomization_field_kustomize_would_fetch_is_refused() {
         format!("openapi:\n  path: {url}\n"),
         format!("configMapGenerator:\n- name: settings\n  files:\n  - settings.yaml={url}\n"),
         format!("secretGenerator:\n- name: keys\n  envs:\n  - {url}\n"),
+        // Field names are matched without case, as kustomize's decoder matches them.
+        format!("Patches:\n- path: {url}\n"),
+        format!("reſources:\n- {url}\n"),
+        // What a merge key brings, whichever way a reader orders it with the written keys.
+        format!("<<: {{resources: [{url}]}}\n"),
+        // A builtin plugin's configuration, inline or in a file of its own.
+        format!(
+            "transformers:\n- |-\n  apiVersion: builtin\n  kind: PatchTransformer\n  metadata: {{name: p}}\n  path: {url}\n"
+        ),
+        "transformers:\n- transformer.yaml\n".to_string(),
+        // A URL or git remote is tried before the disk, even where a path of its name exists.
+        format!("bases:\n- {url}\n"),
+        "bases:\n- github.com/acme/platform\n".to_string(),
     ];
+    repo.write(
+        "deploy/transformer.yaml",
+        &format!(
+            "apiVersion: builtin\nkind: PatchTransformer\nmetadata: {{name: p}}\npath: {url}\n"
+        ),
+    );
+    let lookalike = url.replace("//", "/");
+    repo.write(
+        &format!("deploy/{lookalike}"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: lookalike}\n",
+    );
+    repo.write(
+        "deploy/github.com/acme/platform/kustomization.yaml",
+        "resources: []\n",
+    );
     for field in fields {
         repo.write(
             "deploy/kustomization.yaml",
@@ -182,9 +217,14 @@ fn every_kustomization_field_kustomize_would_fetch_is_refused() {
         let output = render(&repo);
         let stderr = stderr_of(&output);
         assert_eq!(output.status.code(), Some(2), "{field}: {stderr}");
+        let named = if field.contains("github.com") {
+            "github.com/acme/platform".to_string()
+        } else {
+            url.clone()
+        };
         assert!(
             stderr.contains(&format!(
-                "deploy/kustomization.yaml: `{url}` is not a file or folder of the commit"
+                "deploy/kustomization.yaml: `{named}` is not a file or folder of the commit"
             )),
             "{field}: {stderr}"
         );
