@@ -284,6 +284,10 @@ impl NamespaceMap {
         }) else {
             return;
         };
+        if namespace.is_empty() {
+            // Names no namespace: grants nothing, and must not come to grant the fork's.
+            return;
+        }
         let mut value = Value::String(namespace.to_string());
         self.rename_value(&mut value, who);
         let renamed = value.as_str().unwrap_or(namespace);
@@ -1027,6 +1031,7 @@ mod tests {
                              {"kind": "User", "name": "system:serviceaccount:default:web"},
                              {"kind": "Group", "name": "system:serviceaccounts:payments"},
                              {"kind": "Group", "name": "system:serviceaccounts:logging"},
+                             {"kind": "Group", "name": "system:serviceaccounts:"},
                              {"kind": "User", "name": "alice"}]}),
             ),
             object(json!({"apiVersion": "v1", "kind": "ConfigMap",
@@ -1058,7 +1063,11 @@ mod tests {
             binding.body["subjects"][4]["name"],
             "system:serviceaccounts:logging"
         );
-        assert_eq!(binding.body["subjects"][5]["name"], "alice");
+        assert_eq!(
+            binding.body["subjects"][5]["name"],
+            "system:serviceaccounts:"
+        );
+        assert_eq!(binding.body["subjects"][6]["name"], "alice");
         let config = find(&objects, "ConfigMap", "config");
         assert_eq!(
             config.body["data"]["REDIS"],

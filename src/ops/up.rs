@@ -246,12 +246,14 @@ fn check_followed_branch(env: &Environment, asked: &Origin) -> Result<()> {
     let Origin::Developer { branch, .. } = asked else {
         return Ok(());
     };
-    if branch.is_empty() || *branch == env.source.reference {
+    if branch.is_empty() || branch == env.branch() {
         return Ok(());
     }
     Err(Error::Usage(format!(
-        "--branch {branch}: {} exists following `{}`; edit spec.source.ref in {} to change it",
-        env.name, env.source.reference, env.file
+        "--branch {branch}: {} exists following `{}`; `sprout down {}` and up again to follow another",
+        env.name,
+        env.branch(),
+        env.name
     )))
 }
 

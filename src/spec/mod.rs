@@ -436,10 +436,15 @@ impl Parsed {
 
     fn check_lifecycle(&self) -> Result<(), SpecError> {
         let lifecycle = &self.document.spec.lifecycle;
+        // A ttl of 0 is read (the environment is due at once), so gc can still end one written
+        // so; only `up --ttl` refuses it (see `check_ttl`).
         if let Some(ttl) = &lifecycle.ttl
-            && let Err(e) = check_ttl(ttl)
+            && let Err(e) = humantime::parse_duration(ttl)
         {
-            return Err(self.invalid("ttl:", format!("invalid lifecycle.ttl `{ttl}`: {e}")));
+            return Err(self.invalid(
+                "ttl:",
+                format!("invalid lifecycle.ttl `{ttl}`: {e} (try 8h or 90m)"),
+            ));
         }
         for (key, field, expr) in [
             ("teardown:", "teardown", &lifecycle.teardown),
@@ -458,7 +463,8 @@ impl Parsed {
     }
 }
 
-/// A time to live: a duration longer than nothing (`0s` would end the environment at once).
+/// A time to live asked for on the command line: a duration longer than nothing (`0s` would
+/// end the environment at once).
 pub fn check_ttl(ttl: &str) -> Result<std::time::Duration, String> {
     match humantime::parse_duration(ttl) {
         Ok(duration) if duration.is_zero() => {
