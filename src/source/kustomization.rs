@@ -58,101 +58,103 @@ enum Reference {
 }
 
 /// The values of `field` in `map`, whose keys kustomize matches without regard to case (Go's
-/// JSON decoding, with its Unicode folding: `ſ` is `s`, the Kelvin sign `k`).
+/// JSON decoding, with its Unicode folding: `ſ` is `s`, the Kelvin sign `k`), and those the
+/// mappings it merges (`<<`, at any depth) hold: each value a reader could take, whichever way
+/// it orders merged and written keys.
 fn fields<'v>(map: &'v Value, field: &str) -> Vec<&'v Value> {
-    let fold = |key: &str| -> String {
-        key.chars()
-            .map(|c| if c == 'ſ' { 's' } else { c })
-            .flat_map(char::to_lowercase)
-            .collect()
-    };
-    map.as_object()
-        .into_iter()
-        .flatten()
-        .filter(|(key, _)| fold(key) == field.to_lowercase())
-        .map(|(_, value)| value)
+    let mut found = Vec::new();
+    let mut maps = vec![map];
+    while let Some(map) = maps.pop() {
+        for (key, value) in map.as_object().into_iter().flatten() {
+            if fold(key) == fold(field) {
+                found.push(value);
+            }
+            if key == "<<" {
+                match value {
+                    Value::Array(items) => maps.extend(items.iter().filter(|i| i.is_object())),
+                    Value::Object(_) => maps.push(value),
+                    _ => {}
+                }
+            }
+        }
+    }
+    found
+}
+
+/// A key as Go's JSON decoding compares it with a field's name.
+fn fold(key: &str) -> String {
+    key.chars()
+        .map(|c| if c == 'ſ' { 's' } else { c })
+        .flat_map(char::to_lowercase)
         .collect()
 }
 
-/// `body` and every mapping it merges (`<<`, at any depth of merging): each value a reader
-/// could take for a field, whichever way it orders merged and written keys.
-fn merged_views(body: &Value) -> Vec<&Value> {
-    let mut views = vec![body];
-    let mut index = 0;
-    while index < views.len() {
-        for merged in fields(views[index], "<<") {
-            match merged {
-                Value::Array(items) => views.extend(items.iter().filter(|i| i.is_object())),
-                Value::Object(_) => views.push(merged),
-                _ => {}
-            }
-        }
-        index += 1;
-    }
-    views
+/// The paths a generator's `files` entry may name: kustomize takes what follows the first `=`
+/// (`key=path`); the whole entry is checked too.
+fn file_entry_paths(entry: &str) -> Vec<&str> {
+    let mut paths = vec![entry];
+    paths.extend(entry.split_once('=').map(|(_, path)| path));
+    paths
 }
 
 /// The path-like entries of a kustomization, each with how kustomize reads it.
 fn references(body: &Value) -> Vec<(&str, Reference)> {
     let mut found: Vec<(&str, Reference)> = Vec::new();
-    for view in merged_views(body) {
-        let values = |field: &str| fields(view, field);
-        for field in TARGET_FIELDS {
-            for value in values(field) {
-                let plugin = matches!(*field, "generators" | "transformers" | "validators");
-                found.extend(strings(value).into_iter().map(|entry| {
-                    let how = match (plugin, entry.contains('\n')) {
-                        (true, true) => Reference::PluginConfig,
-                        (true, false) => Reference::PluginTarget,
-                        (false, _) => Reference::Target,
-                    };
-                    (entry, how)
-                }));
-            }
+    let values = |field: &str| fields(body, field);
+    for field in TARGET_FIELDS {
+        for value in values(field) {
+            let plugin = matches!(*field, "generators" | "transformers" | "validators");
+            found.extend(strings(value).into_iter().map(|entry| {
+                // A plugin's configuration may be written inline; nothing else is inline
+                // here (kustomize takes even an entry with a line break for a target).
+                let how = match (plugin, entry.contains('\n')) {
+                    (true, true) => Reference::PluginConfig,
+                    (true, false) => Reference::PluginTarget,
+                    (false, _) => Reference::Target,
+                };
+                (entry, how)
+            }));
         }
-        for field in FILE_FIELDS {
-            for value in values(field) {
-                found.extend(strings(value).into_iter().map(|e| (e, Reference::File)));
-            }
+    }
+    for field in FILE_FIELDS {
+        for value in values(field) {
+            found.extend(strings(value).into_iter().map(|e| (e, Reference::File)));
         }
-        let items = |field: &str| -> Vec<&Value> {
-            values(field)
-                .into_iter()
-                .filter_map(Value::as_array)
-                .flatten()
-                .collect()
-        };
-        for field in PATH_FIELDS {
-            for item in items(field) {
-                for path in fields(item, "path") {
-                    found.extend(strings(path).into_iter().map(|e| (e, Reference::File)));
-                }
-            }
-        }
-        for openapi in values("openapi") {
-            for path in fields(openapi, "path") {
+    }
+    let items = |field: &str| -> Vec<&Value> {
+        values(field)
+            .into_iter()
+            .filter_map(Value::as_array)
+            .flatten()
+            .collect()
+    };
+    for field in PATH_FIELDS {
+        for item in items(field) {
+            for path in fields(item, "path") {
                 found.extend(strings(path).into_iter().map(|e| (e, Reference::File)));
             }
         }
-        for field in GENERATOR_FIELDS {
-            for item in items(field) {
-                for key in ["files", "envs", "env"] {
-                    for value in fields(item, key) {
-                        // A file may be given as `key=path`.
-                        found.extend(strings(value).into_iter().map(|e| {
-                            let path = match e.split_once('=') {
-                                Some((_, path)) if !is_url(e) => path,
-                                _ => e,
-                            };
-                            (path, Reference::File)
-                        }));
+    }
+    for openapi in values("openapi") {
+        for path in fields(openapi, "path") {
+            found.extend(strings(path).into_iter().map(|e| (e, Reference::File)));
+        }
+    }
+    for field in GENERATOR_FIELDS {
+        for item in items(field) {
+            for key in ["files", "envs", "env"] {
+                for value in fields(item, key) {
+                    for entry in strings(value) {
+                        found.extend(
+                            file_entry_paths(entry)
+                                .into_iter()
+                                .map(|path| (path, Reference::File)),
+                        );
                     }
                 }
             }
         }
     }
-    // Inline content (a patch) is not a path; a plugin's inline configuration is checked whole.
-    found.retain(|(entry, how)| *how == Reference::PluginConfig || !entry.contains('\n'));
     found
 }
 
@@ -175,16 +177,16 @@ fn is_url(entry: &str) -> bool {
     })
 }
 
-/// Whether kustomize would take `entry` for a remote target before looking at the disk: a URL,
-/// or a git remote in one of the forms its repository parser knows (`git@host:org/repo`,
-/// `git::...`, `gh:org/repo`, `github.com/org/repo`, an Azure `.../_git/repo`).
+/// Whether kustomize would take `entry` for a remote target before looking at the disk: a URL
+/// (an Azure `https://.../_git/repo` too), or a git remote in one of the other forms its
+/// repository parser knows (`git@host:org/repo`, `git::...`, `gh:org/repo`,
+/// `github.com/org/repo`).
 fn is_remote_form(entry: &str) -> bool {
     let lower = entry.trim().to_lowercase();
     is_url(&lower)
         || ["git@", "git::", "gh:", "github.com/", "github.com:"]
             .iter()
             .any(|prefix| lower.starts_with(prefix))
-        || lower.contains("_git/")
 }
 
 /// Whether `allowed` (sprout.yaml `remoteResources`) lets kustomize fetch `entry`: a prefix of
@@ -200,13 +202,31 @@ fn allowed_remote(allowed: &[String], entry: &str) -> bool {
     })
 }
 
-/// The remote references among a plugin configuration's values: every string with a URL's or a
-/// git remote's form (the configuration's fields differ by plugin; any of them may be loaded).
+/// Fields of a builtin plugin's configuration whose values the plugin loads as files (a
+/// PatchTransformer's `path`, a strategic-merge one's `paths`, a generator's `files`, `envs`
+/// and `env`, a ReplacementTransformer's `replacements[].path`); other values are content.
+const PLUGIN_LOAD_FIELDS: &[&str] = &["path", "paths", "files", "envs", "env"];
+
+/// The remote references a plugin configuration loads: the URL- or git-remote-formed values of
+/// its loading fields, at any depth (`key=path` entries split as a generator splits them).
 fn remote_values(config: &Value, found: &mut Vec<String>) {
     match config {
-        Value::String(text) if is_remote_form(text) => found.push(text.clone()),
         Value::Array(items) => items.iter().for_each(|item| remote_values(item, found)),
-        Value::Object(map) => map.values().for_each(|value| remote_values(value, found)),
+        Value::Object(map) => {
+            for (key, value) in map {
+                if PLUGIN_LOAD_FIELDS.iter().any(|field| fold(key) == *field) {
+                    for entry in strings(value) {
+                        found.extend(
+                            file_entry_paths(entry)
+                                .into_iter()
+                                .filter(|path| is_remote_form(path))
+                                .map(str::to_string),
+                        );
+                    }
+                }
+                remote_values(value, found);
+            }
+        }
         _ => {}
     }
 }
@@ -284,10 +304,11 @@ pub fn inspect(root: &Path, dir: &Path, allowed: &[String]) -> Result<Inspected,
                 file: shown.clone(),
                 entry: entry.to_string(),
             })?;
-            let plugin = reference == Reference::PluginTarget;
+            // Everything a plugin's folder reaches is plugin configuration, at any depth.
+            let plugin = reference == Reference::PluginTarget || of_plugin;
             if local.is_dir() {
                 pending.push((local, plugin));
-            } else if plugin || of_plugin {
+            } else if plugin {
                 // A plugin's configuration in a file of its own.
                 let mut remote = Vec::new();
                 for config in read_yaml(&local, &shown)? {
@@ -308,7 +329,7 @@ fn shown(root: &Path, file: &Path) -> String {
         .to_string()
 }
 
-/// The YAML documents of `file` as written (merge keys kept: see [`merged_views`]).
+/// The YAML documents of `file` as written (merge keys kept: see [`fields`]).
 fn read_yaml(file: &Path, shown: &str) -> Result<Vec<Value>, SourceError> {
     let bytes = std::fs::read(file).map_err(|e| SourceError::Checkout {
         path: shown.to_string(),

@@ -129,6 +129,26 @@ fn kustomize_remote_resources_are_refused_unless_allow_listed() {
     repo.commit("a remote on loopback");
     let stderr = stderr_of(&render(&repo));
     assert!(stderr.contains("remoteResources"), "{stderr}");
+    // An allowed prefix before `=` does not carry a generator's `key=URL` past it.
+    repo.write(
+        "sprout.yaml",
+        "remoteResources: [\"http://127.0.0.1:9/\"]\n",
+    );
+    repo.write(
+        "base/kustomization.yaml",
+        "resources:\n- app.yaml\nconfigMapGenerator:\n- name: g\n  files: [\"http://127.0.0.1:9/k=http://127.0.0.1:10/evil.yaml\"]\n",
+    );
+    repo.commit("a key before a second URL");
+    let stderr = stderr_of(&render(&repo));
+    assert!(
+        stderr.contains("`http://127.0.0.1:10/evil.yaml` is not a file or folder"),
+        "{stderr}"
+    );
+    repo.write(
+        "base/kustomization.yaml",
+        "resources:\n- app.yaml\n- http://127.0.0.1:9/remote.yaml\n",
+    );
+    repo.commit("a remote on loopback again");
     // A prefix allows what continues it past a `/`, never a longer name.
     repo.write(
         "sprout.yaml",
@@ -192,7 +212,31 @@ fn every_kustomization_field_kustomize_would_fetch_is_refused() {
         // A URL or git remote is tried before the disk, even where a path of its name exists.
         format!("bases:\n- {url}\n"),
         "bases:\n- github.com/acme/platform\n".to_string(),
+        // A merge key inside a list item; a generator's `key=URL` in a plugin's configuration;
+        // a plugin's configuration two folders down; a target with a line break (kustomize
+        // still clones what precedes `//`).
+        format!("patches:\n- <<: {{path: \"{url}\"}}\n"),
+        "generators:\n- generator.yaml\n".to_string(),
+        "transformers:\n- plugins\n".to_string(),
+        format!("bases:\n- \"{url}.git//a\\nb\"\n"),
     ];
+    repo.write(
+        "deploy/generator.yaml",
+        &format!(
+            "apiVersion: builtin\nkind: ConfigMapGenerator\nmetadata: {{name: g}}\nfiles: [\"k={url}\"]\n"
+        ),
+    );
+    repo.write("deploy/plugins/kustomization.yaml", "resources: [more]\n");
+    repo.write(
+        "deploy/plugins/more/kustomization.yaml",
+        "resources: [transformer.yaml]\n",
+    );
+    repo.write(
+        "deploy/plugins/more/transformer.yaml",
+        &format!(
+            "apiVersion: builtin\nkind: PatchTransformer\nmetadata: {{name: p}}\npath: {url}\n"
+        ),
+    );
     repo.write(
         "deploy/transformer.yaml",
         &format!(
@@ -223,9 +267,8 @@ fn every_kustomization_field_kustomize_would_fetch_is_refused() {
             url.clone()
         };
         assert!(
-            stderr.contains(&format!(
-                "deploy/kustomization.yaml: `{named}` is not a file or folder of the commit"
-            )),
+            stderr.contains(&format!("kustomization.yaml: `{named}"))
+                && stderr.contains("is not a file or folder of the commit"),
             "{field}: {stderr}"
         );
     }
@@ -243,6 +286,34 @@ fn every_kustomization_field_kustomize_would_fetch_is_refused() {
     repo.commit("URLs as content");
     let output = render(&repo);
     assert!(output.status.success(), "{}", stderr_of(&output));
+
+    // A URL a plugin holds as content (an annotation's value), and a folder whose name holds
+    // `_git/`, are no remote targets either.
+    repo.write(
+        "deploy/annotations.yaml",
+        &format!(
+            "apiVersion: builtin\nkind: AnnotationsTransformer\nmetadata: {{name: a}}\nannotations: {{docs: \"{url}\"}}\nfieldSpecs: [{{path: metadata/annotations, create: true}}]\n"
+        ),
+    );
+    repo.write(
+        "infra_git/base/kustomization.yaml",
+        "resources: [cm.yaml]\n",
+    );
+    repo.write(
+        "infra_git/base/cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: infra}\n",
+    );
+    repo.write(
+        "deploy/kustomization.yaml",
+        "resources:\n- app.yaml\n- ../infra_git/base\ntransformers:\n- annotations.yaml\n",
+    );
+    repo.commit("content, not targets");
+    let output = render(&repo);
+    assert!(output.status.success(), "{}", stderr_of(&output));
+    assert!(
+        listener.accept().is_err(),
+        "something was requested from the listener"
+    );
 }
 
 #[test]
