@@ -430,9 +430,16 @@ pub struct InstallArgs {
     pub pdb_api: String,
 }
 
-/// A `--ttl` the spec would accept, refused on the command line before any spec is written.
+/// A `--ttl` the spec would accept and longer than nothing (`0s` would end the environment at
+/// once), refused on the command line before any spec is written.
 fn valid_ttl(ttl: &str) -> Result<String, String> {
-    crate::spec::check_ttl(ttl).map(|_| ttl.to_string())
+    match humantime::parse_duration(ttl) {
+        Ok(duration) if duration.is_zero() => {
+            Err("a time to live must be longer than 0 (try 8h or 90m)".into())
+        }
+        Ok(_) => Ok(ttl.to_string()),
+        Err(e) => Err(format!("{e} (try 8h or 90m)")),
+    }
 }
 
 /// A `--teardown` the spec would accept, refused on the command line before any spec is written.

@@ -263,35 +263,37 @@ impl NamespaceMap {
     /// (`system:serviceaccount:NS:NAME`) or as a group (`system:serviceaccounts:NS`, all of a
     /// namespace's) follows its rename like a `namespace` field.
     fn rename_service_account_name(&mut self, subject: &mut Map<String, Value>, who: &str) {
-        let kind = subject
-            .get("kind")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
+        const USER: &str = "system:serviceaccount:";
+        const GROUP: &str = "system:serviceaccounts:";
+        let kind = subject.get("kind").and_then(Value::as_str);
         let Some(name) = subject.get("name").and_then(Value::as_str) else {
             return;
         };
-        let (prefix, rest) = match kind {
-            "User" => ("system:serviceaccount:", ":"),
-            "Group" => ("system:serviceaccounts:", ""),
+        // The namespace, and the account after it for a user.
+        let (prefix, namespace, account) = match kind {
+            Some("User") => match name.strip_prefix(USER).and_then(|a| a.split_once(':')) {
+                Some((namespace, account)) => (USER, namespace, Some(account)),
+                None => return,
+            },
+            Some("Group") => match name.strip_prefix(GROUP) {
+                Some(namespace) => (GROUP, namespace, None),
+                None => return,
+            },
             _ => return,
-        };
-        let Some((namespace, account)) = name.strip_prefix(prefix).and_then(|after| {
-            if rest.is_empty() {
-                Some((after, ""))
-            } else {
-                after.split_once(rest)
-            }
-        }) else {
-            return;
         };
         if namespace.is_empty() {
             // Names no namespace: grants nothing, and must not come to grant the fork's.
             return;
         }
-        let mut value = Value::String(namespace.to_string());
-        self.rename_value(&mut value, who);
-        let renamed = value.as_str().unwrap_or(namespace);
-        let name = format!("{prefix}{renamed}{rest}{account}");
+        let Some(renamed) = self.renamed(namespace) else {
+            let namespace = namespace.to_string();
+            self.warn_if_unknown(&namespace, who);
+            return;
+        };
+        let name = match account {
+            Some(account) => format!("{prefix}{renamed}:{account}"),
+            None => format!("{prefix}{renamed}"),
+        };
         subject.insert("name".into(), Value::String(name));
     }
 

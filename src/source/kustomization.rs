@@ -2,8 +2,8 @@
 //! implies, and every path kustomize would fetch from the network instead (a URL, a
 //! `github.com/org/repo//path?ref=x` or `git::` reference), which is refused unless
 //! `sprout.yaml` allow-lists a prefix of it: a branch must not make sprout request any URL.
-//! When nothing is allow-listed kustomize also runs offline (see `render::kustomize`), so a
-//! field this list misses still cannot reach out.
+//! Unless an allow-listed remote is used, kustomize also runs offline (see
+//! `render::kustomize`), so a field this check misses still cannot reach another host.
 
 use super::SourceError;
 use serde_json::Value;
@@ -207,8 +207,16 @@ fn allowed_remote(allowed: &[String], entry: &str) -> bool {
 /// and `env`, a ReplacementTransformer's `replacements[].path`); other values are content.
 const PLUGIN_LOAD_FIELDS: &[&str] = &["path", "paths", "files", "envs", "env"];
 
-/// The remote references a plugin configuration loads: the URL- or git-remote-formed values of
-/// its loading fields, at any depth (`key=path` entries split as a generator splits them).
+/// The remote references plugin configurations load: the URL- or git-remote-formed values of
+/// their loading fields, at any depth (`key=path` entries split as a generator splits them).
+fn remote_values_of(configs: &[Value]) -> Vec<String> {
+    let mut found = Vec::new();
+    configs
+        .iter()
+        .for_each(|config| remote_values(config, &mut found));
+    found
+}
+
 fn remote_values(config: &Value, found: &mut Vec<String>) {
     match config {
         Value::Array(items) => items.iter().for_each(|item| remote_values(item, found)),
@@ -278,11 +286,10 @@ pub fn inspect(root: &Path, dir: &Path, allowed: &[String]) -> Result<Inspected,
         };
         for (entry, reference) in references(&body) {
             if reference == Reference::PluginConfig {
-                let mut remote = Vec::new();
-                for config in crate::yaml::documents_as_written(entry).unwrap_or_default() {
-                    remote_values(&config, &mut remote);
-                }
-                remote.iter().try_for_each(|entry| check_remote(entry))?;
+                let configs = crate::yaml::documents_as_written(entry).unwrap_or_default();
+                remote_values_of(&configs)
+                    .iter()
+                    .try_for_each(|entry| check_remote(entry))?;
                 continue;
             }
             let local = folder.join(entry);
@@ -310,11 +317,9 @@ pub fn inspect(root: &Path, dir: &Path, allowed: &[String]) -> Result<Inspected,
                 pending.push((local, plugin));
             } else if plugin {
                 // A plugin's configuration in a file of its own.
-                let mut remote = Vec::new();
-                for config in read_yaml(&local, &shown)? {
-                    remote_values(&config, &mut remote);
-                }
-                remote.iter().try_for_each(|entry| check_remote(entry))?;
+                remote_values_of(&read_yaml(&local, &shown)?)
+                    .iter()
+                    .try_for_each(|entry| check_remote(entry))?;
             }
         }
     }

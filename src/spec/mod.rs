@@ -437,7 +437,7 @@ impl Parsed {
     fn check_lifecycle(&self) -> Result<(), SpecError> {
         let lifecycle = &self.document.spec.lifecycle;
         // A ttl of 0 is read (the environment is due at once), so gc can still end one written
-        // so; only `up --ttl` refuses it (see `check_ttl`).
+        // so; only `up --ttl` refuses it (see `cli::valid_ttl`).
         if let Some(ttl) = &lifecycle.ttl
             && let Err(e) = humantime::parse_duration(ttl)
         {
@@ -460,18 +460,6 @@ impl Parsed {
             return Err(self.invalid("timezone:", format!("invalid lifecycle.timezone: {e}")));
         }
         Ok(())
-    }
-}
-
-/// A time to live asked for on the command line: a duration longer than nothing (`0s` would
-/// end the environment at once).
-pub fn check_ttl(ttl: &str) -> Result<std::time::Duration, String> {
-    match humantime::parse_duration(ttl) {
-        Ok(duration) if duration.is_zero() => {
-            Err("a time to live must be longer than 0 (try 8h or 90m)".into())
-        }
-        Ok(duration) => Ok(duration),
-        Err(e) => Err(format!("{e} (try 8h or 90m)")),
     }
 }
 
